@@ -1,0 +1,12 @@
+//! Checkpoint readers: files in, named f32 tensors + resolved configs + tokenizers out.
+//! No burn modules here.
+
+pub mod error;
+pub mod gguf;
+pub mod gguf_model;
+pub mod gguf_quant;
+pub mod gguf_tokenizer;
+pub mod model_config;
+pub mod peft;
+pub mod tensors;
+pub mod tokenizer;

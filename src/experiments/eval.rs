@@ -1,0 +1,119 @@
+//! `eval`: teacher-forced log-probs of each example's final assistant message.
+
+use serde::{Deserialize, Serialize};
+
+use super::job::{CancelFlag, Progress};
+use crate::model::{
+    error::ModelError,
+    logprobs::{MaskedSequence, target_logprobs},
+    transformer::CausalLm,
+};
+
+/// Schema tag of [`EvalReport`]; bump when the JSON changes incompatibly.
+pub const EVAL_SCHEMA: &str = "basin.eval.v1";
+
+/// One tokenised example with its loss mask (see `text::encode` for the rule).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvalItem {
+    pub id: String,
+    pub sequence: MaskedSequence,
+}
+
+#[derive(Debug, Clone)]
+pub struct EvalSpec {
+    /// Sequences per forward pass.
+    pub batch_size: usize,
+    /// Multiplier of the adapter's delta (ignored without an adapter).
+    pub lora_scale: f32,
+    /// Keep every target's log-prob in the result (otherwise only sums).
+    pub keep_token_logprobs: bool,
+}
+
+impl Default for EvalSpec {
+    fn default() -> Self {
+        Self {
+            batch_size: 8,
+            lora_scale: 1.0,
+            keep_token_logprobs: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExampleScore {
+    pub id: String,
+    /// Number of masked-in target tokens.
+    pub n_tokens: usize,
+    pub sum_logprob: f64,
+    /// `-sum_logprob / n_tokens`.
+    pub mean_nll: f64,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub token_logprobs: Option<Vec<f32>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalScores {
+    pub examples: Vec<ExampleScore>,
+    /// Token-weighted mean NLL over all examples.
+    pub mean_nll: f64,
+    pub n_tokens: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error("cancelled after {done} of {total} examples")]
+    Cancelled { done: usize, total: usize },
+    #[error("batch size must be at least 1")]
+    BadBatchSize,
+}
+
+/// Scores every item. Batches are formed from items of similar length (less padding); the
+/// result keeps the input order.
+pub fn evaluate(
+    model: &CausalLm,
+    items: &[EvalItem],
+    spec: &EvalSpec,
+    progress: &dyn Fn(Progress),
+    cancel: &CancelFlag,
+) -> Result<EvalScores, EvalError> {
+    if spec.batch_size == 0 {
+        return Err(EvalError::BadBatchSize);
+    }
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(items[i].sequence.input_ids.len()));
+    let mut scores: Vec<Option<ExampleScore>> = vec![None; items.len()];
+    let total = items.len();
+    let mut done = 0;
+    progress(Progress { done, total, stage: "evaluating".into() });
+    for chunk in order.chunks(spec.batch_size) {
+        if cancel.is_cancelled() {
+            return Err(EvalError::Cancelled { done, total });
+        }
+        let batch: Vec<MaskedSequence> = chunk.iter().map(|&i| items[i].sequence.clone()).collect();
+        let scales = vec![spec.lora_scale; batch.len()];
+        let lps = target_logprobs(model, &batch, Some(&scales))?;
+        for (&i, lp) in chunk.iter().zip(lps) {
+            let sum: f64 = lp.iter().map(|&v| v as f64).sum();
+            let n = lp.len();
+            scores[i] = Some(ExampleScore {
+                id: items[i].id.clone(),
+                n_tokens: n,
+                sum_logprob: sum,
+                mean_nll: if n > 0 { -sum / n as f64 } else { f64::NAN },
+                token_logprobs: spec.keep_token_logprobs.then_some(lp),
+            });
+        }
+        done += chunk.len();
+        progress(Progress { done, total, stage: "evaluating".into() });
+    }
+    let examples: Vec<ExampleScore> = scores.into_iter().flatten().collect();
+    let n_tokens: usize = examples.iter().map(|e| e.n_tokens).sum();
+    let sum: f64 = examples.iter().map(|e| e.sum_logprob).sum();
+    Ok(EvalScores {
+        mean_nll: if n_tokens > 0 { -sum / n_tokens as f64 } else { f64::NAN },
+        n_tokens,
+        examples,
+    })
+}

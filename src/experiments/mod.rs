@@ -1,0 +1,4 @@
+//! Experiments: pure functions (inputs, spec, progress, cancel) → typed, versioned results.
+
+pub mod eval;
+pub mod job;

@@ -1,0 +1,9 @@
+//! Backend-generic model code: modules, full-sequence forward, masked log-probs. No file I/O.
+
+pub mod error;
+pub mod linear;
+pub mod load;
+pub mod logprobs;
+pub mod norm;
+pub mod rope;
+pub mod transformer;

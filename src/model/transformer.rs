@@ -1,0 +1,145 @@
+//! The decoder-only transformer shared by llama, mistral, qwen2 and qwen3: full-sequence forward
+//! (teacher forcing) returning final hidden states. Backend-generic: the same code runs on the
+//! CPU backend, on wgpu and on burn's autodiff wrapper (tensors live on a runtime `Device`).
+
+use burn::tensor::{
+    Bool, Device, Int, Tensor, TensorData,
+    activation::silu,
+    module::{attention, embedding},
+    ops::AttentionModuleOptions,
+};
+
+use super::{linear::Linear, norm::RmsNorm, rope::RopeTables};
+use crate::checkpoint::model_config::ModelConfig;
+
+#[derive(Debug, Clone)]
+pub struct Attention {
+    pub q_proj: Linear,
+    pub k_proj: Linear,
+    pub v_proj: Linear,
+    pub o_proj: Linear,
+    /// Per-head RMSNorm on q and k (qwen3).
+    pub q_norm: Option<RmsNorm>,
+    pub k_norm: Option<RmsNorm>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Mlp {
+    pub gate_proj: Linear,
+    pub up_proj: Linear,
+    pub down_proj: Linear,
+}
+
+#[derive(Debug, Clone)]
+pub struct DecoderLayer {
+    pub input_layernorm: RmsNorm,
+    pub self_attn: Attention,
+    pub post_attention_layernorm: RmsNorm,
+    pub mlp: Mlp,
+}
+
+/// A causal language model. `lm_head` is `None` when the output projection is tied to the
+/// input embedding.
+#[derive(Debug, Clone)]
+pub struct CausalLm {
+    pub config: ModelConfig,
+    /// `[vocab, hidden]`
+    pub embed_tokens: Tensor<2>,
+    pub layers: Vec<DecoderLayer>,
+    pub norm: RmsNorm,
+    /// `[vocab, hidden]` when untied.
+    pub lm_head: Option<Tensor<2>>,
+    pub device: Device,
+}
+
+impl CausalLm {
+    /// Final hidden states `[batch, seq, hidden]` for right-padded token ids `[batch, seq]`.
+    ///
+    /// Right padding needs no attention mask beyond causality: a real token only attends to
+    /// earlier positions, which are real too. Outputs at padded positions are meaningless.
+    /// `lora_scale`: `[batch, 1, 1]`, the multiplier of each sequence's LoRA delta.
+    pub fn hidden_states(&self, input_ids: Tensor<2, Int>, lora_scale: Option<&Tensor<3>>) -> Tensor<3> {
+        let [batch, seq] = input_ids.dims();
+        let rope = RopeTables::new(&self.config, seq, &self.device);
+        let window_mask = self.sliding_window_mask(batch, seq);
+        let mut h = embedding(self.embed_tokens.clone(), input_ids);
+        for layer in &self.layers {
+            let normed = layer.input_layernorm.forward(h.clone());
+            let attn = self.attention(&layer.self_attn, normed, &rope, window_mask.clone(), lora_scale);
+            h = h + attn;
+            let normed = layer.post_attention_layernorm.forward(h.clone());
+            let mlp = &layer.mlp;
+            let gate = silu(mlp.gate_proj.forward(normed.clone(), lora_scale));
+            let up = mlp.up_proj.forward(normed, lora_scale);
+            h = h + mlp.down_proj.forward(gate * up, lora_scale);
+        }
+        self.norm.forward(h)
+    }
+
+    /// The output projection `[vocab, hidden]` (the embedding when tied).
+    pub fn output_weight(&self) -> Tensor<2> {
+        self.lm_head.clone().unwrap_or_else(|| self.embed_tokens.clone())
+    }
+
+    fn sliding_window_mask(&self, batch: usize, seq: usize) -> Option<Tensor<4, Bool>> {
+        let window = self.config.sliding_window?;
+        if seq <= window {
+            return None;
+        }
+        // transformers masks key j for query i when i - j >= window (and j > i by causality).
+        let mut mask = Vec::with_capacity(seq * seq);
+        for i in 0..seq {
+            for j in 0..seq {
+                mask.push(j > i || i - j >= window);
+            }
+        }
+        let heads = self.config.num_attention_heads;
+        let m = Tensor::<2, Bool>::from_data(TensorData::new(mask, [seq, seq]), &self.device);
+        Some(m.unsqueeze::<4>().expand([batch, heads, seq, seq]))
+    }
+
+    fn attention(
+        &self,
+        attn: &Attention,
+        x: Tensor<3>,
+        rope: &RopeTables,
+        mask: Option<Tensor<4, Bool>>,
+        lora_scale: Option<&Tensor<3>>,
+    ) -> Tensor<3> {
+        let c = &self.config;
+        let [batch, seq, _] = x.dims();
+        let (nh, nkv, hd) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim);
+        let split = |t: Tensor<3>, heads: usize, norm: &Option<RmsNorm>| -> Tensor<4> {
+            let t = t.reshape([batch, seq, heads, hd]);
+            let t = match norm {
+                Some(n) => n.forward(t),
+                None => t,
+            };
+            t.swap_dims(1, 2)
+        };
+        let q = split(attn.q_proj.forward(x.clone(), lora_scale), nh, &attn.q_norm);
+        let k = split(attn.k_proj.forward(x.clone(), lora_scale), nkv, &attn.k_norm);
+        let v = split(attn.v_proj.forward(x, lora_scale), nkv, &None);
+        let q = rope.apply(q);
+        let k = rope.apply(k);
+        let (k, v) = if nkv == nh {
+            (k, v)
+        } else {
+            let groups = nh / nkv;
+            let repeat = |t: Tensor<4>| -> Tensor<4> {
+                t.unsqueeze_dim::<5>(2)
+                    .expand([batch, nkv, groups, seq, hd])
+                    .reshape([batch, nh, seq, hd])
+            };
+            (repeat(k), repeat(v))
+        };
+        let options = AttentionModuleOptions {
+            scale: None,
+            softcap: None,
+            is_causal: mask.is_none(),
+        };
+        let out = attention(q, k, v, mask, None, options);
+        let out = out.swap_dims(1, 2).reshape([batch, seq, nh * hd]);
+        attn.o_proj.forward(out, lora_scale)
+    }
+}
