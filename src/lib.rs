@@ -5,6 +5,7 @@
 
 pub mod checkpoint;
 pub mod compute;
+pub mod data;
 pub mod experiments;
 pub mod model;
 pub mod text;
