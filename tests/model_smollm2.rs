@@ -18,12 +18,33 @@ fn reference_batch() -> (Vec<MaskedSequence>, Vec<Vec<f64>>) {
     let mut seqs = Vec::new();
     let mut expected = Vec::new();
     for ex in reference["examples"].as_array().unwrap() {
-        let ids: Vec<u32> = ex["input_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
-        let mask: Vec<bool> = ex["loss_mask"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() == 1).collect();
-        let lps: Vec<f64> = ex["token_logprobs"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        let ids: Vec<u32> = ex["input_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect();
+        let mask: Vec<bool> = ex["loss_mask"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() == 1)
+            .collect();
+        let lps: Vec<f64> = ex["token_logprobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
         // token_logprobs[i] predicts input_ids[i + 1]; keep the masked-in targets.
-        let exp: Vec<f64> = (1..ids.len()).filter(|&i| mask[i]).map(|i| lps[i - 1]).collect();
-        seqs.push(MaskedSequence { input_ids: ids, target_mask: mask });
+        let exp: Vec<f64> = (1..ids.len())
+            .filter(|&i| mask[i])
+            .map(|i| lps[i - 1])
+            .collect();
+        seqs.push(MaskedSequence {
+            input_ids: ids,
+            target_mask: mask,
+        });
         expected.push(exp);
     }
     (seqs, expected)
@@ -42,7 +63,10 @@ fn check(kind: ComputeKind, batch_size: usize) {
             worst = worst.max(common::max_abs_diff(g, e));
         }
     }
-    eprintln!("{}: batch {batch_size}: max |Δ logprob| = {worst:.3e}", compute.label);
+    eprintln!(
+        "{}: batch {batch_size}: max |Δ logprob| = {worst:.3e}",
+        compute.label
+    );
     assert!(worst <= 2e-4, "max |Δ| {worst} > 2e-4 on {}", compute.label);
 }
 

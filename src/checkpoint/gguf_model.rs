@@ -360,7 +360,6 @@ mod tests {
     use super::*;
     use crate::checkpoint::gguf::tests::{GgufBuilder, write_temp};
 
-
     fn fixture() -> serde_json::Value {
         let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .join("tests/fixtures/gguf/smollm2_transformers_tensors.json");

@@ -242,7 +242,6 @@ mod tests {
     use super::*;
     use crate::checkpoint::gguf::tests::{GgufBuilder, write_temp};
 
-
     /// Token ids of transformers' tokenizer for the reference chats, and decode round trips.
     #[test]
     fn smollm2_matches_reference_input_ids() {
@@ -262,8 +261,10 @@ mod tests {
         );
         assert_eq!(bundle.tokenizer.token_to_id("<|im_start|>"), Some(1));
 
-        let reference: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(crate::test_fixtures::smollm2_reference()).unwrap()).unwrap();
+        let reference: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(crate::test_fixtures::smollm2_reference()).unwrap(),
+        )
+        .unwrap();
         let examples = reference["examples"].as_array().unwrap();
         assert_eq!(examples.len(), 8);
         for ex in examples {

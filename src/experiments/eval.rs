@@ -86,7 +86,11 @@ pub fn evaluate(
     let mut scores: Vec<Option<ExampleScore>> = vec![None; items.len()];
     let total = items.len();
     let mut done = 0;
-    progress(Progress { done, total, stage: "evaluating".into() });
+    progress(Progress {
+        done,
+        total,
+        stage: "evaluating".into(),
+    });
     for chunk in order.chunks(spec.batch_size) {
         if cancel.is_cancelled() {
             return Err(EvalError::Cancelled { done, total });
@@ -106,13 +110,21 @@ pub fn evaluate(
             });
         }
         done += chunk.len();
-        progress(Progress { done, total, stage: "evaluating".into() });
+        progress(Progress {
+            done,
+            total,
+            stage: "evaluating".into(),
+        });
     }
     let examples: Vec<ExampleScore> = scores.into_iter().flatten().collect();
     let n_tokens: usize = examples.iter().map(|e| e.n_tokens).sum();
     let sum: f64 = examples.iter().map(|e| e.sum_logprob).sum();
     Ok(EvalScores {
-        mean_nll: if n_tokens > 0 { -sum / n_tokens as f64 } else { f64::NAN },
+        mean_nll: if n_tokens > 0 {
+            -sum / n_tokens as f64
+        } else {
+            f64::NAN
+        },
         n_tokens,
         examples,
     })

@@ -1,4 +1,5 @@
 //! Experiments: pure functions (inputs, spec, progress, cancel) → typed, versioned results.
 
 pub mod eval;
+pub mod inputs;
 pub mod job;

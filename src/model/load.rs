@@ -62,12 +62,18 @@ impl Loader<'_> {
 
     fn tensor1(&self, name: &str, len: usize) -> Result<Tensor<1>, ModelError> {
         let t = self.host(name, &[len])?;
-        Ok(Tensor::from_data(TensorData::new(t.data, [len]), self.device))
+        Ok(Tensor::from_data(
+            TensorData::new(t.data, [len]),
+            self.device,
+        ))
     }
 
     fn tensor2(&self, name: &str, rows: usize, cols: usize) -> Result<Tensor<2>, ModelError> {
         let t = self.host(name, &[rows, cols])?;
-        Ok(Tensor::from_data(TensorData::new(t.data, [rows, cols]), self.device))
+        Ok(Tensor::from_data(
+            TensorData::new(t.data, [rows, cols]),
+            self.device,
+        ))
     }
 
     fn norm(&self, name: &str, len: usize) -> Result<RmsNorm, ModelError> {
@@ -78,15 +84,27 @@ impl Loader<'_> {
     }
 
     /// `module` is e.g. `model.layers.0.self_attn.q_proj`.
-    fn linear(&mut self, module: &str, in_f: usize, out_f: usize, bias: bool) -> Result<Linear, ModelError> {
+    fn linear(
+        &mut self,
+        module: &str,
+        in_f: usize,
+        out_f: usize,
+        bias: bool,
+    ) -> Result<Linear, ModelError> {
         let w = self.host(&format!("{module}.weight"), &[out_f, in_f])?;
-        let weight = Tensor::<2>::from_data(TensorData::new(transpose(&w.data, out_f, in_f), [in_f, out_f]), self.device);
+        let weight = Tensor::<2>::from_data(
+            TensorData::new(transpose(&w.data, out_f, in_f), [in_f, out_f]),
+            self.device,
+        );
         let bias = if bias {
             Some(self.tensor1(&format!("{module}.bias"), out_f)?)
         } else {
             None
         };
-        let lora = match self.adapter.and_then(|a| a.modules.get(module).map(|m| (a, m))) {
+        let lora = match self
+            .adapter
+            .and_then(|a| a.modules.get(module).map(|m| (a, m)))
+        {
             None => None,
             Some((adapter, m)) => {
                 let r = m.a.shape.first().copied().unwrap_or(0);
@@ -100,9 +118,15 @@ impl Loader<'_> {
                     });
                 }
                 self.used_adapter_modules.insert(module.to_string());
-                let a = Tensor::<2>::from_data(TensorData::new(transpose(&m.a.data, r, in_f), [in_f, r]), self.device);
+                let a = Tensor::<2>::from_data(
+                    TensorData::new(transpose(&m.a.data, r, in_f), [in_f, r]),
+                    self.device,
+                );
                 let scale = m.scale as f32;
-                let b_scaled: Vec<f32> = transpose(&m.b.data, out_f, r).into_iter().map(|v| v * scale).collect();
+                let b_scaled: Vec<f32> = transpose(&m.b.data, out_f, r)
+                    .into_iter()
+                    .map(|v| v * scale)
+                    .collect();
                 let b = Tensor::<2>::from_data(TensorData::new(b_scaled, [r, out_f]), self.device);
                 Some(LoraBranch { a, b })
             }
@@ -138,7 +162,10 @@ impl CausalLm {
         device: &Device,
     ) -> Result<Self, ModelError> {
         let c = config;
-        if c.num_key_value_heads == 0 || c.num_attention_heads % c.num_key_value_heads != 0 || c.head_dim % 2 != 0 {
+        if c.num_key_value_heads == 0
+            || c.num_attention_heads % c.num_key_value_heads != 0
+            || c.head_dim % 2 != 0
+        {
             return Err(ModelError::Config(format!(
                 "{} attention heads, {} key/value heads, head_dim {}: heads must be a multiple of kv heads and head_dim even",
                 c.num_attention_heads, c.num_key_value_heads, c.head_dim
@@ -168,21 +195,42 @@ impl CausalLm {
             };
             let self_attn = Attention {
                 q_proj: l.linear(&format!("{p}.self_attn.q_proj"), h, q_out, c.attention_bias)?,
-                k_proj: l.linear(&format!("{p}.self_attn.k_proj"), h, kv_out, c.attention_bias)?,
-                v_proj: l.linear(&format!("{p}.self_attn.v_proj"), h, kv_out, c.attention_bias)?,
+                k_proj: l.linear(
+                    &format!("{p}.self_attn.k_proj"),
+                    h,
+                    kv_out,
+                    c.attention_bias,
+                )?,
+                v_proj: l.linear(
+                    &format!("{p}.self_attn.v_proj"),
+                    h,
+                    kv_out,
+                    c.attention_bias,
+                )?,
                 o_proj: l.linear(&format!("{p}.self_attn.o_proj"), q_out, h, c.o_proj_bias)?,
                 q_norm,
                 k_norm,
             };
             let mlp = Mlp {
-                gate_proj: l.linear(&format!("{p}.mlp.gate_proj"), h, c.intermediate_size, false)?,
+                gate_proj: l.linear(
+                    &format!("{p}.mlp.gate_proj"),
+                    h,
+                    c.intermediate_size,
+                    false,
+                )?,
                 up_proj: l.linear(&format!("{p}.mlp.up_proj"), h, c.intermediate_size, false)?,
-                down_proj: l.linear(&format!("{p}.mlp.down_proj"), c.intermediate_size, h, false)?,
+                down_proj: l.linear(
+                    &format!("{p}.mlp.down_proj"),
+                    c.intermediate_size,
+                    h,
+                    false,
+                )?,
             };
             layers.push(DecoderLayer {
                 input_layernorm: l.norm(&format!("{p}.input_layernorm.weight"), h)?,
                 self_attn,
-                post_attention_layernorm: l.norm(&format!("{p}.post_attention_layernorm.weight"), h)?,
+                post_attention_layernorm: l
+                    .norm(&format!("{p}.post_attention_layernorm.weight"), h)?,
                 mlp,
             });
         }
@@ -193,7 +241,11 @@ impl CausalLm {
             Some(l.tensor2("lm_head.weight", c.vocab_size, h)?)
         };
         if let Some(adapter) = adapter {
-            if let Some(unused) = adapter.modules.keys().find(|k| !l.used_adapter_modules.contains(*k)) {
+            if let Some(unused) = adapter
+                .modules
+                .keys()
+                .find(|k| !l.used_adapter_modules.contains(*k))
+            {
                 return Err(ModelError::Adapter {
                     origin: adapter.origin.clone(),
                     msg: format!(

@@ -69,9 +69,16 @@ pub fn target_logprobs(
     let input = Tensor::<2, Int>::from_data(TensorData::new(ids, [batch.len(), seq_len]), device);
     let scales = match lora_scales {
         Some(s) if s.len() != batch.len() => {
-            return Err(ModelError::Input(format!("{} LoRA scales for {} sequences", s.len(), batch.len())));
+            return Err(ModelError::Input(format!(
+                "{} LoRA scales for {} sequences",
+                s.len(),
+                batch.len()
+            )));
         }
-        Some(s) => Some(Tensor::<3>::from_data(TensorData::new(s.to_vec(), [batch.len(), 1, 1]), device)),
+        Some(s) => Some(Tensor::<3>::from_data(
+            TensorData::new(s.to_vec(), [batch.len(), 1, 1]),
+            device,
+        )),
         None => None,
     };
     let hidden = model.hidden_states(input, scales.as_ref());
@@ -84,13 +91,17 @@ pub fn target_logprobs(
     for (row_chunk, target_chunk) in rows.chunks(chunk).zip(targets.chunks(chunk)) {
         let n = row_chunk.len();
         let idx = Tensor::<1, Int>::from_data(TensorData::new(row_chunk.to_vec(), [n]), device);
-        let tgt = Tensor::<2, Int>::from_data(TensorData::new(target_chunk.to_vec(), [n, 1]), device);
+        let tgt =
+            Tensor::<2, Int>::from_data(TensorData::new(target_chunk.to_vec(), [n, 1]), device);
         let logits = flat.clone().select(0, idx).matmul(head_t.clone());
         let lp = target_log_softmax(logits, tgt);
         let values = lp
             .into_data()
             .try_to_vec::<f32>()
-            .map_err(|e| ModelError::Device { device: format!("{device:?}"), msg: format!("{e:?}") })?;
+            .map_err(|e| ModelError::Device {
+                device: format!("{device:?}"),
+                msg: format!("{e:?}"),
+            })?;
         all.extend(values);
     }
     let mut out = Vec::with_capacity(batch.len());
@@ -123,7 +134,10 @@ pub fn target_log_softmax(logits: Tensor<2>, targets: Tensor<2, Int>) -> Tensor<
         } else {
             exp
         };
-        exp.reshape([rows, blocks, BLOCK]).sum_dim(2).sum_dim(1).reshape([rows, 1])
+        exp.reshape([rows, blocks, BLOCK])
+            .sum_dim(2)
+            .sum_dim(1)
+            .reshape([rows, 1])
     } else {
         exp.sum_dim(1)
     };

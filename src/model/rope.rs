@@ -7,7 +7,11 @@ use burn::tensor::{Device, Tensor, TensorData};
 use crate::checkpoint::model_config::{Llama3RopeScaling, ModelConfig};
 
 /// Inverse frequencies `[head_dim / 2]`, as transformers computes them.
-pub fn inverse_frequencies(head_dim: usize, theta: f64, scaling: Option<&Llama3RopeScaling>) -> Vec<f32> {
+pub fn inverse_frequencies(
+    head_dim: usize,
+    theta: f64,
+    scaling: Option<&Llama3RopeScaling>,
+) -> Vec<f32> {
     let half = head_dim / 2;
     let mut inv: Vec<f32> = (0..half)
         .map(|i| {
@@ -22,10 +26,15 @@ pub fn inverse_frequencies(head_dim: usize, theta: f64, scaling: Option<&Llama3R
         for f in inv.iter_mut() {
             let freq = *f as f64;
             let wavelen = 2.0 * std::f64::consts::PI / freq;
-            let scaled = if wavelen > low_wavelen { freq / s.factor } else { freq };
+            let scaled = if wavelen > low_wavelen {
+                freq / s.factor
+            } else {
+                freq
+            };
             let medium = !(wavelen < high_wavelen) && !(wavelen > low_wavelen);
             let out = if medium {
-                let smooth = (old_ctx / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
+                let smooth = (old_ctx / wavelen - s.low_freq_factor)
+                    / (s.high_freq_factor - s.low_freq_factor);
                 (1.0 - smooth) * scaled / s.factor + smooth * scaled
             } else {
                 scaled

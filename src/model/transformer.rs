@@ -58,14 +58,24 @@ impl CausalLm {
     /// Right padding needs no attention mask beyond causality: a real token only attends to
     /// earlier positions, which are real too. Outputs at padded positions are meaningless.
     /// `lora_scale`: `[batch, 1, 1]`, the multiplier of each sequence's LoRA delta.
-    pub fn hidden_states(&self, input_ids: Tensor<2, Int>, lora_scale: Option<&Tensor<3>>) -> Tensor<3> {
+    pub fn hidden_states(
+        &self,
+        input_ids: Tensor<2, Int>,
+        lora_scale: Option<&Tensor<3>>,
+    ) -> Tensor<3> {
         let [batch, seq] = input_ids.dims();
         let rope = RopeTables::new(&self.config, seq, &self.device);
         let window_mask = self.sliding_window_mask(batch, seq);
         let mut h = embedding(self.embed_tokens.clone(), input_ids);
         for layer in &self.layers {
             let normed = layer.input_layernorm.forward(h.clone());
-            let attn = self.attention(&layer.self_attn, normed, &rope, window_mask.clone(), lora_scale);
+            let attn = self.attention(
+                &layer.self_attn,
+                normed,
+                &rope,
+                window_mask.clone(),
+                lora_scale,
+            );
             h = h + attn;
             let normed = layer.post_attention_layernorm.forward(h.clone());
             let mlp = &layer.mlp;
@@ -78,7 +88,9 @@ impl CausalLm {
 
     /// The output projection `[vocab, hidden]` (the embedding when tied).
     pub fn output_weight(&self) -> Tensor<2> {
-        self.lm_head.clone().unwrap_or_else(|| self.embed_tokens.clone())
+        self.lm_head
+            .clone()
+            .unwrap_or_else(|| self.embed_tokens.clone())
     }
 
     fn sliding_window_mask(&self, batch: usize, seq: usize) -> Option<Tensor<4, Bool>> {
@@ -118,7 +130,11 @@ impl CausalLm {
             t.swap_dims(1, 2)
         };
         let q = split(attn.q_proj.forward(x.clone(), lora_scale), nh, &attn.q_norm);
-        let k = split(attn.k_proj.forward(x.clone(), lora_scale), nkv, &attn.k_norm);
+        let k = split(
+            attn.k_proj.forward(x.clone(), lora_scale),
+            nkv,
+            &attn.k_norm,
+        );
         let v = split(attn.v_proj.forward(x, lora_scale), nkv, &None);
         let q = rope.apply(q);
         let k = rope.apply(k);

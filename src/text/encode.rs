@@ -207,7 +207,8 @@ mod tests {
 
     /// SmolLM2's tokenizer and chat template, rebuilt from the GGUF's `tokenizer.ggml.*` metadata.
     fn smollm2_bundle() -> TokenizerBundle {
-        let file = crate::checkpoint::gguf::GgufFile::open(crate::test_fixtures::smollm2_gguf()).unwrap();
+        let file =
+            crate::checkpoint::gguf::GgufFile::open(crate::test_fixtures::smollm2_gguf()).unwrap();
         crate::checkpoint::gguf_tokenizer::tokenizer_from_gguf(&file).unwrap()
     }
 

@@ -28,6 +28,8 @@ pub enum TextError {
         line: usize,
         msg: String,
     },
+    #[error("{}: the checkpoint has no chat template (Basin scores chats rendered by it)", path.display())]
+    NoChatTemplate { path: PathBuf },
     #[error("{}: the dataset holds no examples", path.display())]
     EmptyDataset { path: PathBuf },
     /// The chat template does not parse (or uses Jinja that Basin's renderer does not support).

@@ -19,7 +19,9 @@ static FETCH: Mutex<()> = Mutex::new(());
 pub fn smollm2_gguf() -> PathBuf {
     let cache = std::env::var_os("BASIN_CACHE")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/basin"));
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/basin")
+        });
     let path = cache.join("smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
     let _guard = FETCH.lock().unwrap_or_else(|e| e.into_inner());
     if !path.exists() {
@@ -36,10 +38,14 @@ pub fn smollm2_gguf() -> PathBuf {
 /// The transformers reference for SmolLM2 (copied from shared/reference into the repo).
 pub fn smollm2_reference() -> serde_json::Value {
     let path = fixtures().join("smollm2/smollm2-reference-logprobs.json");
-    serde_json::from_str(&std::fs::read_to_string(&path).expect("read reference")).expect("parse reference")
+    serde_json::from_str(&std::fs::read_to_string(&path).expect("read reference"))
+        .expect("parse reference")
 }
 
 pub fn max_abs_diff(a: &[f32], b: &[f64]) -> f64 {
     assert_eq!(a.len(), b.len(), "length mismatch");
-    a.iter().zip(b).map(|(x, y)| (*x as f64 - y).abs()).fold(0.0, f64::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (*x as f64 - y).abs())
+        .fold(0.0, f64::max)
 }

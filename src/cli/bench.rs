@@ -1,0 +1,95 @@
+//! `basin bench-eval`: Basin's side of `bench/eval_vs_torch.sh`. Same work as
+//! `bench/torch_eval.py`: templated ids of each example truncated to `--seq-len`, one batch,
+//! forward + log-softmax + each next token's log-prob, timed over repeats after a warm-up.
+
+use std::{path::PathBuf, time::Instant};
+
+use anyhow::{Result, bail};
+
+use crate::{
+    checkpoint::open::open_model,
+    compute::{ComputeDevice, ComputeKind},
+    experiments::inputs::chat_template_of,
+    model::{
+        logprobs::{MaskedSequence, target_logprobs},
+        transformer::CausalLm,
+    },
+    text::{dataset::load_chat_jsonl, encode::encode_example},
+};
+
+#[derive(Debug, clap::Args)]
+pub struct BenchEvalArgs {
+    #[arg(long)]
+    pub model: PathBuf,
+    #[arg(long)]
+    pub data: PathBuf,
+    #[arg(long, value_enum, default_value_t = ComputeKind::Cpu)]
+    pub device: ComputeKind,
+    #[arg(long, default_value_t = 256)]
+    pub seq_len: usize,
+    #[arg(long, default_value_t = 5)]
+    pub repeats: usize,
+}
+
+pub fn run(args: &BenchEvalArgs) -> Result<()> {
+    if args.repeats == 0 || args.seq_len < 2 {
+        bail!("--repeats must be ≥ 1 and --seq-len ≥ 2");
+    }
+    let compute = ComputeDevice::new(args.device)?;
+    let opened = open_model(&args.model)?;
+    let template = chat_template_of(&opened.tokenizer)?;
+    let mut batch = Vec::new();
+    for ex in load_chat_jsonl(&args.data)? {
+        let enc = encode_example(&opened.tokenizer, &template, &ex, usize::MAX)?;
+        if enc.input_ids.len() < args.seq_len {
+            bail!(
+                "{}: example {} has {} tokens < {}",
+                args.data.display(),
+                ex.id,
+                enc.input_ids.len(),
+                args.seq_len
+            );
+        }
+        let ids = enc.input_ids[..args.seq_len].to_vec();
+        let mut mask = vec![true; args.seq_len];
+        mask[0] = false;
+        batch.push(MaskedSequence {
+            input_ids: ids,
+            target_mask: mask,
+        });
+    }
+    let load_start = Instant::now();
+    let model = CausalLm::load(
+        &opened.config,
+        opened.tensors.as_ref(),
+        None,
+        &compute.device,
+    )?;
+    let load_s = load_start.elapsed().as_secs_f64();
+    let warm = target_logprobs(&model, &batch, None)?;
+    let checksum: f64 = warm.iter().flatten().map(|&v| v as f64).sum();
+    let mut seconds = Vec::with_capacity(args.repeats);
+    for _ in 0..args.repeats {
+        let t0 = Instant::now();
+        let out = target_logprobs(&model, &batch, None)?;
+        seconds.push(t0.elapsed().as_secs_f64());
+        std::hint::black_box(out);
+    }
+    let mut sorted = seconds.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median_s = sorted[sorted.len() / 2];
+    let tokens = (batch.len() * args.seq_len) as f64;
+    let report = serde_json::json!({
+        "tokens_per_s": tokens / median_s,
+        "seconds": seconds,
+        "median_s": median_s,
+        "batch": batch.len(),
+        "seq_len": args.seq_len,
+        "device": compute.label,
+        "load_s": load_s,
+        "sum_logprob_checksum": checksum,
+        "basin": env!("CARGO_PKG_VERSION"),
+    });
+    println!("{report}");
+    Ok(())
+}

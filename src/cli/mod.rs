@@ -1,0 +1,43 @@
+//! The headless command line: the same experiments as the GUI, driven by flags.
+
+pub mod bench;
+pub mod data;
+pub mod eval;
+pub mod progress;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "basin",
+    version,
+    about = "Where does a fine-tuned LLM sit relative to its base model?"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Teacher-forced log-probs of each example's final assistant message.
+    Eval(eval::EvalArgs),
+    /// Time the forward pass on one fixed batch (Basin's half of bench/eval_vs_torch.sh).
+    BenchEval(bench::BenchEvalArgs),
+    /// Counterfactual reward-hack data: generate task families and suites, import SoRH.
+    #[command(subcommand)]
+    Data(data::DataCommand),
+}
+
+pub fn run(cli: &Cli) -> anyhow::Result<()> {
+    match &cli.command {
+        Some(Command::Eval(args)) => eval::run(args),
+        Some(Command::BenchEval(args)) => bench::run(args),
+        Some(Command::Data(cmd)) => data::run(cmd),
+        None => {
+            use clap::CommandFactory;
+            Cli::command().print_help()?;
+            Ok(())
+        }
+    }
+}

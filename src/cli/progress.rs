@@ -1,0 +1,29 @@
+//! A progress bar on stderr with ETA (hidden when stderr is not a terminal).
+
+use crate::experiments::job::Progress;
+
+pub struct ProgressBar(indicatif::ProgressBar);
+
+impl ProgressBar {
+    pub fn new(what: &str, total: usize) -> Self {
+        let bar = indicatif::ProgressBar::with_draw_target(
+            Some(total as u64),
+            indicatif::ProgressDrawTarget::stderr(),
+        );
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} {msg} (ETA {eta})",
+        ) {
+            bar.set_style(style);
+        }
+        bar.set_prefix(what.to_string());
+        Self(bar)
+    }
+    pub fn update(&self, p: &Progress) {
+        self.0.set_length(p.total as u64);
+        self.0.set_position(p.done as u64);
+        self.0.set_message(p.stage.clone());
+    }
+    pub fn finish(&self) {
+        self.0.finish_and_clear();
+    }
+}
