@@ -10,7 +10,7 @@ use basin::{
     checkpoint::{open::open_model, peft::LoraAdapter},
     compute::{ComputeDevice, ComputeKind},
     experiments::{
-        eval::{EvalSpec, evaluate},
+        eval::{EvalSpec, PathPointSpec, evaluate},
         inputs::{chat_template_of, encode_examples},
         job::CancelFlag,
     },
@@ -48,7 +48,10 @@ fn check_all(kind: ComputeKind) {
         .unwrap();
         let spec = EvalSpec {
             batch_size: 4,
-            lora_scale: scale,
+            point: PathPointSpec {
+                lora: adapter.iter().map(|_| scale).collect(),
+                dense: vec![],
+            },
             keep_token_logprobs: true,
         };
         let scores = evaluate(&model, &items, &spec, &|_| {}, &CancelFlag::new()).unwrap();

@@ -9,6 +9,7 @@ use basin::{
     compute::{ComputeDevice, ComputeKind},
     model::{
         logprobs::{MaskedSequence, target_logprobs},
+        path_param::PathCoefficients,
         transformer::CausalLm,
     },
 };
@@ -58,7 +59,7 @@ fn check(kind: ComputeKind, batch_size: usize) {
     let (seqs, expected) = reference_batch();
     let mut worst: f64 = 0.0;
     for (chunk, exp_chunk) in seqs.chunks(batch_size).zip(expected.chunks(batch_size)) {
-        let got = target_logprobs(&model, chunk, None).unwrap();
+        let got = target_logprobs(&model, chunk, &PathCoefficients::default()).unwrap();
         for (g, e) in got.iter().zip(exp_chunk) {
             worst = worst.max(common::max_abs_diff(g, e));
         }

@@ -12,6 +12,7 @@ use crate::{
     experiments::inputs::chat_template_of,
     model::{
         logprobs::{MaskedSequence, target_logprobs},
+        path_param::PathCoefficients,
         transformer::CausalLm,
     },
     text::{dataset::load_chat_jsonl, encode::encode_example},
@@ -66,12 +67,12 @@ pub fn run(args: &BenchEvalArgs) -> Result<()> {
         &compute.device,
     )?;
     let load_s = load_start.elapsed().as_secs_f64();
-    let warm = target_logprobs(&model, &batch, None)?;
+    let warm = target_logprobs(&model, &batch, &PathCoefficients::default())?;
     let checksum: f64 = warm.iter().flatten().map(|&v| v as f64).sum();
     let mut seconds = Vec::with_capacity(args.repeats);
     for _ in 0..args.repeats {
         let t0 = Instant::now();
-        let out = target_logprobs(&model, &batch, None)?;
+        let out = target_logprobs(&model, &batch, &PathCoefficients::default())?;
         seconds.push(t0.elapsed().as_secs_f64());
         std::hint::black_box(out);
     }

@@ -9,7 +9,7 @@ use crate::{
     checkpoint::{open::open_model, peft::LoraAdapter},
     compute::{ComputeDevice, ComputeKind},
     experiments::{
-        eval::{EVAL_SCHEMA, EvalSpec, ExampleScore, evaluate},
+        eval::{EVAL_SCHEMA, EvalSpec, ExampleScore, PathPointSpec, evaluate},
         inputs::{chat_template_of, encode_examples},
         job::CancelFlag,
     },
@@ -92,7 +92,10 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     let bar = ProgressBar::new("eval", items.len());
     let spec = EvalSpec {
         batch_size: args.batch,
-        lora_scale: if adapter.is_some() { args.scale } else { 0.0 },
+        point: PathPointSpec {
+            lora: adapter.iter().map(|_| args.scale).collect(),
+            dense: Vec::new(),
+        },
         keep_token_logprobs: args.token_logprobs,
     };
     let scores = evaluate(

@@ -6,6 +6,7 @@ use super::job::{CancelFlag, Progress};
 use crate::model::{
     error::ModelError,
     logprobs::{MaskedSequence, target_logprobs},
+    path_param::PathCoefficients,
     transformer::CausalLm,
 };
 
@@ -19,12 +20,30 @@ pub struct EvalItem {
     pub sequence: MaskedSequence,
 }
 
+/// A single point of a path: one coefficient per LoRA slot, and the dense-delta coefficients.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PathPointSpec {
+    pub lora: Vec<f32>,
+    pub dense: Vec<f32>,
+}
+
+impl PathPointSpec {
+    /// The same point for every sequence of a batch of `n`.
+    pub fn for_batch(&self, n: usize) -> PathCoefficients {
+        PathCoefficients {
+            lora: self.lora.iter().map(|&c| vec![c; n]).collect(),
+            dense: self.dense.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct EvalSpec {
     /// Sequences per forward pass.
     pub batch_size: usize,
-    /// Multiplier of the adapter's delta (ignored without an adapter).
-    pub lora_scale: f32,
+    /// Where on the model's path to evaluate (coefficients of its LoRA slots and dense deltas;
+    /// one value per slot, applied to every sequence).
+    pub point: PathPointSpec,
     /// Keep every target's log-prob in the result (otherwise only sums).
     pub keep_token_logprobs: bool,
 }
@@ -33,7 +52,7 @@ impl Default for EvalSpec {
     fn default() -> Self {
         Self {
             batch_size: 8,
-            lora_scale: 1.0,
+            point: PathPointSpec::default(),
             keep_token_logprobs: false,
         }
     }
@@ -96,8 +115,7 @@ pub fn evaluate(
             return Err(EvalError::Cancelled { done, total });
         }
         let batch: Vec<MaskedSequence> = chunk.iter().map(|&i| items[i].sequence.clone()).collect();
-        let scales = vec![spec.lora_scale; batch.len()];
-        let lps = target_logprobs(model, &batch, Some(&scales))?;
+        let lps = target_logprobs(model, &batch, &spec.point.for_batch(batch.len()))?;
         for (&i, lp) in chunk.iter().zip(lps) {
             let sum: f64 = lp.iter().map(|&v| v as f64).sum();
             let n = lp.len();

@@ -1,10 +1,13 @@
-//! A linear layer with an optional, unmerged LoRA branch.
+//! A linear layer with unmerged LoRA branches.
 //!
-//! `y = x·W₀ᵀ + b + s · (x·Aᵀ)·(scale·B)ᵀ`, where `s` is chosen per sequence at run time (so one
-//! batch can hold several points of a LoRA path) and `scale` (alpha/r or alpha/√r) is folded
-//! into `B` when the adapter is loaded.
+//! `y = x·W(t) + b(t) + Σₖ sₖ · (x·Aₖᵀ)·(scaleₖ·Bₖ)ᵀ`, where `W(t)`, `b(t)` are path parameters
+//! (dense deltas, e.g. a full-weight path), and each LoRA slot `k` has its own coefficient `sₖ`
+//! per sequence (so one batch can hold several points of a LoRA path). PEFT's `scale` (alpha/r or
+//! alpha/√r) is folded into `B` when the adapter is loaded.
 
 use burn::tensor::{Tensor, module::linear};
+
+use super::path_param::{PathParam, PathPoint};
 
 /// LoRA factors, stored transposed for `x · A`: `a` is `[in, r]`, `b` is `[r, out]` (scaled).
 #[derive(Debug, Clone)]
@@ -16,23 +19,29 @@ pub struct LoraBranch {
 #[derive(Debug, Clone)]
 pub struct Linear {
     /// `[in, out]` (transposed from PyTorch's `[out, in]` at load time).
-    pub weight: Tensor<2>,
-    pub bias: Option<Tensor<1>>,
-    pub lora: Option<LoraBranch>,
+    pub weight: PathParam<2>,
+    pub bias: Option<PathParam<1>>,
+    /// One entry per LoRA slot of the model; `None` where this layer has no factors in that slot.
+    pub lora: Vec<Option<LoraBranch>>,
 }
 
 impl Linear {
-    /// `x`: `[batch, seq, in]`; `lora_scale`: `[batch, 1, 1]` multiplier of the LoRA delta
-    /// (ignored when the layer has no LoRA branch).
-    pub fn forward(&self, x: Tensor<3>, lora_scale: Option<&Tensor<3>>) -> Tensor<3> {
-        let base = linear(x.clone(), self.weight.clone(), self.bias.clone());
-        match (&self.lora, lora_scale) {
-            (Some(lora), Some(s)) => {
-                let delta = linear(linear(x, lora.a.clone(), None), lora.b.clone(), None);
-                base + delta * s.clone()
+    /// `x`: `[batch, seq, in]`.
+    pub fn forward(&self, x: Tensor<3>, point: &PathPoint) -> Tensor<3> {
+        let weight = self.weight.value(&point.dense);
+        let bias = self.bias.as_ref().map(|b| b.value(&point.dense));
+        let mut y = linear(x.clone(), weight, bias);
+        for (branch, scale) in self.lora.iter().zip(&point.lora) {
+            if let Some(lora) = branch {
+                let delta = linear(
+                    linear(x.clone(), lora.a.clone(), None),
+                    lora.b.clone(),
+                    None,
+                );
+                y = y + delta * scale.clone();
             }
-            _ => base,
         }
+        y
     }
 
     pub fn in_features(&self) -> usize {

@@ -1,5 +1,6 @@
-//! Building a [`CausalLm`] from named tensors (matched by Hugging Face name, never by position),
-//! with an optional LoRA adapter applied unmerged.
+//! Building a [`CausalLm`] from named tensors (matched by Hugging Face name, never by position):
+//! a plain checkpoint, or a path — LoRA adapters in slots (applied unmerged) and/or full
+//! checkpoints whose differences to the base become dense deltas.
 
 use std::collections::BTreeSet;
 
@@ -9,6 +10,7 @@ use super::{
     error::ModelError,
     linear::{Linear, LoraBranch},
     norm::RmsNorm,
+    path_param::PathParam,
     transformer::{Attention, CausalLm, DecoderLayer, Mlp},
 };
 use crate::checkpoint::{
@@ -17,68 +19,105 @@ use crate::checkpoint::{
     tensors::{HostTensor, TensorSource},
 };
 
+/// What a path adds to the base model.
+#[derive(Default)]
+pub struct PathEndpoints<'a> {
+    /// LoRA adapters; adapter `k` becomes LoRA slot `k`.
+    pub adapters: Vec<&'a LoraAdapter>,
+    /// Full checkpoints of the same architecture and shapes; checkpoint `k` becomes dense delta
+    /// `k` = θₖ − θ₀ of every parameter.
+    pub checkpoints: Vec<&'a dyn TensorSource>,
+}
+
 struct Loader<'a> {
     config: &'a ModelConfig,
     source: &'a dyn TensorSource,
-    adapter: Option<&'a LoraAdapter>,
-    used_adapter_modules: BTreeSet<String>,
+    endpoints: &'a PathEndpoints<'a>,
+    used_adapter_modules: Vec<BTreeSet<String>>,
     device: &'a Device,
 }
 
+/// Reads one tensor, checking presence, shape and finiteness.
+fn read(
+    source: &dyn TensorSource,
+    config: &ModelConfig,
+    name: &str,
+    expected: &[usize],
+) -> Result<HostTensor, ModelError> {
+    let Some(shape) = source.tensor_shape(name) else {
+        return Err(ModelError::MissingWeight {
+            origin: source.origin().to_path_buf(),
+            name: name.to_string(),
+            arch: format!("{:?}", config.architecture).to_lowercase(),
+        });
+    };
+    let shape_error = |got: Vec<usize>| ModelError::Shape {
+        origin: source.origin().to_path_buf(),
+        name: name.to_string(),
+        got,
+        expected: expected.to_vec(),
+    };
+    if shape != expected {
+        return Err(shape_error(shape));
+    }
+    let t = source.load_f32(name)?;
+    if t.shape != expected || t.data.len() != expected.iter().product::<usize>() {
+        return Err(shape_error(t.shape));
+    }
+    if let Some(bad) = t.data.iter().position(|v| !v.is_finite()) {
+        return Err(ModelError::Input(format!(
+            "{}: weight `{name}` holds a non-finite value at element {bad}",
+            source.origin().display()
+        )));
+    }
+    Ok(t)
+}
+
 impl Loader<'_> {
-    fn host(&self, name: &str, expected: &[usize]) -> Result<HostTensor, ModelError> {
-        let Some(shape) = self.source.tensor_shape(name) else {
-            return Err(ModelError::MissingWeight {
-                origin: self.source.origin().to_path_buf(),
-                name: name.to_string(),
-                arch: format!("{:?}", self.config.architecture).to_lowercase(),
-            });
-        };
-        if shape != expected {
-            return Err(ModelError::Shape {
-                origin: self.source.origin().to_path_buf(),
-                name: name.to_string(),
-                got: shape,
-                expected: expected.to_vec(),
-            });
+    /// A path parameter: the base tensor and one dense delta per endpoint checkpoint, each
+    /// optionally transposed from `[rows, cols]` to `[cols, rows]`.
+    fn param<const D: usize>(
+        &self,
+        name: &str,
+        shape: [usize; D],
+        transposed: bool,
+    ) -> Result<PathParam<D>, ModelError> {
+        let base = read(self.source, self.config, name, &shape)?;
+        let mut deltas = Vec::with_capacity(self.endpoints.checkpoints.len());
+        for other in &self.endpoints.checkpoints {
+            let t = read(*other, self.config, name, &shape)?;
+            let delta: Vec<f32> = t.data.iter().zip(&base.data).map(|(b, a)| b - a).collect();
+            deltas.push(self.upload(delta, shape, transposed));
         }
-        let t = self.source.load_f32(name)?;
-        if t.shape != expected || t.data.len() != expected.iter().product::<usize>() {
-            return Err(ModelError::Shape {
-                origin: self.source.origin().to_path_buf(),
-                name: name.to_string(),
-                got: t.shape,
-                expected: expected.to_vec(),
-            });
-        }
-        if let Some(bad) = t.data.iter().position(|v| !v.is_finite()) {
-            return Err(ModelError::Input(format!(
-                "{}: weight `{name}` holds a non-finite value at element {bad}",
-                self.source.origin().display()
-            )));
-        }
-        Ok(t)
+        Ok(PathParam {
+            base: self.upload(base.data, shape, transposed),
+            deltas,
+        })
     }
 
-    fn tensor1(&self, name: &str, len: usize) -> Result<Tensor<1>, ModelError> {
-        let t = self.host(name, &[len])?;
-        Ok(Tensor::from_data(
-            TensorData::new(t.data, [len]),
-            self.device,
-        ))
-    }
-
-    fn tensor2(&self, name: &str, rows: usize, cols: usize) -> Result<Tensor<2>, ModelError> {
-        let t = self.host(name, &[rows, cols])?;
-        Ok(Tensor::from_data(
-            TensorData::new(t.data, [rows, cols]),
-            self.device,
-        ))
+    fn upload<const D: usize>(
+        &self,
+        data: Vec<f32>,
+        shape: [usize; D],
+        transposed: bool,
+    ) -> Tensor<D> {
+        if transposed && D == 2 {
+            let (rows, cols) = (shape[0], shape[1]);
+            let mut out_shape = shape;
+            out_shape[0] = cols;
+            out_shape[1] = rows;
+            Tensor::from_data(
+                TensorData::new(transpose(&data, rows, cols), out_shape),
+                self.device,
+            )
+        } else {
+            Tensor::from_data(TensorData::new(data, shape), self.device)
+        }
     }
 
     fn norm(&self, name: &str, len: usize) -> Result<RmsNorm, ModelError> {
         Ok(RmsNorm {
-            weight: self.tensor1(name, len)?,
+            weight: self.param(name, [len], false)?,
             eps: self.config.rms_norm_eps,
         })
     }
@@ -91,46 +130,43 @@ impl Loader<'_> {
         out_f: usize,
         bias: bool,
     ) -> Result<Linear, ModelError> {
-        let w = self.host(&format!("{module}.weight"), &[out_f, in_f])?;
-        let weight = Tensor::<2>::from_data(
-            TensorData::new(transpose(&w.data, out_f, in_f), [in_f, out_f]),
-            self.device,
-        );
+        let weight = self.param(&format!("{module}.weight"), [out_f, in_f], true)?;
         let bias = if bias {
-            Some(self.tensor1(&format!("{module}.bias"), out_f)?)
+            Some(self.param(&format!("{module}.bias"), [out_f], false)?)
         } else {
             None
         };
-        let lora = match self
-            .adapter
-            .and_then(|a| a.modules.get(module).map(|m| (a, m)))
-        {
-            None => None,
-            Some((adapter, m)) => {
-                let r = m.a.shape.first().copied().unwrap_or(0);
-                if m.a.shape != [r, in_f] || m.b.shape != [out_f, r] {
-                    return Err(ModelError::Adapter {
-                        origin: adapter.origin.clone(),
-                        msg: format!(
-                            "LoRA factors of `{module}` have shapes A {:?}, B {:?}; the base layer is [{out_f}, {in_f}] (adapter for another model?)",
-                            m.a.shape, m.b.shape
-                        ),
-                    });
-                }
-                self.used_adapter_modules.insert(module.to_string());
-                let a = Tensor::<2>::from_data(
-                    TensorData::new(transpose(&m.a.data, r, in_f), [in_f, r]),
-                    self.device,
-                );
-                let scale = m.scale as f32;
-                let b_scaled: Vec<f32> = transpose(&m.b.data, out_f, r)
-                    .into_iter()
-                    .map(|v| v * scale)
-                    .collect();
-                let b = Tensor::<2>::from_data(TensorData::new(b_scaled, [r, out_f]), self.device);
-                Some(LoraBranch { a, b })
+        let mut lora = Vec::with_capacity(self.endpoints.adapters.len());
+        for (slot, adapter) in self.endpoints.adapters.iter().enumerate() {
+            let Some(m) = adapter.modules.get(module) else {
+                lora.push(None);
+                continue;
+            };
+            let r = m.a.shape.first().copied().unwrap_or(0);
+            if m.a.shape != [r, in_f] || m.b.shape != [out_f, r] {
+                return Err(ModelError::Adapter {
+                    origin: adapter.origin.clone(),
+                    msg: format!(
+                        "LoRA factors of `{module}` have shapes A {:?}, B {:?}; the base layer is [{out_f}, {in_f}] (adapter for another model?)",
+                        m.a.shape, m.b.shape
+                    ),
+                });
             }
-        };
+            if let Some(used) = self.used_adapter_modules.get_mut(slot) {
+                used.insert(module.to_string());
+            }
+            let a = Tensor::<2>::from_data(
+                TensorData::new(transpose(&m.a.data, r, in_f), [in_f, r]),
+                self.device,
+            );
+            let scale = m.scale as f32;
+            let b_scaled: Vec<f32> = transpose(&m.b.data, out_f, r)
+                .into_iter()
+                .map(|v| v * scale)
+                .collect();
+            let b = Tensor::<2>::from_data(TensorData::new(b_scaled, [r, out_f]), self.device);
+            lora.push(Some(LoraBranch { a, b }));
+        }
         Ok(Linear { weight, bias, lora })
     }
 }
@@ -153,12 +189,27 @@ fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
 }
 
 impl CausalLm {
-    /// Builds the model from named tensors. With an adapter, every adapted module must be one
-    /// of the model's linear layers, and its factor shapes must match.
+    /// Builds a plain model, or base + one adapter in LoRA slot 0.
     pub fn load(
         config: &ModelConfig,
         source: &dyn TensorSource,
         adapter: Option<&LoraAdapter>,
+        device: &Device,
+    ) -> Result<Self, ModelError> {
+        let endpoints = PathEndpoints {
+            adapters: adapter.into_iter().collect(),
+            checkpoints: Vec::new(),
+        };
+        Self::load_path(config, source, &endpoints, device)
+    }
+
+    /// Builds the base model plus what a path needs: LoRA slots and dense deltas. Every adapted
+    /// module must be one of the model's linear layers, with matching factor shapes; every
+    /// endpoint checkpoint must hold every parameter with the base's shape.
+    pub fn load_path(
+        config: &ModelConfig,
+        source: &dyn TensorSource,
+        endpoints: &PathEndpoints,
         device: &Device,
     ) -> Result<Self, ModelError> {
         let c = config;
@@ -174,14 +225,14 @@ impl CausalLm {
         let mut l = Loader {
             config,
             source,
-            adapter,
-            used_adapter_modules: BTreeSet::new(),
+            endpoints,
+            used_adapter_modules: vec![BTreeSet::new(); endpoints.adapters.len()],
             device,
         };
         let h = c.hidden_size;
         let q_out = c.num_attention_heads * c.head_dim;
         let kv_out = c.num_key_value_heads * c.head_dim;
-        let embed_tokens = l.tensor2("model.embed_tokens.weight", c.vocab_size, h)?;
+        let embed_tokens = l.param("model.embed_tokens.weight", [c.vocab_size, h], false)?;
         let mut layers = Vec::with_capacity(c.num_hidden_layers);
         for i in 0..c.num_hidden_layers {
             let p = format!("model.layers.{i}");
@@ -238,14 +289,10 @@ impl CausalLm {
         let lm_head = if c.tie_word_embeddings {
             None
         } else {
-            Some(l.tensor2("lm_head.weight", c.vocab_size, h)?)
+            Some(l.param("lm_head.weight", [c.vocab_size, h], false)?)
         };
-        if let Some(adapter) = adapter {
-            if let Some(unused) = adapter
-                .modules
-                .keys()
-                .find(|k| !l.used_adapter_modules.contains(*k))
-            {
+        for (adapter, used) in endpoints.adapters.iter().zip(&l.used_adapter_modules) {
+            if let Some(unused) = adapter.modules.keys().find(|k| !used.contains(*k)) {
                 return Err(ModelError::Adapter {
                     origin: adapter.origin.clone(),
                     msg: format!(
@@ -261,6 +308,7 @@ impl CausalLm {
             layers,
             norm,
             lm_head,
+            lora_slots: endpoints.adapters.len(),
             device: device.clone(),
         })
     }

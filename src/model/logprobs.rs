@@ -5,7 +5,11 @@
 
 use burn::tensor::{Int, Tensor, TensorData};
 
-use super::{error::ModelError, transformer::CausalLm};
+use super::{
+    error::ModelError,
+    path_param::{PathCoefficients, PathPoint},
+    transformer::CausalLm,
+};
 
 /// Upper bound on the logits materialised at once (elements): 32 M f32 = 128 MiB.
 const MAX_LOGIT_ELEMENTS: usize = 32 * 1024 * 1024;
@@ -20,11 +24,12 @@ pub struct MaskedSequence {
 
 /// Log-probs of every masked-in target of each sequence, in order (f32, as transformers).
 ///
-/// `lora_scales`: one multiplier of the LoRA delta per sequence (ignored without an adapter).
+/// `coeffs`: where on the model's path the batch runs (empty for a plain checkpoint); LoRA
+/// slots the model has but `coeffs` leaves out get coefficient 0.
 pub fn target_logprobs(
     model: &CausalLm,
     batch: &[MaskedSequence],
-    lora_scales: Option<&[f32]>,
+    coeffs: &PathCoefficients,
 ) -> Result<Vec<Vec<f32>>, ModelError> {
     if batch.is_empty() {
         return Ok(Vec::new());
@@ -67,24 +72,11 @@ pub fn target_logprobs(
         counts.push(count);
     }
     let input = Tensor::<2, Int>::from_data(TensorData::new(ids, [batch.len(), seq_len]), device);
-    let scales = match lora_scales {
-        Some(s) if s.len() != batch.len() => {
-            return Err(ModelError::Input(format!(
-                "{} LoRA scales for {} sequences",
-                s.len(),
-                batch.len()
-            )));
-        }
-        Some(s) => Some(Tensor::<3>::from_data(
-            TensorData::new(s.to_vec(), [batch.len(), 1, 1]),
-            device,
-        )),
-        None => None,
-    };
-    let hidden = model.hidden_states(input, scales.as_ref());
+    let point = device_point(model, coeffs, batch.len())?;
+    let hidden = model.hidden_states(input, &point);
     let hidden_size = model.config.hidden_size;
     let flat = hidden.reshape([batch.len() * seq_len, hidden_size]);
-    let head_t = model.output_weight().transpose();
+    let head_t = model.output_weight(&point).transpose();
 
     let chunk = (MAX_LOGIT_ELEMENTS / vocab.max(1)).max(1);
     let mut all = Vec::with_capacity(rows.len());
@@ -142,4 +134,51 @@ pub fn target_log_softmax(logits: Tensor<2>, targets: Tensor<2, Int>) -> Tensor<
         exp.sum_dim(1)
     };
     target - sum.log()
+}
+
+/// Moves the coefficients to the device, checking them against the model and the batch.
+fn device_point(
+    model: &CausalLm,
+    coeffs: &PathCoefficients,
+    batch: usize,
+) -> Result<PathPoint, ModelError> {
+    if coeffs.lora.len() > model.lora_slots {
+        return Err(ModelError::Input(format!(
+            "{} LoRA coefficient rows for a model with {} adapter slots",
+            coeffs.lora.len(),
+            model.lora_slots
+        )));
+    }
+    if let Some(bad) = coeffs
+        .lora
+        .iter()
+        .chain(std::iter::once(&coeffs.dense))
+        .flatten()
+        .find(|c| !c.is_finite())
+    {
+        return Err(ModelError::Input(format!(
+            "path coefficient {bad} is not finite"
+        )));
+    }
+    let mut lora = Vec::with_capacity(model.lora_slots);
+    for slot in 0..model.lora_slots {
+        let values = match coeffs.lora.get(slot) {
+            Some(v) if v.len() != batch => {
+                return Err(ModelError::Input(format!(
+                    "LoRA slot {slot}: {} coefficients for {batch} sequences",
+                    v.len()
+                )));
+            }
+            Some(v) => v.clone(),
+            None => vec![0.0; batch],
+        };
+        lora.push(Tensor::<3>::from_data(
+            TensorData::new(values, [batch, 1, 1]),
+            &model.device,
+        ));
+    }
+    Ok(PathPoint {
+        lora,
+        dense: coeffs.dense.clone(),
+    })
 }

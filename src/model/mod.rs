@@ -5,5 +5,6 @@ pub mod linear;
 pub mod load;
 pub mod logprobs;
 pub mod norm;
+pub mod path_param;
 pub mod rope;
 pub mod transformer;

@@ -9,7 +9,12 @@ use burn::tensor::{
     ops::AttentionModuleOptions,
 };
 
-use super::{linear::Linear, norm::RmsNorm, rope::RopeTables};
+use super::{
+    linear::Linear,
+    norm::RmsNorm,
+    path_param::{PathParam, PathPoint},
+    rope::RopeTables,
+};
 use crate::checkpoint::model_config::ModelConfig;
 
 #[derive(Debug, Clone)]
@@ -39,16 +44,20 @@ pub struct DecoderLayer {
 }
 
 /// A causal language model. `lm_head` is `None` when the output projection is tied to the
-/// input embedding.
+/// input embedding. Every parameter is a [`PathParam`] and every linear layer carries its LoRA
+/// slots, so one model object serves a single checkpoint, a LoRA path, a two-adapter path and a
+/// full-weight path; the [`PathPoint`] given to the forward says where on the path it runs.
 #[derive(Debug, Clone)]
 pub struct CausalLm {
     pub config: ModelConfig,
     /// `[vocab, hidden]`
-    pub embed_tokens: Tensor<2>,
+    pub embed_tokens: PathParam<2>,
     pub layers: Vec<DecoderLayer>,
     pub norm: RmsNorm,
     /// `[vocab, hidden]` when untied.
-    pub lm_head: Option<Tensor<2>>,
+    pub lm_head: Option<PathParam<2>>,
+    /// Number of LoRA slots (adapters) the linear layers carry.
+    pub lora_slots: usize,
     pub device: Device,
 }
 
@@ -57,40 +66,30 @@ impl CausalLm {
     ///
     /// Right padding needs no attention mask beyond causality: a real token only attends to
     /// earlier positions, which are real too. Outputs at padded positions are meaningless.
-    /// `lora_scale`: `[batch, 1, 1]`, the multiplier of each sequence's LoRA delta.
-    pub fn hidden_states(
-        &self,
-        input_ids: Tensor<2, Int>,
-        lora_scale: Option<&Tensor<3>>,
-    ) -> Tensor<3> {
+    pub fn hidden_states(&self, input_ids: Tensor<2, Int>, point: &PathPoint) -> Tensor<3> {
         let [batch, seq] = input_ids.dims();
         let rope = RopeTables::new(&self.config, seq, &self.device);
         let window_mask = self.sliding_window_mask(batch, seq);
-        let mut h = embedding(self.embed_tokens.clone(), input_ids);
+        let mut h = embedding(self.embed_tokens.value(&point.dense), input_ids);
         for layer in &self.layers {
-            let normed = layer.input_layernorm.forward(h.clone());
-            let attn = self.attention(
-                &layer.self_attn,
-                normed,
-                &rope,
-                window_mask.clone(),
-                lora_scale,
-            );
+            let normed = layer.input_layernorm.forward(h.clone(), point);
+            let attn = self.attention(&layer.self_attn, normed, &rope, window_mask.clone(), point);
             h = h + attn;
-            let normed = layer.post_attention_layernorm.forward(h.clone());
+            let normed = layer.post_attention_layernorm.forward(h.clone(), point);
             let mlp = &layer.mlp;
-            let gate = silu(mlp.gate_proj.forward(normed.clone(), lora_scale));
-            let up = mlp.up_proj.forward(normed, lora_scale);
-            h = h + mlp.down_proj.forward(gate * up, lora_scale);
+            let gate = silu(mlp.gate_proj.forward(normed.clone(), point));
+            let up = mlp.up_proj.forward(normed, point);
+            h = h + mlp.down_proj.forward(gate * up, point);
         }
-        self.norm.forward(h)
+        self.norm.forward(h, point)
     }
 
-    /// The output projection `[vocab, hidden]` (the embedding when tied).
-    pub fn output_weight(&self) -> Tensor<2> {
+    /// The output projection `[vocab, hidden]` at a path point (the embedding when tied).
+    pub fn output_weight(&self, point: &PathPoint) -> Tensor<2> {
         self.lm_head
-            .clone()
-            .unwrap_or_else(|| self.embed_tokens.clone())
+            .as_ref()
+            .unwrap_or(&self.embed_tokens)
+            .value(&point.dense)
     }
 
     fn sliding_window_mask(&self, batch: usize, seq: usize) -> Option<Tensor<4, Bool>> {
@@ -116,7 +115,7 @@ impl CausalLm {
         x: Tensor<3>,
         rope: &RopeTables,
         mask: Option<Tensor<4, Bool>>,
-        lora_scale: Option<&Tensor<3>>,
+        point: &PathPoint,
     ) -> Tensor<3> {
         let c = &self.config;
         let [batch, seq, _] = x.dims();
@@ -124,18 +123,14 @@ impl CausalLm {
         let split = |t: Tensor<3>, heads: usize, norm: &Option<RmsNorm>| -> Tensor<4> {
             let t = t.reshape([batch, seq, heads, hd]);
             let t = match norm {
-                Some(n) => n.forward(t),
+                Some(n) => n.forward(t, point),
                 None => t,
             };
             t.swap_dims(1, 2)
         };
-        let q = split(attn.q_proj.forward(x.clone(), lora_scale), nh, &attn.q_norm);
-        let k = split(
-            attn.k_proj.forward(x.clone(), lora_scale),
-            nkv,
-            &attn.k_norm,
-        );
-        let v = split(attn.v_proj.forward(x, lora_scale), nkv, &None);
+        let q = split(attn.q_proj.forward(x.clone(), point), nh, &attn.q_norm);
+        let k = split(attn.k_proj.forward(x.clone(), point), nkv, &attn.k_norm);
+        let v = split(attn.v_proj.forward(x, point), nkv, &None);
         let q = rope.apply(q);
         let k = rope.apply(k);
         let (k, v) = if nkv == nh {
@@ -156,6 +151,6 @@ impl CausalLm {
         };
         let out = attention(q, k, v, mask, None, options);
         let out = out.swap_dims(1, 2).reshape([batch, seq, nh * hd]);
-        attn.o_proj.forward(out, lora_scale)
+        attn.o_proj.forward(out, point)
     }
 }

@@ -1,0 +1,59 @@
+//! Parameters that live on a path through weight space.
+//!
+//! A [`PathParam`] is `base + Σₖ cₖ·Δₖ` with dense deltas `Δₖ` held on the device (for a
+//! full-weight path θ(t) = θ₀ + t·(θ₁ − θ₀), one delta with coefficient t). The mix is formed
+//! when the layer runs and dropped right after, so a full-weight sweep holds θ₀ and θ₁ − θ₀ plus
+//! one layer's mixed weight, never a second model. Low-rank (LoRA) deltas are not mixed into the
+//! weight at all: they stay unmerged in [`super::linear::Linear`] with per-sequence coefficients.
+
+use burn::tensor::Tensor;
+
+#[derive(Debug, Clone)]
+pub struct PathParam<const D: usize> {
+    pub base: Tensor<D>,
+    /// Dense deltas, each scaled by its coefficient of the current path point.
+    pub deltas: Vec<Tensor<D>>,
+}
+
+impl<const D: usize> PathParam<D> {
+    /// A parameter that does not move along the path.
+    pub fn fixed(base: Tensor<D>) -> Self {
+        Self {
+            base,
+            deltas: Vec::new(),
+        }
+    }
+
+    /// `base + Σₖ coeffs[k]·deltas[k]`. Coefficients beyond the deltas are ignored; a delta
+    /// without a coefficient (or with 0) contributes nothing.
+    pub fn value(&self, coeffs: &[f32]) -> Tensor<D> {
+        let mut out = self.base.clone();
+        for (delta, &c) in self.deltas.iter().zip(coeffs) {
+            if c != 0.0 {
+                out = out + delta.clone() * c;
+            }
+        }
+        out
+    }
+
+    pub fn dims(&self) -> [usize; D] {
+        self.base.dims()
+    }
+}
+
+/// Where one batch sits on the path, as the host gives it: for each LoRA slot one coefficient
+/// per sequence (so a batch can mix several t values), and the dense-delta coefficients shared
+/// by the whole batch.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PathCoefficients {
+    /// `[slot][sequence]`
+    pub lora: Vec<Vec<f32>>,
+    pub dense: Vec<f32>,
+}
+
+/// [`PathCoefficients`] on the device: per LoRA slot a `[batch, 1, 1]` tensor.
+#[derive(Debug, Clone, Default)]
+pub struct PathPoint {
+    pub lora: Vec<Tensor<3>>,
+    pub dense: Vec<f32>,
+}
