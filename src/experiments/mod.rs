@@ -3,3 +3,4 @@
 pub mod eval;
 pub mod inputs;
 pub mod job;
+pub mod path;

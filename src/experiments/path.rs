@@ -1,0 +1,53 @@
+//! Paths through weight space and where each t sits on them.
+//!
+//! A path is a source of parameters, not a second model: the loaded [`crate::model::transformer::CausalLm`]
+//! holds θ₀ plus LoRA slots and/or dense deltas, and a path maps t to their coefficients.
+//! A fitted Bezier bend is one more variant: θ(t) = θ₀ + 2t(1−t)·Δ_bend + t²·Δ_H.
+
+use serde::{Deserialize, Serialize};
+
+use super::eval::PathPointSpec;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PathKind {
+    /// θ(t) = θ₀ + t·ΔW_A (one adapter, unmerged; slot 0).
+    Lora,
+    /// θ(t) = θ₀ + (1−t)·ΔW_A + t·ΔW_B (slots 0 and 1).
+    TwoAdapter,
+    /// θ(t) = (1−t)·θ₀ + t·θ₁ = θ₀ + t·(θ₁ − θ₀) (dense delta 0).
+    FullWeight,
+}
+
+impl PathKind {
+    /// The coefficients of the model's LoRA slots and dense deltas at `t`.
+    pub fn point(self, t: f64) -> PathPointSpec {
+        let t = t as f32;
+        match self {
+            PathKind::Lora => PathPointSpec { lora: vec![t], dense: vec![] },
+            PathKind::TwoAdapter => PathPointSpec { lora: vec![1.0 - t, t], dense: vec![] },
+            PathKind::FullWeight => PathPointSpec { lora: vec![], dense: vec![t] },
+        }
+    }
+
+    /// Sequences at different t can share one forward pass (the path only moves LoRA slots,
+    /// whose coefficients are per sequence), so the weights are read once for several t.
+    pub fn batches_across_t(self) -> bool {
+        matches!(self, PathKind::Lora | PathKind::TwoAdapter)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_are_the_models_they_name() {
+        assert_eq!(PathKind::Lora.point(0.0).lora, vec![0.0]);
+        assert_eq!(PathKind::Lora.point(1.0).lora, vec![1.0]);
+        assert_eq!(PathKind::TwoAdapter.point(0.0).lora, vec![1.0, 0.0]);
+        assert_eq!(PathKind::TwoAdapter.point(1.0).lora, vec![0.0, 1.0]);
+        assert_eq!(PathKind::FullWeight.point(0.25).dense, vec![0.25]);
+        assert_eq!(PathKind::Lora.point(-0.5).lora, vec![-0.5]);
+    }
+}
