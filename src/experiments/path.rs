@@ -24,9 +24,18 @@ impl PathKind {
     pub fn point(self, t: f64) -> PathPointSpec {
         let t = t as f32;
         match self {
-            PathKind::Lora => PathPointSpec { lora: vec![t], dense: vec![] },
-            PathKind::TwoAdapter => PathPointSpec { lora: vec![1.0 - t, t], dense: vec![] },
-            PathKind::FullWeight => PathPointSpec { lora: vec![], dense: vec![t] },
+            PathKind::Lora => PathPointSpec {
+                lora: vec![t],
+                dense: vec![],
+            },
+            PathKind::TwoAdapter => PathPointSpec {
+                lora: vec![1.0 - t, t],
+                dense: vec![],
+            },
+            PathKind::FullWeight => PathPointSpec {
+                lora: vec![],
+                dense: vec![t],
+            },
         }
     }
 
