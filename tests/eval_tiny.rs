@@ -109,3 +109,64 @@ fn tiny_checkpoints_match_transformers_on_cpu() {
 fn tiny_checkpoints_match_transformers_on_gpu() {
     check_all(ComputeKind::Gpu);
 }
+
+/// The tiny Llama 3 checkpoint converted to GGUF as llama.cpp does (Q/K rows permuted, RoPE
+/// scaling as `rope_freqs.weight`, tokenizer as `tokenizer.ggml.*`;
+/// scripts/make_tiny_gguf_fixture.py) gives transformers' log-probs of the original weights.
+fn check_gguf(kind: ComputeKind) {
+    let dir = common::fixtures().join("tiny");
+    let reference: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap())
+            .unwrap();
+    let want = reference["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "llama3")
+        .unwrap();
+    let examples = load_chat_jsonl(dir.join("chat.jsonl")).unwrap();
+    let opened = open_model(&common::fixtures().join("tiny_gguf/llama3.gguf")).unwrap();
+    assert!(opened.config.rope_freq_factors.is_some());
+    let template = chat_template_of(&opened.tokenizer).unwrap();
+    let items = encode_examples(&opened.tokenizer, &template, &examples, 4096).unwrap();
+    let compute = ComputeDevice::new(kind).unwrap();
+    let model = CausalLm::load(
+        &opened.config,
+        opened.tensors.as_ref(),
+        None,
+        &compute.device,
+    )
+    .unwrap();
+    let spec = EvalSpec {
+        batch_size: 3,
+        point: PathPointSpec::default(),
+        keep_token_logprobs: true,
+    };
+    let scores = evaluate(&model, &items, &spec, &|_| {}, &CancelFlag::new()).unwrap();
+    let mut worst: f64 = 0.0;
+    for ((item, score), want) in items
+        .iter()
+        .zip(&scores.examples)
+        .zip(want["examples"].as_array().unwrap())
+    {
+        let ids: Vec<u32> = serde_json::from_value(want["input_ids"].clone()).unwrap();
+        assert_eq!(item.sequence.input_ids, ids, "token ids of {}", item.id);
+        let lps: Vec<f64> = serde_json::from_value(want["token_logprobs"].clone()).unwrap();
+        worst = worst.max(common::max_abs_diff(
+            score.token_logprobs.as_ref().unwrap(),
+            &lps,
+        ));
+    }
+    eprintln!("{} llama3.gguf: max |Δ logprob| {worst:.2e}", compute.label);
+    assert!(worst <= 2e-4, "{worst}");
+}
+
+#[test]
+fn tiny_llama3_gguf_matches_transformers_on_cpu() {
+    check_gguf(ComputeKind::Cpu);
+}
+
+#[test]
+fn tiny_llama3_gguf_matches_transformers_on_gpu() {
+    check_gguf(ComputeKind::Gpu);
+}

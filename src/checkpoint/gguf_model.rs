@@ -198,12 +198,6 @@ impl GgufCheckpoint {
         let path = f.path();
         let a = self.arch.key();
         let key = |k: &str| format!("{a}.{k}");
-        if f.tensor_info("rope_freqs.weight").is_some() {
-            return Err(CheckpointError::unsupported(
-                path,
-                "the file has `rope_freqs.weight` (llama.cpp's Llama 3 RoPE scaling), which Basin cannot map back to transformers' rope_scaling; use the Hugging Face checkpoint instead",
-            ));
-        }
         if let Some(kind) = f.opt_str(&key("rope.scaling.type"))?
             && kind != "none"
         {
@@ -283,6 +277,7 @@ impl GgufCheckpoint {
             // llama.cpp's default when the key is absent.
             rope_theta: f.opt_f64(&key("rope.freq_base"))?.unwrap_or(10_000.0),
             rope_scaling: None,
+            rope_freq_factors: self.rope_freq_factors(head_dim)?,
             rms_norm_eps: f.get_f64(&key("attention.layer_norm_rms_epsilon"))?,
             tie_word_embeddings: !has("output.weight"),
             attention_bias: has("blk.0.attn_q.bias"),
@@ -291,6 +286,34 @@ impl GgufCheckpoint {
             sliding_window: None,
             max_position_embeddings: f.get_u32(&key("context_length"))? as usize,
         })
+    }
+}
+
+impl GgufCheckpoint {
+    /// `rope_freqs.weight`: llama.cpp's form of Llama 3 RoPE scaling, one divisor per frequency.
+    fn rope_freq_factors(&self, head_dim: usize) -> Result<Option<Vec<f32>>> {
+        let f = &self.file;
+        if f.tensor_info("rope_freqs.weight").is_none() {
+            return Ok(None);
+        }
+        let factors = f.tensor_f32("rope_freqs.weight")?;
+        if factors.len() != head_dim / 2 {
+            return Err(CheckpointError::format(
+                f.path(),
+                format!(
+                    "`rope_freqs.weight` has {} values, head_dim {head_dim} needs {}",
+                    factors.len(),
+                    head_dim / 2
+                ),
+            ));
+        }
+        if let Some(bad) = factors.iter().find(|v| !v.is_finite() || **v <= 0.0) {
+            return Err(CheckpointError::format(
+                f.path(),
+                format!("`rope_freqs.weight` holds {bad}; factors must be positive"),
+            ));
+        }
+        Ok(Some(factors))
     }
 }
 

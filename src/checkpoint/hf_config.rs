@@ -167,6 +167,7 @@ impl HfConfig {
             head_dim,
             rope_theta,
             rope_scaling,
+            rope_freq_factors: None,
             rms_norm_eps: self.rms_norm_eps.unwrap_or(1e-6),
             // False is the class default of all four model types.
             tie_word_embeddings: self.tie_word_embeddings.unwrap_or(false),

@@ -37,6 +37,10 @@ pub struct ModelConfig {
     pub head_dim: usize,
     pub rope_theta: f64,
     pub rope_scaling: Option<Llama3RopeScaling>,
+    /// Per-frequency divisors of the inverse frequencies (`[head_dim / 2]`), as llama.cpp stores
+    /// Llama 3 RoPE scaling in GGUF files (`rope_freqs.weight`). Applied after `rope_scaling`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rope_freq_factors: Option<Vec<f32>>,
     pub rms_norm_eps: f64,
     pub tie_word_embeddings: bool,
     /// q/k/v projections have a bias (qwen2, or llama with `attention_bias`).

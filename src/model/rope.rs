@@ -56,7 +56,12 @@ pub struct RopeTables {
 impl RopeTables {
     pub fn new(config: &ModelConfig, seq_len: usize, device: &Device) -> Self {
         let hd = config.head_dim;
-        let inv = inverse_frequencies(hd, config.rope_theta, config.rope_scaling.as_ref());
+        let mut inv = inverse_frequencies(hd, config.rope_theta, config.rope_scaling.as_ref());
+        if let Some(factors) = &config.rope_freq_factors {
+            for (f, d) in inv.iter_mut().zip(factors) {
+                *f /= d;
+            }
+        }
         let mut cos = Vec::with_capacity(seq_len * hd);
         let mut sin = Vec::with_capacity(seq_len * hd);
         for pos in 0..seq_len {
