@@ -690,8 +690,9 @@ mod tests {
         );
         check(
             "ropefreqs",
-            tiny_model("llama").tensor_f32("rope_freqs.weight", &[1], &[1.0]),
-            "rope_freqs.weight",
+            // head_dim 2 needs one factor; two is a malformed file.
+            tiny_model("llama").tensor_f32("rope_freqs.weight", &[2], &[1.0, 2.0]),
+            "`rope_freqs.weight` has 2 values",
             false,
         );
         let mut missing = tiny_model("qwen3");
