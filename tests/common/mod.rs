@@ -49,3 +49,45 @@ pub fn max_abs_diff(a: &[f32], b: &[f64]) -> f64 {
         .map(|(x, y)| (*x as f64 - y).abs())
         .fold(0.0, f64::max)
 }
+
+/// Writes f32 tensors as a safetensors file (8-byte header length, JSON header, data).
+pub fn write_safetensors(path: &Path, tensors: &[(String, Vec<usize>, Vec<f32>)]) {
+    let mut header = serde_json::Map::new();
+    let mut offset = 0usize;
+    for (name, shape, data) in tensors {
+        assert_eq!(shape.iter().product::<usize>(), data.len(), "{name}");
+        let end = offset + data.len() * 4;
+        header.insert(
+            name.clone(),
+            serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [offset, end]}),
+        );
+        offset = end;
+    }
+    let mut json = serde_json::to_vec(&header).unwrap();
+    while json.len() % 8 != 0 {
+        json.push(b' ');
+    }
+    let mut bytes = (json.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(&json);
+    for (_, _, data) in tensors {
+        for v in data {
+            bytes.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// A copy of an HF model folder whose weights are replaced by `weights` (tokenizer and config kept).
+pub fn write_model_folder(from: &Path, to: &Path, weights: &[(String, Vec<usize>, Vec<f32>)]) {
+    let _ = std::fs::remove_dir_all(to);
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if !name.ends_with(".safetensors") && !name.ends_with(".index.json") {
+            std::fs::copy(entry.path(), to.join(&*name)).unwrap();
+        }
+    }
+    write_safetensors(&to.join("model.safetensors"), weights);
+}
