@@ -68,6 +68,21 @@ fn generate_is_deterministic_and_eval_reads_the_sft_sets() {
     );
     assert_eq!(fa, files(&b), "same seed must give byte-identical files");
 
+    // The generated suite loads through the sweep's own loader, every metric with items.
+    let suite = basin::experiments::suite::Suite::load(a.join("suite/suite.toml")).unwrap();
+    assert_eq!(
+        suite.metric_names(),
+        [
+            "hack_heldout",
+            "hack_avoid",
+            "hack_ood",
+            "capability",
+            "instruction"
+        ]
+    );
+    assert!(suite.metrics.iter().all(|m| !m.items.is_empty()));
+    assert!(suite.requests().len() > 500);
+
     let llama = common::fixtures().join("tiny/llama");
     for sft in [
         "sft_original.jsonl",

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod data;
 pub mod eval;
 pub mod progress;
+pub mod sweep;
 
 use clap::{Parser, Subcommand};
 
@@ -27,6 +28,10 @@ pub enum Command {
     /// Counterfactual reward-hack data: generate task families and suites, import SoRH.
     #[command(subcommand)]
     Data(data::DataCommand),
+    /// Walk a path θ(t) from a base model to an adapter or checkpoint, measuring a suite at each t.
+    Sweep(sweep::SweepArgs),
+    /// Combine the result folders of a sharded sweep.
+    Merge(sweep::MergeArgs),
 }
 
 pub fn run(cli: &Cli) -> anyhow::Result<()> {
@@ -34,6 +39,8 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
         Some(Command::Eval(args)) => eval::run(args),
         Some(Command::BenchEval(args)) => bench::run(args),
         Some(Command::Data(cmd)) => data::run(cmd),
+        Some(Command::Sweep(args)) => sweep::run(args),
+        Some(Command::Merge(args)) => sweep::run_merge(args),
         None => {
             use clap::CommandFactory;
             Cli::command().print_help()?;

@@ -23,6 +23,10 @@ impl ProgressBar {
         self.0.set_position(p.done as u64);
         self.0.set_message(p.stage.clone());
     }
+    /// Prints a line above the bar.
+    pub fn println(&self, line: &str) {
+        self.0.println(line);
+    }
     pub fn finish(&self) {
         self.0.finish_and_clear();
     }

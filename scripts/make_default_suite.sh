@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Writes assets/suites/default/: a small suite in Basin's format with the five metrics of the
+# seed experiment (three hacking metrics, capability, instruction loss), cut from the data
+# generator's output (seed 0) so it stays reproducible: the first N items of each metric file.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/env.sh
+cargo build --release --locked --quiet
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+"$CARGO_TARGET_DIR/release/basin" data generate --seed 0 --out "$tmp" 2>/dev/null
+out=assets/suites/default
+rm -rf "$out" && mkdir -p "$out"
+sed 's/^name = "generated"/name = "default"/' "$tmp/suite/suite.toml" > "$out/suite.toml"
+take() { head -n "$2" "$tmp/suite/$1" > "$out/$1"; }
+take hack_heldout.jsonl 16
+take hack_avoid.jsonl 16
+take hack_ood.jsonl 16
+take capability.jsonl 24
+take instruction.jsonl 12
+du -sh "$out"

@@ -1,0 +1,562 @@
+//! A sweep's result folder: `run.json` (what was run), `results.jsonl` (one line per finished
+//! (t, metric), appended and fsync'd), `summary.csv` (one row per t, rewritten atomically).
+//!
+//! Restarting with the same folder resumes: finished points are read back (a line cut short by
+//! a kill is dropped) and skipped; a different spec is refused, naming what differs.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::metrics::MetricResult;
+
+pub const SWEEP_SCHEMA: &str = "basin.sweep.v1";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: {msg}", path.display())]
+    Format { path: PathBuf, msg: String },
+    #[error("{}: this folder holds a different sweep ({diff}); use another --out or the same settings", path.display())]
+    SpecMismatch { path: PathBuf, diff: String },
+    #[error("{0}")]
+    Input(String),
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// `run.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub schema: String,
+    pub basin_version: String,
+    /// The sweep's settings (path kind, inputs, t range, suite, bootstrap, shard).
+    pub spec: serde_json::Value,
+    /// Fingerprint of every input file: `sha256:<hex>`, or `size:<bytes>,mtime:<secs>` for
+    /// weight files too large to hash on every start.
+    pub inputs: BTreeMap<String, String>,
+}
+
+/// Canonical text of a t value (12 decimals), so float drift never breaks a resume.
+pub fn t_key(t: f64) -> String {
+    let s = format!("{t:.12}");
+    if s == "-0.000000000000" {
+        "0.000000000000".to_string()
+    } else {
+        s
+    }
+}
+
+/// `START:STOP:N` → N evenly spaced points including both ends (N = 1 → START).
+pub fn parse_t_range(spec: &str) -> Result<Vec<f64>, StoreError> {
+    let bad = |why: &str| {
+        StoreError::Input(format!(
+            "--t `{spec}`: {why} (expected START:STOP:N, e.g. 0:1:11 or -0.5:1.5:9)"
+        ))
+    };
+    let parts: Vec<&str> = spec.split(':').collect();
+    let [start, stop, n] = parts[..] else {
+        return Err(bad("needs three fields"));
+    };
+    let start: f64 = start
+        .trim()
+        .parse()
+        .map_err(|_| bad("START is not a number"))?;
+    let stop: f64 = stop
+        .trim()
+        .parse()
+        .map_err(|_| bad("STOP is not a number"))?;
+    let n: usize = n
+        .trim()
+        .parse()
+        .map_err(|_| bad("N is not a whole number"))?;
+    if !start.is_finite() || !stop.is_finite() {
+        return Err(bad("START and STOP must be finite"));
+    }
+    if n == 0 || n > 100_000 {
+        return Err(bad("N must be between 1 and 100000"));
+    }
+    if n > 1 && start == stop {
+        return Err(bad("START equals STOP with N > 1"));
+    }
+    Ok((0..n)
+        .map(|i| {
+            let t = if n == 1 {
+                start
+            } else {
+                start + i as f64 * (stop - start) / (n - 1) as f64
+            };
+            // Canonicalise through the key so 0.1 + 0.2 style drift is gone.
+            t_key(t).parse().unwrap_or(t)
+        })
+        .collect())
+}
+
+/// `i/n` → (i, n) with i < n.
+pub fn parse_shard(spec: &str) -> Result<(usize, usize), StoreError> {
+    let bad = |why: &str| {
+        StoreError::Input(format!(
+            "--shard `{spec}`: {why} (expected i/n with 0 ≤ i < n, e.g. 0/4)"
+        ))
+    };
+    let (i, n) = spec.split_once('/').ok_or_else(|| bad("needs i/n"))?;
+    let i: usize = i
+        .trim()
+        .parse()
+        .map_err(|_| bad("i is not a whole number"))?;
+    let n: usize = n
+        .trim()
+        .parse()
+        .map_err(|_| bad("n is not a whole number"))?;
+    if n == 0 || i >= n {
+        return Err(bad("needs 0 ≤ i < n"));
+    }
+    Ok((i, n))
+}
+
+/// The points of shard `i` of `n`: every n-th point starting at i (deterministic; the shards
+/// of one range partition it).
+pub fn shard_points(points: &[f64], i: usize, n: usize) -> Vec<f64> {
+    points
+        .iter()
+        .enumerate()
+        .filter(|(k, _)| k % n == i)
+        .map(|(_, &t)| t)
+        .collect()
+}
+
+pub struct SweepStore {
+    dir: PathBuf,
+    results: BTreeMap<(String, String), MetricResult>,
+    file: File,
+}
+
+impl SweepStore {
+    /// Creates the folder (writing `run.json`) or reopens it, refusing a different spec.
+    pub fn open_or_create(dir: &Path, record: &RunRecord) -> Result<SweepStore, StoreError> {
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let run_path = dir.join("run.json");
+        if run_path.exists() {
+            let text = std::fs::read_to_string(&run_path).map_err(io(&run_path))?;
+            let stored: RunRecord =
+                serde_json::from_str(&text).map_err(|e| StoreError::Format {
+                    path: run_path.clone(),
+                    msg: format!("not a Basin run record: {e}"),
+                })?;
+            let mut diffs = Vec::new();
+            if stored.schema != record.schema {
+                diffs.push(format!("schema {} vs {}", stored.schema, record.schema));
+            }
+            diff_json("spec", &stored.spec, &record.spec, &mut diffs);
+            for (k, v) in &record.inputs {
+                match stored.inputs.get(k) {
+                    Some(s) if s == v => {}
+                    Some(_) => diffs.push(format!("input {k} changed")),
+                    None => diffs.push(format!("input {k} is new")),
+                }
+            }
+            for k in stored
+                .inputs
+                .keys()
+                .filter(|k| !record.inputs.contains_key(*k))
+            {
+                diffs.push(format!("input {k} is gone"));
+            }
+            if !diffs.is_empty() {
+                return Err(StoreError::SpecMismatch {
+                    path: dir.to_path_buf(),
+                    diff: diffs.join("; "),
+                });
+            }
+        } else {
+            let json = serde_json::to_vec_pretty(record).map_err(|e| StoreError::Format {
+                path: run_path.clone(),
+                msg: e.to_string(),
+            })?;
+            write_atomic(&run_path, &json)?;
+        }
+        let results_path = dir.join("results.jsonl");
+        let results = read_results(&results_path)?;
+        // Drop a torn last line (a kill mid-write) by rewriting the file from what parsed.
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&results_path)
+            .map_err(io(&results_path))?;
+        let store = SweepStore {
+            dir: dir.to_path_buf(),
+            results,
+            file,
+        };
+        store.rewrite_results_if_torn()?;
+        Ok(store)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn is_finished(&self, t: f64, metric: &str) -> bool {
+        self.results.contains_key(&(t_key(t), metric.to_string()))
+    }
+
+    /// All finished results, sorted by t then metric name.
+    pub fn results(&self) -> Vec<&MetricResult> {
+        let mut v: Vec<&MetricResult> = self.results.values().collect();
+        v.sort_by(|a, b| a.t.total_cmp(&b.t).then_with(|| a.metric.cmp(&b.metric)));
+        v
+    }
+
+    /// Appends one finished (t, metric) and makes it durable before returning.
+    pub fn append(&mut self, r: &MetricResult) -> Result<(), StoreError> {
+        let path = self.dir.join("results.jsonl");
+        let mut line = serde_json::to_string(r).map_err(|e| StoreError::Format {
+            path: path.clone(),
+            msg: e.to_string(),
+        })?;
+        line.push('\n');
+        self.file.write_all(line.as_bytes()).map_err(io(&path))?;
+        self.file.sync_data().map_err(io(&path))?;
+        self.results
+            .insert((t_key(r.t), r.metric.clone()), r.clone());
+        Ok(())
+    }
+
+    /// Rewrites `summary.csv`: one row per t, per metric its value and CI.
+    pub fn write_summary(&self) -> Result<(), StoreError> {
+        let path = self.dir.join("summary.csv");
+        write_atomic(&path, summary_csv(&self.results()).as_bytes())
+    }
+
+    fn rewrite_results_if_torn(&self) -> Result<(), StoreError> {
+        let path = self.dir.join("results.jsonl");
+        let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+        if text.is_empty() || text.ends_with('\n') {
+            return Ok(());
+        }
+        let mut out = String::new();
+        for r in self.results() {
+            let line = serde_json::to_string(r).map_err(|e| StoreError::Format {
+                path: path.clone(),
+                msg: e.to_string(),
+            })?;
+            out.push_str(&line);
+            out.push('\n');
+        }
+        write_atomic(&path, out.as_bytes())
+    }
+}
+
+/// `summary.csv` text for a set of results.
+pub fn summary_csv(results: &[&MetricResult]) -> String {
+    let mut metrics: Vec<&str> = results.iter().map(|r| r.metric.as_str()).collect();
+    metrics.sort();
+    metrics.dedup();
+    let mut rows: BTreeMap<String, (f64, BTreeMap<&str, &MetricResult>)> = BTreeMap::new();
+    for r in results {
+        rows.entry(t_key(r.t))
+            .or_insert((r.t, BTreeMap::new()))
+            .1
+            .insert(r.metric.as_str(), r);
+    }
+    let mut out = String::from("t");
+    for m in &metrics {
+        out.push_str(&format!(",{m},{m}_ci_low,{m}_ci_high"));
+    }
+    out.push('\n');
+    let mut ordered: Vec<&(f64, BTreeMap<&str, &MetricResult>)> = rows.values().collect();
+    ordered.sort_by(|a, b| a.0.total_cmp(&b.0));
+    for (t, by_metric) in ordered {
+        out.push_str(&format!("{t}"));
+        for m in &metrics {
+            match by_metric.get(m) {
+                Some(r) => out.push_str(&format!(",{},{},{}", r.value, r.ci_low, r.ci_high)),
+                None => out.push_str(",,,"),
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// Reads `results.jsonl`; a last line without its newline (cut by a kill) is dropped; any
+/// other malformed line is an error naming the line.
+pub fn read_results(path: &Path) -> Result<BTreeMap<(String, String), MetricResult>, StoreError> {
+    let mut out = BTreeMap::new();
+    if !path.exists() {
+        return Ok(out);
+    }
+    let text = std::fs::read_to_string(path).map_err(io(path))?;
+    let complete = if text.ends_with('\n') {
+        text.as_str()
+    } else {
+        text.rsplit_once('\n').map_or("", |(head, _)| head)
+    };
+    for (i, line) in complete.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let r: MetricResult = serde_json::from_str(line).map_err(|e| StoreError::Format {
+            path: path.to_path_buf(),
+            msg: format!("line {}: {e}", i + 1),
+        })?;
+        out.insert((t_key(r.t), r.metric.clone()), r);
+    }
+    Ok(out)
+}
+
+/// Combines shard folders of one sweep into `out`: their specs must agree except for `shard`;
+/// identical duplicate lines are merged, conflicting ones refused.
+pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<usize, StoreError> {
+    let first = dirs
+        .first()
+        .ok_or_else(|| StoreError::Input("merge needs at least one folder".into()))?;
+    let mut base: Option<RunRecord> = None;
+    let mut all: BTreeMap<(String, String), MetricResult> = BTreeMap::new();
+    for dir in dirs {
+        let run_path = dir.join("run.json");
+        let text = std::fs::read_to_string(&run_path).map_err(io(&run_path))?;
+        let mut rec: RunRecord = serde_json::from_str(&text).map_err(|e| StoreError::Format {
+            path: run_path.clone(),
+            msg: e.to_string(),
+        })?;
+        if let Some(obj) = rec.spec.as_object_mut() {
+            obj.remove("shard");
+        }
+        match &base {
+            None => base = Some(rec),
+            Some(b) => {
+                let mut diffs = Vec::new();
+                diff_json("spec", &b.spec, &rec.spec, &mut diffs);
+                if b.inputs != rec.inputs {
+                    diffs.push("input files differ".into());
+                }
+                if !diffs.is_empty() {
+                    return Err(StoreError::SpecMismatch {
+                        path: dir.clone(),
+                        diff: format!("vs {}: {}", first.display(), diffs.join("; ")),
+                    });
+                }
+            }
+        }
+        for (k, r) in read_results(&dir.join("results.jsonl"))? {
+            match all.get(&k) {
+                Some(existing) if existing != &r => {
+                    return Err(StoreError::Format {
+                        path: dir.join("results.jsonl"),
+                        msg: format!(
+                            "t = {}, metric `{}` conflicts with another shard's value",
+                            k.0, k.1
+                        ),
+                    });
+                }
+                _ => {
+                    all.insert(k, r);
+                }
+            }
+        }
+    }
+    let Some(mut record) = base else {
+        return Err(StoreError::Input("merge needs at least one folder".into()));
+    };
+    if let Some(obj) = record.spec.as_object_mut() {
+        obj.insert(
+            "merged_from".into(),
+            serde_json::json!(
+                dirs.iter()
+                    .map(|d| d.display().to_string())
+                    .collect::<Vec<_>>()
+            ),
+        );
+    }
+    let mut store = SweepStore::open_or_create(out, &record)?;
+    let n = all.len();
+    for r in all.values() {
+        if !store.is_finished(r.t, &r.metric) {
+            store.append(r)?;
+        }
+    }
+    store.write_summary()?;
+    Ok(n)
+}
+
+fn diff_json(at: &str, a: &serde_json::Value, b: &serde_json::Value, out: &mut Vec<String>) {
+    match (a, b) {
+        (serde_json::Value::Object(x), serde_json::Value::Object(y)) => {
+            let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            for k in keys {
+                let null = serde_json::Value::Null;
+                diff_json(
+                    &format!("{at}.{k}"),
+                    x.get(k).unwrap_or(&null),
+                    y.get(k).unwrap_or(&null),
+                    out,
+                );
+            }
+        }
+        _ if a != b => out.push(format!("{at}: {a} vs {b}")),
+        _ => {}
+    }
+}
+
+/// Writes through a temporary file + rename, so readers never see half a file.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    {
+        let mut f = File::create(&tmp).map_err(io(&tmp))?;
+        f.write_all(bytes).map_err(io(&tmp))?;
+        f.sync_data().map_err(io(&tmp))?;
+    }
+    std::fs::rename(&tmp, path).map_err(io(path))
+}
+
+/// Number of lines of a file (0 when it cannot be read); tests use it to wait for progress.
+pub fn count_lines(path: &Path) -> usize {
+    File::open(path)
+        .map(|f| BufReader::new(f).lines().count())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(t: f64, metric: &str, value: f64) -> MetricResult {
+        MetricResult {
+            t,
+            metric: metric.into(),
+            kind: "paired".into(),
+            value,
+            ci_low: value - 0.1,
+            ci_high: value + 0.1,
+            n: 3,
+            extra: serde_json::json!({}),
+        }
+    }
+
+    fn record(spec: serde_json::Value) -> RunRecord {
+        RunRecord {
+            schema: SWEEP_SCHEMA.into(),
+            basin_version: "test".into(),
+            spec,
+            inputs: BTreeMap::from([("suite".into(), "sha256:ab".into())]),
+        }
+    }
+
+    fn tmp(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("basin-store-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    #[test]
+    fn t_ranges() {
+        assert_eq!(parse_t_range("0:1:3").unwrap(), vec![0.0, 0.5, 1.0]);
+        assert_eq!(
+            parse_t_range("-0.5:1.5:5").unwrap(),
+            vec![-0.5, 0.0, 0.5, 1.0, 1.5]
+        );
+        assert_eq!(parse_t_range("0.3:9:1").unwrap(), vec![0.3]);
+        let eleven = parse_t_range("0:1:11").unwrap();
+        assert_eq!(eleven[3], 0.3);
+        for bad in [
+            "0:1", "a:1:3", "0:1:0", "0:1:x", "1:1:3", "0:inf:3", "0:1:3:4", "",
+        ] {
+            let e = parse_t_range(bad).unwrap_err().to_string();
+            assert!(e.contains("START:STOP:N"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn shards_partition_the_points() {
+        let pts = parse_t_range("0:1:11").unwrap();
+        let mut seen: Vec<f64> = (0..3).flat_map(|i| shard_points(&pts, i, 3)).collect();
+        seen.sort_by(f64::total_cmp);
+        assert_eq!(seen, pts);
+        assert_eq!(parse_shard("1/4").unwrap(), (1, 4));
+        for bad in ["4/4", "0/0", "x/2", "1"] {
+            assert!(parse_shard(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn resume_skips_finished_and_survives_a_torn_line() {
+        let dir = tmp("resume");
+        let spec = serde_json::json!({"path": "lora", "t": "0:1:3"});
+        let mut s = SweepStore::open_or_create(&dir, &record(spec.clone())).unwrap();
+        s.append(&result(0.0, "a", 0.1)).unwrap();
+        s.append(&result(0.5, "a", 0.2)).unwrap();
+        s.write_summary().unwrap();
+        drop(s);
+        // A kill mid-write leaves half a line.
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(dir.join("results.jsonl"))
+            .unwrap();
+        f.write_all(b"{\"t\":1.0,\"metric\":\"a\",\"val").unwrap();
+        drop(f);
+        let s = SweepStore::open_or_create(&dir, &record(spec.clone())).unwrap();
+        assert!(s.is_finished(0.0, "a") && s.is_finished(0.5, "a") && !s.is_finished(1.0, "a"));
+        assert!(
+            std::fs::read_to_string(dir.join("results.jsonl"))
+                .unwrap()
+                .ends_with('\n')
+        );
+        let csv = std::fs::read_to_string(dir.join("summary.csv")).unwrap();
+        assert_eq!(csv.lines().next().unwrap(), "t,a,a_ci_low,a_ci_high");
+        assert_eq!(csv.lines().count(), 3);
+        drop(s);
+        // A different spec is refused, naming the difference.
+        let e = SweepStore::open_or_create(
+            &dir,
+            &record(serde_json::json!({"path": "lora", "t": "0:1:5"})),
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(e.contains("spec.t"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn merge_combines_shards_and_refuses_conflicts() {
+        let (a, b, out) = (tmp("ma"), tmp("mb"), tmp("mout"));
+        let mut sa = SweepStore::open_or_create(
+            &a,
+            &record(serde_json::json!({"t": "0:1:2", "shard": "0/2"})),
+        )
+        .unwrap();
+        sa.append(&result(0.0, "m", 0.1)).unwrap();
+        let mut sb = SweepStore::open_or_create(
+            &b,
+            &record(serde_json::json!({"t": "0:1:2", "shard": "1/2"})),
+        )
+        .unwrap();
+        sb.append(&result(1.0, "m", 0.9)).unwrap();
+        assert_eq!(merge(&[a.clone(), b.clone()], &out).unwrap(), 2);
+        let merged = read_results(&out.join("results.jsonl")).unwrap();
+        assert_eq!(merged.len(), 2);
+        // Conflicting values for the same point are refused.
+        sb.append(&result(0.0, "m", 0.5)).unwrap();
+        let e = merge(&[a.clone(), b.clone()], &tmp("mout2"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("conflicts"), "{e}");
+        for d in [a, b, out] {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}

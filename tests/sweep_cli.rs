@@ -1,0 +1,481 @@
+//! `basin sweep` / `basin merge` end to end on the tiny fixtures and the default suite:
+//! exactness against `basin eval` at the path's ends and against a checkpoint written at the
+//! midpoint; kill -9 mid-sweep then resume gives the uninterrupted results; shards merge; bad
+//! input is a one-line error.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use basin::checkpoint::{open::open_model, peft::LoraAdapter};
+
+fn basin(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_basin"))
+        .args(args)
+        .output()
+        .expect("run basin")
+}
+
+fn ok(args: &[&str]) -> Output {
+    let out = basin(args);
+    assert!(
+        out.status.success(),
+        "basin {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("basin-sweep-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn tiny(name: &str) -> String {
+    common::fixtures()
+        .join("tiny")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+fn suite() -> String {
+    common::repo()
+        .join("assets/suites/default/suite.toml")
+        .display()
+        .to_string()
+}
+
+fn instruction_data() -> String {
+    common::repo()
+        .join("assets/suites/default/instruction.jsonl")
+        .display()
+        .to_string()
+}
+
+/// results.jsonl as (t, metric) → line value.
+fn results(dir: &Path) -> BTreeMap<(String, String), serde_json::Value> {
+    std::fs::read_to_string(dir.join("results.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (
+                (
+                    format!("{:.6}", v["t"].as_f64().unwrap()),
+                    v["metric"].as_str().unwrap().to_string(),
+                ),
+                v,
+            )
+        })
+        .collect()
+}
+
+fn eval_nll(args: &[&str]) -> f64 {
+    let mut all = vec!["eval"];
+    all.extend_from_slice(args);
+    let out = ok(&all);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    report["mean_nll"].as_f64().unwrap()
+}
+
+#[test]
+fn lora_sweep_ends_equal_eval_on_cpu_and_gpu() {
+    for device in ["cpu", "gpu"] {
+        let out = scratch(&format!("ends-{device}"));
+        ok(&[
+            "sweep",
+            "--base",
+            &tiny("llama"),
+            "--adapter",
+            &tiny("llama_lora"),
+            "--suite",
+            &suite(),
+            "--t",
+            "0:1:3",
+            "--device",
+            device,
+            "--out",
+            out.to_str().unwrap(),
+            "--bootstrap",
+            "200",
+        ]);
+        let r = results(&out);
+        assert_eq!(r.len(), 3 * 5, "3 points × 5 metrics");
+        let base = eval_nll(&[
+            "--model",
+            &tiny("llama"),
+            "--data",
+            &instruction_data(),
+            "--device",
+            device,
+        ]);
+        let hacker = eval_nll(&[
+            "--model",
+            &tiny("llama"),
+            "--adapter",
+            &tiny("llama_lora"),
+            "--scale",
+            "1",
+            "--data",
+            &instruction_data(),
+            "--device",
+            device,
+        ]);
+        let at = |t: &str| {
+            r[&(t.to_string(), "instruction".to_string())]["value"]
+                .as_f64()
+                .unwrap()
+        };
+        assert!(
+            (at("0.000000") - base).abs() < 1e-6,
+            "{device}: t=0 {} vs eval {base}",
+            at("0.000000")
+        );
+        assert!(
+            (at("1.000000") - hacker).abs() < 1e-6,
+            "{device}: t=1 {} vs eval {hacker}",
+            at("1.000000")
+        );
+        for v in r.values() {
+            let (value, lo, hi) = (
+                v["value"].as_f64().unwrap(),
+                v["ci_low"].as_f64().unwrap(),
+                v["ci_high"].as_f64().unwrap(),
+            );
+            assert!(lo <= value + 1e-12 && value <= hi + 1e-12, "{v}");
+            assert!(v["n"].as_u64().unwrap() > 0);
+        }
+        let csv = std::fs::read_to_string(out.join("summary.csv")).unwrap();
+        assert_eq!(csv.lines().count(), 4, "{csv}");
+        let run: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).unwrap()).unwrap();
+        assert_eq!(run["schema"], "basin.sweep.v1");
+        assert!(
+            run["inputs"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .any(|k| k.ends_with("suite.toml"))
+        );
+        let _ = std::fs::remove_dir_all(&out);
+    }
+}
+
+#[test]
+fn full_weight_midpoint_equals_the_averaged_checkpoint() {
+    let dir = scratch("full");
+    let base = open_model(Path::new(&tiny("llama"))).unwrap();
+    let adapter = LoraAdapter::open(tiny("llama_lora")).unwrap();
+    // θ₁ = base with the adapter merged; the midpoint checkpoint = (θ₀ + θ₁) / 2, both on disk.
+    let mut merged = Vec::new();
+    let mut average = Vec::new();
+    for name in basin::checkpoint::tensors::TensorSource::tensor_names(base.tensors.as_ref()) {
+        let w = base.tensors.load_f32(&name).unwrap();
+        let mut w1 = w.data.clone();
+        let module = name.trim_end_matches(".weight");
+        if let Some(m) = adapter
+            .modules
+            .get(module)
+            .filter(|_| name.ends_with(".weight"))
+        {
+            let (out_f, in_f, r) = (w.shape[0], w.shape[1], m.a.shape[0]);
+            for o in 0..out_f {
+                for i in 0..in_f {
+                    let d: f64 = (0..r)
+                        .map(|k| m.b.data[o * r + k] as f64 * m.a.data[k * in_f + i] as f64)
+                        .sum();
+                    w1[o * in_f + i] += (d * m.scale) as f32;
+                }
+            }
+        }
+        let avg: Vec<f32> = w
+            .data
+            .iter()
+            .zip(&w1)
+            .map(|(a, b)| a + 0.5 * (b - a))
+            .collect();
+        merged.push((name.clone(), w.shape.clone(), w1));
+        average.push((name, w.shape, avg));
+    }
+    let (merged_dir, avg_dir) = (dir.join("merged"), dir.join("average"));
+    common::write_model_folder(Path::new(&tiny("llama")), &merged_dir, &merged);
+    common::write_model_folder(Path::new(&tiny("llama")), &avg_dir, &average);
+    let out = dir.join("sweep");
+    ok(&[
+        "sweep",
+        "--base",
+        &tiny("llama"),
+        "--target",
+        merged_dir.to_str().unwrap(),
+        "--suite",
+        &suite(),
+        "--t",
+        "0:1:3",
+        "--out",
+        out.to_str().unwrap(),
+        "--bootstrap",
+        "100",
+    ]);
+    let r = results(&out);
+    let mid = r[&("0.500000".to_string(), "instruction".to_string())]["value"]
+        .as_f64()
+        .unwrap();
+    let avg = eval_nll(&[
+        "--model",
+        avg_dir.to_str().unwrap(),
+        "--data",
+        &instruction_data(),
+    ]);
+    assert!(
+        (mid - avg).abs() < 1e-6,
+        "full-weight t=0.5 {mid} vs averaged checkpoint {avg}"
+    );
+    let end = r[&("1.000000".to_string(), "instruction".to_string())]["value"]
+        .as_f64()
+        .unwrap();
+    let merged_nll = eval_nll(&[
+        "--model",
+        merged_dir.to_str().unwrap(),
+        "--data",
+        &instruction_data(),
+    ]);
+    assert!(
+        (end - merged_nll).abs() < 1e-6,
+        "t=1 {end} vs θ₁ {merged_nll}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn killed_sweep_resumes_to_the_uninterrupted_result() {
+    let t = "0:1:9";
+    let args = |out: &Path| -> Vec<String> {
+        [
+            "sweep",
+            "--base",
+            &tiny("llama"),
+            "--adapter",
+            &tiny("llama_lora"),
+            "--suite",
+            &suite(),
+            "--t",
+            t,
+            "--bootstrap",
+            "100",
+            "--batch",
+            "4",
+            "--out",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([out.display().to_string()])
+        .collect()
+    };
+    let full = scratch("uninterrupted");
+    let a = args(&full);
+    ok(&a.iter().map(String::as_str).collect::<Vec<_>>());
+
+    let killed = scratch("killed");
+    let a = args(&killed);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_basin"))
+        .args(&a)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let results_path = killed.join("results.jsonl");
+    let start = std::time::Instant::now();
+    while basin::experiments::sweep_store::count_lines(&results_path) < 10 {
+        assert!(start.elapsed().as_secs() < 120, "sweep made no progress");
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().ok();
+    child.wait().unwrap();
+    let partial = results(&killed).len();
+    assert!(
+        partial < 9 * 5,
+        "the kill came too late to test anything ({partial} results)"
+    );
+    let out = ok(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("already finished"), "{stderr}");
+    let (ra, rb) = (results(&full), results(&killed));
+    assert_eq!(ra.len(), 9 * 5);
+    assert_eq!(ra, rb, "resumed results differ from the uninterrupted run");
+
+    // Shards of the same sweep merge into the same results.
+    let (s0, s1, merged) = (scratch("s0"), scratch("s1"), scratch("merged"));
+    for (i, dir) in [(0, &s0), (1, &s1)] {
+        let mut a = args(dir);
+        a.extend(["--shard".to_string(), format!("{i}/2")]);
+        ok(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    }
+    ok(&[
+        "merge",
+        s0.to_str().unwrap(),
+        s1.to_str().unwrap(),
+        "--out",
+        merged.to_str().unwrap(),
+    ]);
+    assert_eq!(results(&merged), ra);
+
+    // Resuming with other settings is refused.
+    let mut other = args(&full);
+    let i = other.iter().position(|s| s == t).unwrap();
+    other[i] = "0:1:5".into();
+    let out = basin(&other.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("different sweep"));
+    for d in [full, killed, s0, s1, merged] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
+
+#[test]
+fn bad_sweep_inputs_are_clear_errors() {
+    let dir = scratch("bad");
+    std::fs::create_dir_all(&dir).unwrap();
+    let out_dir = dir.join("out");
+    let (llama, lora, default_suite) = (tiny_llama(), tiny_lora(), suite());
+    let run = |suite: &str, extra: &[&str]| -> String {
+        let mut a = vec![
+            "sweep",
+            "--base",
+            &llama,
+            "--adapter",
+            &lora,
+            "--suite",
+            suite,
+            "--t",
+            "0:1:2",
+            "--out",
+        ];
+        let o = out_dir.display().to_string();
+        a.push(&o);
+        a.extend_from_slice(extra);
+        let out = basin(&a);
+        assert!(!out.status.success(), "{a:?} succeeded");
+        let e = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(!e.contains("panicked"), "{e}");
+        assert_eq!(e.lines().filter(|l| !l.trim().is_empty()).count(), 1, "{e}");
+        e
+    };
+    let write = |name: &str, text: &str| -> String {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    };
+    let e = run(
+        &write(
+            "missing.toml",
+            "name = \"x\"\n[[metric]]\nname = \"a\"\nkind = \"paired\"\nfile = \"nope.jsonl\"\n",
+        ),
+        &[],
+    );
+    assert!(
+        e.contains("nope.jsonl") && e.contains("does not exist"),
+        "{e}"
+    );
+    write(
+        "items.jsonl",
+        "{\"id\": \"a\", \"messages\": [{\"role\": \"user\", \"content\": \"q\"}], \"hack\": \"h\"}\n",
+    );
+    let e = run(
+        &write(
+            "kind.toml",
+            "name = \"x\"\n[[metric]]\nname = \"a\"\nkind = \"pairs\"\nfile = \"items.jsonl\"\n",
+        ),
+        &[],
+    );
+    assert!(e.contains("unknown kind `pairs`"), "{e}");
+    let e = run(
+        &write(
+            "fields.toml",
+            "name = \"x\"\n[[metric]]\nname = \"a\"\nkind = \"paired\"\nfile = \"items.jsonl\"\n",
+        ),
+        &[],
+    );
+    assert!(e.contains("items.jsonl:1") && e.contains("honest"), "{e}");
+    write(
+        "choice.jsonl",
+        "{\"id\": \"c\", \"messages\": [{\"role\": \"user\", \"content\": \"q\"}], \"choices\": [\"a\", \"b\"], \"answer\": 2}\n",
+    );
+    let e = run(
+        &write(
+            "choice.toml",
+            "name = \"x\"\n[[metric]]\nname = \"c\"\nkind = \"choice\"\nfile = \"choice.jsonl\"\n",
+        ),
+        &[],
+    );
+    assert!(
+        e.contains("choice.jsonl:1") && e.contains("out of range"),
+        "{e}"
+    );
+    let e = run(&write("bad.toml", "name = \n"), &[]);
+    assert!(e.contains("bad.toml"), "{e}");
+    for bad_t in ["0:1", "a:1:3", "0:1:0"] {
+        let mut a = vec![
+            "sweep",
+            "--base",
+            &llama,
+            "--adapter",
+            &lora,
+            "--suite",
+            &default_suite,
+        ];
+        let o = out_dir.display().to_string();
+        a.extend_from_slice(&["--t", bad_t, "--out", &o]);
+        let out = basin(&a);
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("START:STOP:N"));
+    }
+    let suite_path = suite();
+    let o = out_dir.display().to_string();
+    let out = basin(&[
+        "sweep",
+        "--base",
+        &tiny("qwen3"),
+        "--adapter",
+        &tiny_lora(),
+        "--suite",
+        &suite_path,
+        "--t",
+        "0:1:2",
+        "--out",
+        &o,
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("llama_lora"));
+    let out = basin(&[
+        "sweep",
+        "--base",
+        &tiny_llama(),
+        "--target",
+        &tiny("qwen3"),
+        "--suite",
+        &suite_path,
+        "--t",
+        "0:1:2",
+        "--out",
+        &o,
+    ]);
+    assert!(!out.status.success());
+    let e = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(e.contains("differ"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn tiny_llama() -> String {
+    tiny("llama")
+}
+
+fn tiny_lora() -> String {
+    tiny("llama_lora")
+}
