@@ -3,8 +3,8 @@ use clap::Parser;
 fn main() {
     let cli = basin::cli::Cli::parse();
     if let Err(e) = basin::cli::run(&cli) {
-        // One line naming the file and the problem (anyhow's `{:#}` joins the context chain).
-        eprintln!("error: {e:#}");
+        // One line naming the file and the problem.
+        eprintln!("error: {}", basin::cli::error_line(&e));
         std::process::exit(1);
     }
 }

@@ -2,6 +2,9 @@
 //! whole groups when items carry a group) with a small deterministic PRNG, so a result file is
 //! reproducible from its seed.
 
+/// Resamples per CI unless the caller asks for another number.
+pub const DEFAULT_BOOTSTRAP_SAMPLES: usize = 1000;
+
 /// SplitMix64: tiny, deterministic across platforms and crate upgrades.
 #[derive(Debug, Clone)]
 pub struct SplitMix64(u64);
@@ -51,7 +54,9 @@ pub fn bootstrap_ci(
     for _ in 0..samples {
         picked.clear();
         for _ in 0..clusters.len() {
-            picked.extend_from_slice(&clusters[rng.below(clusters.len())]);
+            if let Some(c) = clusters.get(rng.below(clusters.len())) {
+                picked.extend_from_slice(c);
+            }
         }
         let v = statistic(&picked);
         if v.is_finite() {
@@ -62,7 +67,11 @@ pub fn bootstrap_ci(
         return (f64::NAN, f64::NAN);
     }
     stats.sort_by(f64::total_cmp);
-    let at = |q: f64| stats[((q * (stats.len() - 1) as f64).round() as usize).min(stats.len() - 1)];
+    let last = stats.len() - 1;
+    let at = |q: f64| {
+        let k = ((q * last as f64).round() as usize).min(last);
+        stats.get(k).copied().unwrap_or(f64::NAN)
+    };
     (at(0.025), at(0.975))
 }
 

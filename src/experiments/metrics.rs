@@ -28,11 +28,21 @@ pub struct MetricResult {
     pub t: f64,
     pub metric: String,
     pub kind: String,
+    #[serde(deserialize_with = "f64_or_nan")]
     pub value: f64,
+    #[serde(deserialize_with = "f64_or_nan")]
     pub ci_low: f64,
+    #[serde(deserialize_with = "f64_or_nan")]
     pub ci_high: f64,
     pub n: usize,
     pub extra: serde_json::Value,
+}
+
+/// JSON has no NaN: serde_json writes it as `null`. Reading `null` back as NaN keeps a result
+/// with an undefined value (e.g. a metric whose answers have no tokens) from making the results
+/// file unreadable on resume.
+fn f64_or_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -47,7 +57,7 @@ fn sigmoid(x: f64) -> f64 {
 }
 
 fn mean(values: &[f64], idx: &[usize]) -> f64 {
-    idx.iter().map(|&i| values[i]).sum::<f64>() / idx.len().max(1) as f64
+    idx.iter().filter_map(|&i| values.get(i)).sum::<f64>() / idx.len().max(1) as f64
 }
 
 struct Lookup<'a> {
@@ -104,11 +114,11 @@ pub fn compute_metric(
                 let s = look.get(&ex.id, "answer")?;
                 sums.push(s.sum_logprob);
                 counts.push(s.n_tokens as f64);
-                per_item.push(json!({"id": ex.id, "mean_nll": s.mean_nll, "n_tokens": s.n_tokens}));
+                per_item.push(json!({"id": ex.id, "score": s.mean_nll, "mean_nll": s.mean_nll, "n_tokens": s.n_tokens}));
             }
             let nll = |idx: &[usize]| -> f64 {
-                let tokens: f64 = idx.iter().map(|&i| counts[i]).sum();
-                -idx.iter().map(|&i| sums[i]).sum::<f64>() / tokens
+                let tokens: f64 = idx.iter().filter_map(|&i| counts.get(i)).sum();
+                -idx.iter().filter_map(|&i| sums.get(i)).sum::<f64>() / tokens
             };
             let all: Vec<usize> = (0..items.len()).collect();
             let clusters = clusters_of(&vec![None; items.len()]);
@@ -134,7 +144,7 @@ pub fn compute_metric(
                 p.push(sigmoid(m));
                 margin.push(m);
                 p_sum.push(sigmoid(m_sum));
-                per_item.push(json!({"id": it.id, "group": it.group, "p_hack": sigmoid(m), "margin": m, "margin_sum": m_sum}));
+                per_item.push(json!({"id": it.id, "group": it.group, "score": sigmoid(m), "p_hack": sigmoid(m), "margin": m, "margin_sum": m_sum}));
             }
             let all: Vec<usize> = (0..items.len()).collect();
             let groups: Vec<Option<&str>> = items.iter().map(|i| i.group.as_deref()).collect();
@@ -168,7 +178,14 @@ pub fn compute_metric(
                     .collect();
                 let top = lps.iter().copied().fold(f64::NEG_INFINITY, f64::max);
                 let z: f64 = lps.iter().map(|lp| (lp - top).exp()).sum();
-                let p_answer = (lps[it.answer] - top).exp() / z;
+                let Some(&lp_answer) = lps.get(it.answer) else {
+                    // Loading validates answers; a hand-built item may not have.
+                    return Err(MissingScore {
+                        metric: metric.name.clone(),
+                        id: request_id(&metric.name, &it.id, &format!("choice{}", it.answer)),
+                    });
+                };
+                let p_answer = (lp_answer - top).exp() / z;
                 let chosen = argmax(&lps);
                 acc.push(if chosen == it.answer { 1.0 } else { 0.0 });
                 acc_norm.push(if argmax(&normed) == it.answer {
@@ -177,7 +194,7 @@ pub fn compute_metric(
                     0.0
                 });
                 prob.push(p_answer);
-                per_item.push(json!({"id": it.id, "chosen": chosen, "answer": it.answer, "prob": p_answer, "logprobs": lps}));
+                per_item.push(json!({"id": it.id, "score": p_answer, "chosen": chosen, "answer": it.answer, "prob": p_answer, "logprobs": lps}));
             }
             let all: Vec<usize> = (0..items.len()).collect();
             let groups: Vec<Option<&str>> = items.iter().map(|i| i.group.as_deref()).collect();
@@ -186,7 +203,7 @@ pub fn compute_metric(
                 mean(&acc, &all),
                 ci,
                 items.len(),
-                json!({"acc_norm": mean(&acc_norm, &all), "prob": mean(&prob, &all), "items": per_item}),
+                json!({"acc": mean(&acc, &all), "acc_norm": mean(&acc_norm, &all), "prob": mean(&prob, &all), "items": per_item}),
             ))
         }
     }
@@ -325,5 +342,119 @@ mod tests {
         assert!((r.extra["acc_norm"].as_f64().unwrap() - 1.0).abs() < 1e-12);
         let p_c = (-3.0f64).exp() / ((-2.0f64).exp() + (-3.0f64).exp());
         assert!((r.extra["prob"].as_f64().unwrap() - (p_c + 0.5) / 2.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn result_line_has_the_results_jsonl_fields_in_order() {
+        let r = MetricResult {
+            t: -0.5,
+            metric: "m".into(),
+            kind: "choice".into(),
+            value: 0.25,
+            ci_low: 0.0,
+            ci_high: 0.5,
+            n: 4,
+            extra: json!({"acc_norm": 0.5}),
+        };
+        let line = serde_json::to_string(&r).unwrap();
+        assert_eq!(
+            line,
+            r#"{"t":-0.5,"metric":"m","kind":"choice","value":0.25,"ci_low":0.0,"ci_high":0.5,"n":4,"extra":{"acc_norm":0.5}}"#
+        );
+        assert_eq!(serde_json::from_str::<MetricResult>(&line).unwrap(), r);
+    }
+
+    #[test]
+    fn paired_ci_resamples_groups_and_is_seeded() {
+        // Two groups of two items: a group-level bootstrap can only produce means of whole groups.
+        let item = |id: &str, g: &str| PairedItem {
+            id: id.into(),
+            group: Some(g.into()),
+            messages: prompt(),
+            hack: "h".into(),
+            honest: "o".into(),
+        };
+        let items = vec![
+            item("a", "g1"),
+            item("b", "g1"),
+            item("c", "g2"),
+            item("d", "g2"),
+        ];
+        let m = metric("p", MetricKind::Paired, MetricItems::Paired(items));
+        let margins = [("a", 2.0), ("b", 2.0), ("c", -2.0), ("d", -2.0)];
+        let s: Vec<ExampleScore> = margins
+            .iter()
+            .flat_map(|(id, mg)| {
+                [
+                    score(&format!("p/{id}/hack"), 1, *mg),
+                    score(&format!("p/{id}/honest"), 1, 0.0),
+                ]
+            })
+            .collect();
+        let map: HashMap<&str, &ExampleScore> = s.iter().map(|s| (s.id.as_str(), s)).collect();
+        let r = compute_metric(&m, 0.0, &map, 1000, 5).unwrap();
+        assert!((r.value - 0.5).abs() < 1e-12);
+        assert_eq!(r.n, 4);
+        // Resampling 2 groups: the mean is σ(2), 0.5 or σ(-2); the percentile ends are the extremes.
+        assert!(
+            (r.ci_low - sigmoid(-2.0)).abs() < 1e-12 && (r.ci_high - sigmoid(2.0)).abs() < 1e-12,
+            "{r:?}"
+        );
+        assert_eq!(r, compute_metric(&m, 0.0, &map, 1000, 5).unwrap());
+        let items = r.extra["items"].as_array().unwrap();
+        assert_eq!(items.len(), 4);
+        assert_eq!(items[0]["id"], "a");
+        assert!((items[0]["margin"].as_f64().unwrap() - 2.0).abs() < 1e-12);
+        assert!((items[0]["score"].as_f64().unwrap() - sigmoid(2.0)).abs() < 1e-12);
+        assert_eq!(items[2]["group"], "g2");
+    }
+
+    #[test]
+    fn choice_answer_out_of_range_is_an_error_not_a_panic() {
+        let items = vec![ChoiceItem {
+            id: "c".into(),
+            group: None,
+            messages: prompt(),
+            choices: vec!["a".into(), "b".into()],
+            answer: 5,
+        }];
+        let m = metric("ch", MetricKind::Choice, MetricItems::Choice(items));
+        let s = [
+            score("ch/c/choice0", 1, -1.0),
+            score("ch/c/choice1", 1, -2.0),
+        ];
+        let map: HashMap<&str, &ExampleScore> = s.iter().map(|s| (s.id.as_str(), s)).collect();
+        let e = compute_metric(&m, 0.0, &map, 10, 1)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ch/c/choice5"), "{e}");
+    }
+
+    #[test]
+    fn choice_per_item_scores_and_acc_norm_with_multibyte_text() {
+        // "日本" is 6 UTF-8 bytes, "abc" 3: raw lp favours choice 1, per byte favours choice 0.
+        let items = vec![ChoiceItem {
+            id: "j".into(),
+            group: None,
+            messages: prompt(),
+            choices: vec!["日本".into(), "abc".into()],
+            answer: 0,
+        }];
+        let m = metric("ch", MetricKind::Choice, MetricItems::Choice(items));
+        let s = [
+            score("ch/j/choice0", 2, -5.4),
+            score("ch/j/choice1", 1, -5.0),
+        ];
+        let map: HashMap<&str, &ExampleScore> = s.iter().map(|s| (s.id.as_str(), s)).collect();
+        let r = compute_metric(&m, 0.0, &map, 10, 1).unwrap();
+        assert_eq!(r.value, 0.0);
+        assert_eq!(r.extra["acc_norm"].as_f64(), Some(1.0));
+        let item = &r.extra["items"][0];
+        assert_eq!(item["chosen"], 1);
+        let p0 = 1.0 / (1.0 + (0.4f64).exp());
+        assert!(
+            (item["score"].as_f64().unwrap() - p0).abs() < 1e-12,
+            "{item}"
+        );
     }
 }

@@ -7,14 +7,18 @@
 //! - `paired`: `{"id", "group"?, "messages": [...prompt, last the user's], "hack", "honest"}`;
 //! - `choice`: `{"id", "group"?, "messages": [...], "choices": ["..", ..], "answer": k}`.
 
-use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, de::DeserializeOwned};
+use toml::Spanned;
 
-use crate::text::dataset::{ChatExample, ChatMessage, load_chat_jsonl};
+use crate::text::dataset::{ChatExample, ChatMessage, MAX_LINE_BYTES, load_chat_jsonl};
 use crate::text::error::TextError;
+
+/// Largest `suite.toml` read (a suite file lists a handful of metrics).
+pub const MAX_SUITE_TOML_BYTES: u64 = 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SuiteError {
@@ -36,6 +40,8 @@ pub enum SuiteError {
     },
     #[error(transparent)]
     Text(#[from] TextError),
+    #[error("default suite: {0}")]
+    Data(#[from] crate::data::DataError),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize)]
@@ -70,14 +76,25 @@ fn one() -> u32 {
     1
 }
 
+/// `[[metric]]`; spans give the line of an error.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct MetricToml {
-    name: String,
-    kind: String,
-    file: String,
+    name: Spanned<String>,
+    kind: Spanned<String>,
+    file: Spanned<String>,
     #[serde(default)]
     description: Option<String>,
+}
+
+/// 1-based line of byte offset `at` in `text`.
+fn line_of(text: &str, at: usize) -> usize {
+    1 + text
+        .as_bytes()
+        .iter()
+        .take(at)
+        .filter(|&&b| b == b'\n')
+        .count()
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -143,60 +160,84 @@ pub fn request_id(metric: &str, item: &str, response: &str) -> String {
 }
 
 impl Suite {
+    /// Reads `suite.toml` and every metric file it names, validating all items.
     pub fn load(path: impl AsRef<Path>) -> Result<Suite, SuiteError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| SuiteError::Io {
+        let io_err = |source| SuiteError::Io {
             path: path.to_path_buf(),
             source,
-        })?;
-        let parsed: SuiteToml = toml::from_str(&text).map_err(|e| {
-            // One line: toml's Display draws the offending line; keep its message and position.
-            let line = e.span().map_or(0, |s| {
-                text[..s.start.min(text.len())].matches('\n').count() + 1
-            });
-            SuiteError::Toml {
+        };
+        let size = std::fs::metadata(path).map_err(io_err)?.len();
+        if size > MAX_SUITE_TOML_BYTES {
+            return Err(SuiteError::Invalid {
                 path: path.to_path_buf(),
-                msg: format!("line {line}: {}", e.message().trim()),
-            }
-        })?;
-        let invalid = |msg: String| SuiteError::Invalid {
+                msg: format!("{size} bytes; a suite file is at most {MAX_SUITE_TOML_BYTES} bytes"),
+            });
+        }
+        let text = std::fs::read_to_string(path).map_err(io_err)?;
+        let parsed: SuiteToml = toml::from_str(&text).map_err(|e| SuiteError::Toml {
+            // One line: toml's Display draws the offending line; keep its message and position.
             path: path.to_path_buf(),
+            msg: match e.span() {
+                Some(span) => format!(
+                    "line {}: {}",
+                    line_of(&text, span.start),
+                    e.message().trim()
+                ),
+                None => e.message().trim().to_string(),
+            },
+        })?;
+        if parsed.metric.is_empty() {
+            return Err(SuiteError::Invalid {
+                path: path.to_path_buf(),
+                msg: "the suite lists no [[metric]]".into(),
+            });
+        }
+        let at = |span: std::ops::Range<usize>, msg: String| SuiteError::Item {
+            path: path.to_path_buf(),
+            line: line_of(&text, span.start),
             msg,
         };
-        if parsed.metric.is_empty() {
-            return Err(invalid("the suite lists no [[metric]]".into()));
-        }
         let dir = path.parent().unwrap_or(Path::new("."));
-        let mut names = BTreeSet::new();
+        let mut names: BTreeMap<String, usize> = BTreeMap::new();
         let mut metrics = Vec::with_capacity(parsed.metric.len());
         for m in parsed.metric {
-            if m.name.is_empty() || m.name.contains('/') {
-                return Err(invalid(format!(
-                    "metric name `{}` must be non-empty and without '/'",
-                    m.name
-                )));
+            let name = m.name.get_ref().clone();
+            let name_line = line_of(&text, m.name.span().start);
+            if name.is_empty() || name.contains('/') {
+                return Err(at(
+                    m.name.span(),
+                    format!("metric name `{name}` must be non-empty and without '/'"),
+                ));
             }
-            if !names.insert(m.name.clone()) {
-                return Err(invalid(format!("metric `{}` is listed twice", m.name)));
+            if let Some(first) = names.insert(name.clone(), name_line) {
+                return Err(at(
+                    m.name.span(),
+                    format!("metric `{name}` is already listed on line {first}"),
+                ));
             }
-            let kind = match m.kind.as_str() {
+            let kind = match m.kind.get_ref().as_str() {
                 "instruction" => MetricKind::Instruction,
                 "paired" => MetricKind::Paired,
                 "choice" => MetricKind::Choice,
                 other => {
-                    return Err(invalid(format!(
-                        "metric `{}` has unknown kind `{other}` (kinds: instruction, paired, choice)",
-                        m.name
-                    )));
+                    return Err(at(
+                        m.kind.span(),
+                        format!(
+                            "metric `{name}` has unknown kind `{other}` (kinds: instruction, paired, choice)"
+                        ),
+                    ));
                 }
             };
-            let file = dir.join(&m.file);
+            let file = dir.join(m.file.get_ref());
             if !file.is_file() {
-                return Err(invalid(format!(
-                    "metric `{}` names file `{}`, which does not exist",
-                    m.name,
-                    file.display()
-                )));
+                return Err(at(
+                    m.file.span(),
+                    format!(
+                        "metric `{name}` names file `{}`, which does not exist",
+                        file.display()
+                    ),
+                ));
             }
             let items = match kind {
                 MetricKind::Instruction => MetricItems::Instruction(load_chat_jsonl(&file)?),
@@ -204,7 +245,7 @@ impl Suite {
                 MetricKind::Choice => MetricItems::Choice(load_items(&file, check_choice)?),
             };
             metrics.push(Metric {
-                name: m.name,
+                name,
                 kind,
                 file,
                 description: m.description,
@@ -278,6 +319,72 @@ impl Suite {
     }
 }
 
+/// Seed of the data generator run that the default suite is cut from.
+pub const DEFAULT_SUITE_SEED: u64 = 0;
+/// Lines kept (from the top) of each metric file of that run; `hack_avoid` lines come in
+/// include/avoid pairs, so an even count keeps whole pairs.
+pub const DEFAULT_SUITE_LINES: [(&str, usize); 5] = [
+    ("hack_heldout.jsonl", 16),
+    ("hack_avoid.jsonl", 16),
+    ("hack_ood.jsonl", 16),
+    ("capability.jsonl", 24),
+    ("instruction.jsonl", 12),
+];
+/// Where the default suite is committed, relative to the crate root.
+pub const DEFAULT_SUITE_DIR: &str = "assets/suites/default";
+
+/// `suite.toml` of the committed default suite in this source tree (tests and examples).
+pub fn default_suite_toml() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(DEFAULT_SUITE_DIR)
+        .join("suite.toml")
+}
+
+/// Writes the small default suite into `out`: the data generator's suites for seed
+/// [`DEFAULT_SUITE_SEED`] (generator defaults otherwise), cut to the first
+/// [`DEFAULT_SUITE_LINES`] lines of each metric file and named `default`. Deterministic, so the
+/// committed copy can be regenerated and checked for drift.
+pub fn write_default_suite(out: &Path) -> Result<(), SuiteError> {
+    use crate::data::{
+        bank::Banks,
+        generate::{GenerateSpec, build},
+        suites::write_suites,
+    };
+    let spec = GenerateSpec {
+        seed: DEFAULT_SUITE_SEED,
+        ..GenerateSpec::default()
+    };
+    let suites = build(&spec, &Banks::bundled()?)?.suites;
+    // The generator writes into `dir/suite/`; a private scratch folder next to `out` keeps the
+    // result independent of what else is there.
+    let scratch = out.with_extension(format!("generating-{}", std::process::id()));
+    let written = write_suites(&suites, &scratch, "suite")
+        .map(|_| ())
+        .map_err(SuiteError::from)
+        .and_then(|()| {
+            let from = scratch.join("suite");
+            let io = |path: &Path| {
+                let path = path.to_path_buf();
+                move |source| SuiteError::Io { path, source }
+            };
+            std::fs::create_dir_all(out).map_err(io(out))?;
+            let toml_path = from.join("suite.toml");
+            let toml_text = std::fs::read_to_string(&toml_path).map_err(io(&toml_path))?;
+            let renamed = toml_text.replacen("name = \"generated\"", "name = \"default\"", 1);
+            std::fs::write(out.join("suite.toml"), renamed).map_err(io(out))?;
+            for (file, lines) in DEFAULT_SUITE_LINES {
+                let src = from.join(file);
+                let text = std::fs::read_to_string(&src).map_err(io(&src))?;
+                let head: String = text.split_inclusive('\n').take(lines).collect();
+                let dst = out.join(file);
+                std::fs::write(&dst, head).map_err(io(&dst))?;
+            }
+            Ok(())
+        });
+    let _ = std::fs::remove_dir_all(&scratch);
+    written
+}
+
 fn check_prompt(messages: &[ChatMessage]) -> Result<(), String> {
     match messages.last() {
         None => Err("`messages` is empty".into()),
@@ -339,6 +446,7 @@ impl HasId for ChoiceItem {
 }
 
 /// Reads a JSONL file of items, naming file and line in every error; blank lines are skipped.
+/// Lines are read with a length cap, so a file without newlines is never read whole.
 fn load_items<T: DeserializeOwned + HasId>(
     path: &Path,
     check: fn(&T) -> Result<(), String>,
@@ -347,29 +455,43 @@ fn load_items<T: DeserializeOwned + HasId>(
         path: path.to_path_buf(),
         source,
     })?;
+    let mut reader = BufReader::new(file);
     let mut out = Vec::new();
     let mut ids = BTreeSet::new();
-    for (i, line) in BufReader::new(file).lines().enumerate() {
-        let line_no = i + 1;
+    let mut buf = Vec::new();
+    let mut line_no = 0usize;
+    loop {
+        buf.clear();
+        line_no += 1;
         let item_err = |msg: String| SuiteError::Item {
             path: path.to_path_buf(),
             line: line_no,
             msg,
         };
-        let text = line.map_err(|e| item_err(e.to_string()))?;
-        let text = text.trim_start_matches('\u{feff}');
-        if text.trim().is_empty() {
+        let n = (&mut reader)
+            .take(MAX_LINE_BYTES + 1)
+            .read_until(b'\n', &mut buf)
+            .map_err(|e| item_err(e.to_string()))?;
+        if n == 0 {
+            break;
+        }
+        if buf.len() as u64 > MAX_LINE_BYTES {
+            return Err(item_err(format!("line longer than {MAX_LINE_BYTES} bytes")));
+        }
+        let text = std::str::from_utf8(&buf).map_err(|e| item_err(format!("not UTF-8: {e}")))?;
+        let text = text.trim_start_matches('\u{feff}').trim();
+        if text.is_empty() {
             continue;
         }
         let item: T =
             serde_json::from_str(text).map_err(|e| item_err(format!("invalid item: {e}")))?;
-        check(&item).map_err(|msg| item_err(format!("item `{}`: {msg}", item.id())))?;
         if item.id().is_empty() || item.id().contains('/') {
             return Err(item_err(format!(
                 "item id `{}` must be non-empty and without '/'",
                 item.id()
             )));
         }
+        check(&item).map_err(|msg| item_err(format!("item `{}`: {msg}", item.id())))?;
         if !ids.insert(item.id().to_string()) {
             return Err(item_err(format!("item id `{}` appears twice", item.id())));
         }
@@ -382,4 +504,318 @@ fn load_items<T: DeserializeOwned + HasId>(
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fresh folder with `files` (name, contents) written into it.
+    fn folder(name: &str, files: &[(&str, &str)]) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("basin-suite-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        for (f, text) in files {
+            std::fs::write(dir.join(f), text).unwrap();
+        }
+        dir
+    }
+
+    const TOML: &str = "name = \"t\"\nversion = 2\n\n[[metric]]\nname = \"ins\"\nkind = \"instruction\"\nfile = \"ins.jsonl\"\n\n\
+        [[metric]]\nname = \"pair\"\nkind = \"paired\"\nfile = \"sub/pair.jsonl\"\ndescription = \"d\"\n\n\
+        [[metric]]\nname = \"ch\"\nkind = \"choice\"\nfile = \"ch.jsonl\"\n";
+    const INS: &str = r#"{"id": "i1", "messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}"#;
+    const PAIR: &str = r#"{"id": "p1", "group": "g", "messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "q"}], "hack": "H", "honest": "O"}"#;
+    const CH: &str = r#"{"id": "c1", "messages": [{"role": "user", "content": "q"}], "choices": ["x", "y", "z"], "answer": 2}"#;
+
+    fn good(name: &str) -> PathBuf {
+        let dir = folder(
+            name,
+            &[
+                ("suite.toml", TOML),
+                ("ins.jsonl", INS),
+                ("ch.jsonl", &format!("\u{feff}{CH}\n\n")),
+            ],
+        );
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        std::fs::write(dir.join("sub/pair.jsonl"), format!("{PAIR}\r\n")).unwrap();
+        dir
+    }
+
+    /// The load error of `good` with one file replaced.
+    fn err_with(name: &str, file: &str, text: &str) -> String {
+        let dir = good(name);
+        std::fs::write(dir.join(file), text).unwrap();
+        let e = Suite::load(dir.join("suite.toml")).unwrap_err().to_string();
+        let _ = std::fs::remove_dir_all(&dir);
+        e
+    }
+
+    #[test]
+    fn loads_a_suite_and_expands_requests() {
+        let dir = good("ok");
+        let s = Suite::load(dir.join("suite.toml")).unwrap();
+        assert_eq!((s.name.as_str(), s.version), ("t", 2));
+        assert_eq!(s.metric_names(), vec!["ins", "pair", "ch"]);
+        assert_eq!(s.metrics[1].kind, MetricKind::Paired);
+        assert_eq!(s.metrics[1].description.as_deref(), Some("d"));
+        assert_eq!(s.metrics[1].file, dir.join("sub/pair.jsonl"));
+        let MetricItems::Paired(p) = &s.metrics[1].items else {
+            panic!()
+        };
+        assert_eq!(p[0].group.as_deref(), Some("g"));
+        assert_eq!(
+            s.files(),
+            vec![
+                dir.join("suite.toml"),
+                dir.join("ins.jsonl"),
+                dir.join("sub/pair.jsonl"),
+                dir.join("ch.jsonl")
+            ]
+        );
+
+        let r = s.requests();
+        let ids: Vec<&str> = r.iter().map(|e| e.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "ins/i1/answer",
+                "pair/p1/hack",
+                "pair/p1/honest",
+                "ch/c1/choice0",
+                "ch/c1/choice1",
+                "ch/c1/choice2"
+            ]
+        );
+        assert_eq!(
+            r[0].messages.last().unwrap(),
+            &ChatMessage::new("assistant", "a")
+        );
+        // Paired: the whole prompt, then the response as the assistant's turn.
+        assert_eq!(
+            r[1].messages,
+            vec![
+                ChatMessage::new("system", "s"),
+                ChatMessage::new("user", "q"),
+                ChatMessage::new("assistant", "H")
+            ]
+        );
+        assert_eq!(r[2].messages.last().unwrap().content, "O");
+        assert_eq!(
+            r[5].messages,
+            vec![
+                ChatMessage::new("user", "q"),
+                ChatMessage::new("assistant", "z")
+            ]
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn suite_file_errors_name_file_and_line() {
+        let e = err_with(
+            "missing",
+            "suite.toml",
+            &TOML.replace("ch.jsonl", "nope.jsonl"),
+        );
+        assert!(
+            e.contains("suite.toml:18:")
+                && e.contains("nope.jsonl")
+                && e.contains("does not exist"),
+            "{e}"
+        );
+        let e = err_with(
+            "kind",
+            "suite.toml",
+            &TOML.replace("\"paired\"", "\"pairs\""),
+        );
+        assert!(
+            e.contains("suite.toml:11:") && e.contains("unknown kind `pairs`"),
+            "{e}"
+        );
+        let e = err_with(
+            "dup",
+            "suite.toml",
+            &TOML.replace("name = \"ch\"", "name = \"ins\""),
+        );
+        assert!(
+            e.contains("suite.toml:16:") && e.contains("`ins` is already listed on line 5"),
+            "{e}"
+        );
+        let e = err_with(
+            "slash",
+            "suite.toml",
+            &TOML.replace("name = \"ch\"", "name = \"a/b\""),
+        );
+        assert!(
+            e.contains("suite.toml:16:") && e.contains("without '/'"),
+            "{e}"
+        );
+        let e = err_with("syntax", "suite.toml", "name = \"t\"\n[[metric]\n");
+        assert!(e.contains("suite.toml: invalid suite file: line 2:"), "{e}");
+        let e = err_with(
+            "unknown-field",
+            "suite.toml",
+            &TOML.replace("description", "descr"),
+        );
+        assert!(e.contains("suite.toml") && e.contains("descr"), "{e}");
+        let e = err_with("no-metrics", "suite.toml", "name = \"t\"\n");
+        assert!(
+            e.contains("suite.toml") && e.contains("no [[metric]]"),
+            "{e}"
+        );
+        let e = Suite::load("/nonexistent/basin/suite.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("/nonexistent/basin/suite.toml"), "{e}");
+    }
+
+    #[test]
+    fn item_errors_name_file_and_line() {
+        let cases: [(&str, &str, String, &str); 12] = [
+            (
+                "nohack",
+                "sub/pair.jsonl",
+                format!("{PAIR}\n{}", PAIR.replace(r#", "hack": "H""#, "")),
+                "pair.jsonl:2: invalid item: missing field `hack`",
+            ),
+            (
+                "nomsg",
+                "ch.jsonl",
+                r#"{"id": "c", "choices": ["a", "b"], "answer": 0}"#.into(),
+                "ch.jsonl:1: invalid item: missing field `messages`",
+            ),
+            (
+                "noanswer",
+                "ch.jsonl",
+                CH.replace(r#", "answer": 2"#, ""),
+                "ch.jsonl:1: invalid item: missing field `answer`",
+            ),
+            (
+                "range",
+                "ch.jsonl",
+                CH.replace(r#""answer": 2"#, r#""answer": 3"#),
+                "ch.jsonl:1: item `c1`: answer 3 is out of range for 3 choices",
+            ),
+            (
+                "negative",
+                "ch.jsonl",
+                CH.replace(r#""answer": 2"#, r#""answer": -1"#),
+                "ch.jsonl:1: invalid item",
+            ),
+            (
+                "onechoice",
+                "ch.jsonl",
+                CH.replace(r#"["x", "y", "z"]"#, r#"["x"]"#),
+                "ch.jsonl:1: item `c1`: needs at least 2 choices, has 1",
+            ),
+            (
+                "prompt",
+                "sub/pair.jsonl",
+                PAIR.replace(r#""role": "user""#, r#""role": "assistant""#),
+                "pair.jsonl:1: item `p1`: the prompt's last message must be the user's",
+            ),
+            (
+                "emptyhack",
+                "sub/pair.jsonl",
+                PAIR.replace(r#""hack": "H""#, r#""hack": """#),
+                "pair.jsonl:1: item `p1`: `hack` and `honest` must be non-empty",
+            ),
+            (
+                "dupid",
+                "ch.jsonl",
+                format!("{CH}\n\n{CH}\n"),
+                "ch.jsonl:3: item id `c1` appears twice",
+            ),
+            (
+                "slashid",
+                "ch.jsonl",
+                CH.replace(r#""c1""#, r#""c/1""#),
+                "ch.jsonl:1: item id `c/1` must be non-empty and without '/'",
+            ),
+            (
+                "empty",
+                "ch.jsonl",
+                "\n  \n".into(),
+                "ch.jsonl: the file holds no items",
+            ),
+            (
+                "insfield",
+                "ins.jsonl",
+                r#"{"id": "i"}"#.into(),
+                "ins.jsonl:1:",
+            ),
+        ];
+        for (name, file, text, want) in cases {
+            let e = err_with(name, file, &text);
+            assert!(e.contains(want), "{name}: {e}");
+        }
+        let e = err_with("insempty", "ins.jsonl", "");
+        assert!(e.contains("ins.jsonl") && e.contains("no examples"), "{e}");
+    }
+
+    #[test]
+    fn default_suite_matches_its_generator() {
+        let fresh =
+            std::env::temp_dir().join(format!("basin-default-suite-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&fresh);
+        write_default_suite(&fresh).unwrap();
+        let committed = default_suite_toml().parent().unwrap().to_path_buf();
+        let names = |d: &Path| {
+            let mut v: Vec<String> = std::fs::read_dir(d)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(names(&fresh), names(&committed));
+        let mut total_bytes = 0;
+        for n in names(&fresh) {
+            let (a, b) = (
+                std::fs::read(fresh.join(&n)).unwrap(),
+                std::fs::read(committed.join(&n)).unwrap(),
+            );
+            assert!(
+                a == b,
+                "{n} differs from its generator: regenerate {DEFAULT_SUITE_DIR}"
+            );
+            total_bytes += b.len();
+        }
+        assert!(total_bytes < 60_000, "{total_bytes}");
+        let _ = std::fs::remove_dir_all(&fresh);
+    }
+
+    #[test]
+    fn default_suite_loads_with_the_five_metrics() {
+        let s = Suite::load(default_suite_toml()).unwrap();
+        let kinds: Vec<(String, MetricKind)> =
+            s.metrics.iter().map(|m| (m.name.clone(), m.kind)).collect();
+        use MetricKind::*;
+        let want = [
+            ("hack_heldout", Paired),
+            ("hack_avoid", Paired),
+            ("hack_ood", Choice),
+            ("capability", Choice),
+            ("instruction", Instruction),
+        ];
+        assert_eq!(kinds, want.map(|(n, k)| (n.to_string(), k)));
+        for (m, (file, lines)) in s.metrics.iter().zip(DEFAULT_SUITE_LINES) {
+            assert_eq!(m.file.file_name().unwrap().to_str(), Some(file));
+            assert_eq!(m.items.len(), lines, "{file}");
+        }
+        // hack_avoid holds whole include/avoid pairs: every group twice.
+        let MetricItems::Paired(avoid) = &s.metrics[1].items else {
+            panic!()
+        };
+        let mut groups: BTreeMap<&str, usize> = BTreeMap::new();
+        for it in avoid {
+            *groups.entry(it.group.as_deref().unwrap()).or_default() += 1;
+        }
+        assert!(groups.values().all(|&n| n == 2), "{groups:?}");
+        // Request ids are unique.
+        let r = s.requests();
+        let unique: BTreeSet<&str> = r.iter().map(|e| e.id.as_str()).collect();
+        assert_eq!(unique.len(), r.len());
+    }
 }

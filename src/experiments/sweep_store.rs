@@ -4,7 +4,7 @@
 //! Restarting with the same folder resumes: finished points are read back (a line cut short by
 //! a kill is dropped) and skipped; a different spec is refused, naming what differs.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -190,19 +190,20 @@ impl SweepStore {
         }
         let results_path = dir.join("results.jsonl");
         let results = read_results(&results_path)?;
-        // Drop a torn last line (a kill mid-write) by rewriting the file from what parsed.
+        // Drop a torn last line (a kill mid-write) by rewriting the file from what parsed. This
+        // must happen before the append handle is opened: the rewrite replaces the file (rename),
+        // and a handle to the old one would append to an unlinked file.
+        rewrite_if_torn(&results_path, &results)?;
         let file = OpenOptions::new()
             .create(true)
             .append(true)
             .open(&results_path)
             .map_err(io(&results_path))?;
-        let store = SweepStore {
+        Ok(SweepStore {
             dir: dir.to_path_buf(),
             results,
             file,
-        };
-        store.rewrite_results_if_torn()?;
-        Ok(store)
+        })
     }
 
     pub fn dir(&self) -> &Path {
@@ -215,19 +216,24 @@ impl SweepStore {
 
     /// All finished results, sorted by t then metric name.
     pub fn results(&self) -> Vec<&MetricResult> {
-        let mut v: Vec<&MetricResult> = self.results.values().collect();
-        v.sort_by(|a, b| a.t.total_cmp(&b.t).then_with(|| a.metric.cmp(&b.metric)));
-        v
+        sorted(&self.results)
+    }
+
+    /// Every finished (t, metric), with t as its canonical key ([`t_key`]).
+    pub fn finished(&self) -> BTreeSet<(String, String)> {
+        self.results.keys().cloned().collect()
     }
 
     /// Appends one finished (t, metric) and makes it durable before returning.
     pub fn append(&mut self, r: &MetricResult) -> Result<(), StoreError> {
         let path = self.dir.join("results.jsonl");
-        let mut line = serde_json::to_string(r).map_err(|e| StoreError::Format {
-            path: path.clone(),
-            msg: e.to_string(),
-        })?;
-        line.push('\n');
+        if !r.t.is_finite() {
+            return Err(StoreError::Format {
+                path,
+                msg: format!("metric `{}`: t = {} is not finite", r.metric, r.t),
+            });
+        }
+        let line = result_line(&path, r)?;
         self.file.write_all(line.as_bytes()).map_err(io(&path))?;
         self.file.sync_data().map_err(io(&path))?;
         self.results
@@ -240,24 +246,42 @@ impl SweepStore {
         let path = self.dir.join("summary.csv");
         write_atomic(&path, summary_csv(&self.results()).as_bytes())
     }
+}
 
-    fn rewrite_results_if_torn(&self) -> Result<(), StoreError> {
-        let path = self.dir.join("results.jsonl");
-        let text = std::fs::read_to_string(&path).map_err(io(&path))?;
-        if text.is_empty() || text.ends_with('\n') {
-            return Ok(());
-        }
-        let mut out = String::new();
-        for r in self.results() {
-            let line = serde_json::to_string(r).map_err(|e| StoreError::Format {
-                path: path.clone(),
-                msg: e.to_string(),
-            })?;
-            out.push_str(&line);
-            out.push('\n');
-        }
-        write_atomic(&path, out.as_bytes())
+/// Rewrites `results.jsonl` from `results` when its last line lacks its newline (cut by a kill).
+fn rewrite_if_torn(
+    path: &Path,
+    results: &BTreeMap<(String, String), MetricResult>,
+) -> Result<(), StoreError> {
+    if !path.exists() {
+        return Ok(());
     }
+    let text = std::fs::read(path).map_err(io(path))?;
+    if text.is_empty() || text.ends_with(b"\n") {
+        return Ok(());
+    }
+    let mut out = String::new();
+    for r in sorted(results) {
+        out.push_str(&result_line(path, r)?);
+    }
+    write_atomic(path, out.as_bytes())
+}
+
+/// One `results.jsonl` line, newline included.
+fn result_line(path: &Path, r: &MetricResult) -> Result<String, StoreError> {
+    let mut line = serde_json::to_string(r).map_err(|e| StoreError::Format {
+        path: path.to_path_buf(),
+        msg: e.to_string(),
+    })?;
+    line.push('\n');
+    Ok(line)
+}
+
+/// Results sorted by t, then metric name.
+fn sorted(results: &BTreeMap<(String, String), MetricResult>) -> Vec<&MetricResult> {
+    let mut v: Vec<&MetricResult> = results.values().collect();
+    v.sort_by(|a, b| a.t.total_cmp(&b.t).then_with(|| a.metric.cmp(&b.metric)));
+    v
 }
 
 /// `summary.csv` text for a set of results.
@@ -299,12 +323,16 @@ pub fn read_results(path: &Path) -> Result<BTreeMap<(String, String), MetricResu
     if !path.exists() {
         return Ok(out);
     }
-    let text = std::fs::read_to_string(path).map_err(io(path))?;
-    let complete = if text.ends_with('\n') {
-        text.as_str()
-    } else {
-        text.rsplit_once('\n').map_or("", |(head, _)| head)
+    let bytes = std::fs::read(path).map_err(io(path))?;
+    // Cut at the last newline first: a torn line may end inside a multi-byte character.
+    let complete = match bytes.iter().rposition(|&b| b == b'\n') {
+        Some(end) => bytes.get(..=end).unwrap_or_default(),
+        None => &[],
     };
+    let complete = std::str::from_utf8(complete).map_err(|e| StoreError::Format {
+        path: path.to_path_buf(),
+        msg: format!("not UTF-8: {e}"),
+    })?;
     for (i, line) in complete.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
@@ -354,7 +382,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<usize, StoreError> {
         }
         for (k, r) in read_results(&dir.join("results.jsonl"))? {
             match all.get(&k) {
-                Some(existing) if existing != &r => {
+                Some(existing) if !same_result(existing, &r) => {
                     return Err(StoreError::Format {
                         path: dir.join("results.jsonl"),
                         msg: format!(
@@ -391,6 +419,11 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<usize, StoreError> {
     }
     store.write_summary()?;
     Ok(n)
+}
+
+/// Equal as written (so NaN, written as `null`, equals NaN).
+fn same_result(a: &MetricResult, b: &MetricResult) -> bool {
+    matches!((serde_json::to_value(a), serde_json::to_value(b)), (Ok(x), Ok(y)) if x == y)
 }
 
 fn diff_json(at: &str, a: &serde_json::Value, b: &serde_json::Value, out: &mut Vec<String>) {
@@ -556,6 +589,195 @@ mod tests {
             .to_string();
         assert!(e.contains("conflicts"), "{e}");
         for d in [a, b, out] {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+
+    #[test]
+    fn t_values_are_canonical_and_extrapolate() {
+        // 0.1 + 0.2 style drift is gone: the points equal their decimal literals.
+        assert_eq!(parse_t_range("0:0.3:4").unwrap(), vec![0.0, 0.1, 0.2, 0.3]);
+        let nine = parse_t_range("-0.5:1.5:9").unwrap();
+        assert_eq!(
+            nine,
+            vec![-0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5]
+        );
+        // Descending ranges work; -0 and 0 share a key.
+        assert_eq!(parse_t_range("1:0:3").unwrap(), vec![1.0, 0.5, 0.0]);
+        assert_eq!(t_key(-0.0), t_key(0.0));
+        assert_eq!(t_key(0.1 + 0.2), t_key(0.3));
+        let e = parse_t_range("0:1:-3").unwrap_err().to_string();
+        assert!(e.contains("`0:1:-3`") && e.contains("N"), "{e}");
+    }
+
+    #[test]
+    fn every_shard_count_covers_each_point_exactly_once() {
+        let pts = parse_t_range("-0.5:1.5:9").unwrap();
+        for n in 1..=12 {
+            let mut all: Vec<f64> = (0..n).flat_map(|i| shard_points(&pts, i, n)).collect();
+            assert_eq!(all.len(), pts.len(), "n = {n}");
+            all.sort_by(f64::total_cmp);
+            assert_eq!(all, pts, "n = {n}");
+        }
+        // Deterministic: the same call gives the same subset.
+        assert_eq!(shard_points(&pts, 1, 4), vec![-0.25, 0.75]);
+        assert_eq!(shard_points(&pts, 1, 4), shard_points(&pts, 1, 4));
+        let e = parse_shard("5/3").unwrap_err().to_string();
+        assert!(e.contains("`5/3`") && e.contains("i < n"), "{e}");
+    }
+
+    #[test]
+    fn appends_after_a_torn_line_are_kept() {
+        let dir = tmp("torn-append");
+        let spec = serde_json::json!({"t": "0:1:3"});
+        let mut s = SweepStore::open_or_create(&dir, &record(spec.clone())).unwrap();
+        s.append(&result(0.0, "a", 0.1)).unwrap();
+        drop(s);
+        // Cut inside a multi-byte character, as a kill may.
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(dir.join("results.jsonl"))
+            .unwrap();
+        f.write_all("{\"t\":0.5,\"metric\":\"é".as_bytes().get(..20).unwrap())
+            .unwrap();
+        drop(f);
+        let mut s = SweepStore::open_or_create(&dir, &record(spec.clone())).unwrap();
+        assert_eq!(
+            s.finished(),
+            BTreeSet::from([(t_key(0.0), "a".to_string())])
+        );
+        s.append(&result(0.5, "a", 0.2)).unwrap();
+        drop(s);
+        let s = SweepStore::open_or_create(&dir, &record(spec)).unwrap();
+        assert!(
+            s.is_finished(0.5, "a"),
+            "the append after recovery went to the live file"
+        );
+        assert_eq!(count_lines(&dir.join("results.jsonl")), 2);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_malformed_middle_line_is_an_error_naming_the_line() {
+        let dir = tmp("midline");
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = serde_json::to_string(&result(0.0, "a", 0.1)).unwrap();
+        std::fs::write(
+            dir.join("results.jsonl"),
+            format!("{good}\n{{oops\n{good}\n"),
+        )
+        .unwrap();
+        let e = read_results(&dir.join("results.jsonl"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("results.jsonl") && e.contains("line 2"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn nan_values_survive_a_round_trip() {
+        let dir = tmp("nan");
+        let spec = serde_json::json!({"t": "0:1:3"});
+        let mut s = SweepStore::open_or_create(&dir, &record(spec.clone())).unwrap();
+        let mut r = result(0.0, "a", f64::NAN);
+        r.ci_low = f64::NAN;
+        s.append(&r).unwrap();
+        assert!(s.append(&result(f64::INFINITY, "a", 0.0)).is_err());
+        drop(s);
+        let s = SweepStore::open_or_create(&dir, &record(spec)).unwrap();
+        let back = s.results();
+        assert_eq!(back.len(), 1);
+        assert!(back[0].value.is_nan() && back[0].ci_low.is_nan());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn run_json_and_summary_csv_contents() {
+        let dir = tmp("summary");
+        let rec = record(serde_json::json!({"t": "0:1:3"}));
+        let mut s = SweepStore::open_or_create(&dir, &rec).unwrap();
+        let stored: RunRecord =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("run.json")).unwrap()).unwrap();
+        assert_eq!(stored, rec);
+        assert_eq!(stored.schema, "basin.sweep.v1");
+        // Written out of order; rows come out sorted by t, columns by metric name.
+        s.append(&result(1.0, "b", 0.5)).unwrap();
+        s.append(&result(-0.5, "a", 0.25)).unwrap();
+        s.append(&result(1.0, "a", 0.75)).unwrap();
+        s.write_summary().unwrap();
+        let csv = std::fs::read_to_string(dir.join("summary.csv")).unwrap();
+        assert_eq!(
+            csv,
+            "t,a,a_ci_low,a_ci_high,b,b_ci_low,b_ci_high\n\
+             -0.5,0.25,0.15,0.35,,,\n\
+             1,0.75,0.65,0.85,0.5,0.4,0.6\n"
+        );
+        // No temporary file left behind.
+        let names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(names.iter().all(|n| !n.contains("tmp")), "{names:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn changed_inputs_are_refused_by_name() {
+        let dir = tmp("inputs");
+        let rec = record(serde_json::json!({"t": "0:1:3"}));
+        drop(SweepStore::open_or_create(&dir, &rec).unwrap());
+        let mut changed = rec.clone();
+        changed.inputs.insert("suite".into(), "sha256:cd".into());
+        changed.inputs.insert("adapter".into(), "sha256:ef".into());
+        let e = SweepStore::open_or_create(&dir, &changed)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("input suite changed") && e.contains("input adapter is new"),
+            "{e}"
+        );
+        // The same record reopens fine.
+        assert!(SweepStore::open_or_create(&dir, &rec).is_ok());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn merge_dedups_identical_lines_and_refuses_other_sweeps() {
+        let (a, b, c, out) = (tmp("da"), tmp("db"), tmp("dc"), tmp("dout"));
+        let mut sa = SweepStore::open_or_create(
+            &a,
+            &record(serde_json::json!({"t": "0:1:2", "shard": "0/2"})),
+        )
+        .unwrap();
+        let mut sb = SweepStore::open_or_create(
+            &b,
+            &record(serde_json::json!({"t": "0:1:2", "shard": "1/2"})),
+        )
+        .unwrap();
+        let mut nan = result(0.0, "m", f64::NAN);
+        nan.ci_high = f64::NAN;
+        sa.append(&nan).unwrap();
+        sb.append(&nan).unwrap();
+        sb.append(&result(1.0, "m", 0.9)).unwrap();
+        assert_eq!(merge(&[a.clone(), b.clone()], &out).unwrap(), 2);
+        assert_eq!(count_lines(&out.join("results.jsonl")), 2);
+        let csv = std::fs::read_to_string(out.join("summary.csv")).unwrap();
+        assert_eq!(csv.lines().count(), 3, "{csv}");
+        // A shard of a different sweep is refused, naming what differs.
+        drop(
+            SweepStore::open_or_create(
+                &c,
+                &record(serde_json::json!({"t": "0:1:5", "shard": "1/2"})),
+            )
+            .unwrap(),
+        );
+        let e = merge(&[a.clone(), c.clone()], &tmp("dout2"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("spec.t"), "{e}");
+        assert!(merge(&[], &tmp("dout3")).is_err());
+        for d in [a, b, c, out] {
             let _ = std::fs::remove_dir_all(d);
         }
     }

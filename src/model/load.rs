@@ -85,9 +85,12 @@ impl Loader<'_> {
         let base = read(self.source, self.config, name, &shape)?;
         let mut deltas = Vec::with_capacity(self.endpoints.checkpoints.len());
         for other in &self.endpoints.checkpoints {
-            let t = read(*other, self.config, name, &shape)?;
-            let delta: Vec<f32> = t.data.iter().zip(&base.data).map(|(b, a)| b - a).collect();
-            deltas.push(self.upload(delta, shape, transposed));
+            // θₖ − θ₀ computed in θₖ's buffer: one host copy of this tensor less at the peak.
+            let mut t = read(*other, self.config, name, &shape)?;
+            for (d, a) in t.data.iter_mut().zip(&base.data) {
+                *d -= a;
+            }
+            deltas.push(self.upload(t.data, shape, transposed));
         }
         Ok(PathParam {
             base: self.upload(base.data, shape, transposed),

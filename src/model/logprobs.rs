@@ -11,8 +11,8 @@ use super::{
     transformer::CausalLm,
 };
 
-/// Upper bound on the logits materialised at once (elements): 32 M f32 = 128 MiB.
-const MAX_LOGIT_ELEMENTS: usize = 32 * 1024 * 1024;
+/// Upper bound on the logits materialised at once (elements): 8 M f32 = 32 MiB.
+const MAX_LOGIT_ELEMENTS: usize = 8 * 1024 * 1024;
 
 /// One tokenised sequence with its loss mask (`target_mask[i]`: token `i` is a target,
 /// predicted from tokens `0..i`; `target_mask[0]` is ignored).
