@@ -495,6 +495,7 @@ impl GgufFile {
         let mut out = vec![0.0f32; info.n_elements as usize];
         gguf_quant::dequantize(info.ggml_type, bytes, &mut out)
             .map_err(|e| CheckpointError::format(&self.path, format!("tensor `{name}`: {e}")))?;
+        super::tensors::release_pages(&self.mmap, bytes);
         Ok(out)
     }
 }

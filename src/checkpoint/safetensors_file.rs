@@ -228,6 +228,7 @@ impl SafetensorsFile {
                 ));
             }
         };
+        super::tensors::release_pages(&self.mmap, bytes);
         Ok(HostTensor {
             shape: info.shape.clone(),
             data,

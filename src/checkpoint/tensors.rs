@@ -40,3 +40,26 @@ pub trait TensorSource: Send + Sync {
     /// Errors with `CheckpointError::MissingTensor` when there is no such tensor.
     fn load_f32(&self, name: &str) -> Result<HostTensor>;
 }
+
+/// Lets the kernel drop the pages behind `bytes`, a slice of the read-only file mapping `map`
+/// whose data has just been copied out. Without this, every page of a checkpoint read through a
+/// mapping stays in the process's resident set until the file is closed, so loading two
+/// checkpoints (a full-weight path) would hold both files *and* both decoded copies at the peak.
+/// Best effort: failure (or a slice outside the map) changes nothing but memory use.
+pub(crate) fn release_pages(map: &memmap2::Mmap, bytes: &[u8]) {
+    let start = (bytes.as_ptr() as usize).wrapping_sub(map.as_ptr() as usize);
+    if bytes.is_empty()
+        || start
+            .checked_add(bytes.len())
+            .is_none_or(|end| end > map.len())
+    {
+        return;
+    }
+    // SAFETY: the mapping is private and read-only and the file is not modified while open (the
+    // assumption every mmap reader here makes). MADV_DONTNEED on such pages only discards them;
+    // a later access faults in the same bytes from the file, so no reference — including other
+    // tensors' slices sharing a boundary page — ever observes different contents.
+    let _ = unsafe {
+        map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, bytes.len())
+    };
+}

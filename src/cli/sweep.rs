@@ -246,7 +246,11 @@ pub fn run(args: &SweepArgs) -> Result<()> {
         &endpoints,
         &compute.device,
     )?;
+    // The weights now live on the device: unmap the files, so their pages stop counting
+    // towards the sweep's memory.
+    drop(endpoints);
     drop(target);
+    drop(base);
 
     let stop = CancelFlag::new();
     let abort = CancelFlag::new();

@@ -70,7 +70,15 @@ impl CausalLm {
         let [batch, seq] = input_ids.dims();
         let rope = RopeTables::new(&self.config, seq, &self.device);
         let window_mask = self.sliding_window_mask(batch, seq);
-        let mut h = embedding(self.embed_tokens.value(&point.dense), input_ids);
+        // Rows are gathered from the base and from each delta and then mixed: the same f32
+        // operations per element as mixing the whole table first, without materialising a
+        // mixed [vocab, hidden] table on a full-weight path.
+        let mut h = embedding(self.embed_tokens.base.clone(), input_ids.clone());
+        for (delta, &c) in self.embed_tokens.deltas.iter().zip(&point.dense) {
+            if c != 0.0 {
+                h = h + embedding(delta.clone(), input_ids.clone()) * c;
+            }
+        }
         for layer in &self.layers {
             let normed = layer.input_layernorm.forward(h.clone(), point);
             let attn = self.attention(&layer.self_attn, normed, &rope, window_mask.clone(), point);
