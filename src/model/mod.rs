@@ -4,6 +4,7 @@ pub mod error;
 pub mod linear;
 pub mod load;
 pub mod logprobs;
+pub mod mix_kernel;
 pub mod norm;
 pub mod path_param;
 pub mod rope;

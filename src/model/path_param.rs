@@ -8,6 +8,8 @@
 
 use burn::tensor::Tensor;
 
+use super::mix_kernel;
+
 #[derive(Debug, Clone)]
 pub struct PathParam<const D: usize> {
     pub base: Tensor<D>,
@@ -25,13 +27,28 @@ impl<const D: usize> PathParam<D> {
     }
 
     /// `base + Σₖ coeffs[k]·deltas[k]`. Coefficients beyond the deltas are ignored; a delta
-    /// without a coefficient (or with 0) contributes nothing.
+    /// without a coefficient (or with 0) contributes nothing, and with no deltas the base itself
+    /// is returned (no copy).
+    ///
+    /// Each term goes through [`mix_kernel::mix`](super::mix_kernel::mix): one WGSL pass per delta
+    /// on wgpu, burn tensor ops elsewhere (including autodiff, so gradients flow as before).
+    /// The loader gives every delta its base's shape; a delta that did not match would not fit
+    /// the kernel and falls back to tensor ops with burn's own broadcasting rules, as this
+    /// function behaved before the kernel existed.
     pub fn value(&self, coeffs: &[f32]) -> Tensor<D> {
+        if self.deltas.is_empty() {
+            return self.base.clone();
+        }
         let mut out = self.base.clone();
         for (delta, &c) in self.deltas.iter().zip(coeffs) {
-            if c != 0.0 {
-                out = out + delta.clone() * c;
+            if c == 0.0 {
+                continue;
             }
+            out = if mix_kernel::check_operands(&out, delta).is_ok() {
+                mix_kernel::mix_checked(out, delta.clone(), c).0
+            } else {
+                mix_kernel::mix_reference(out, delta.clone(), c)
+            };
         }
         out
     }
