@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     checkpoint::{open::open_model, peft::LoraAdapter},
     compute::{ComputeDevice, ComputeKind},
+    experiments::sweep_store::write_atomic,
     experiments::{
         eval::{EVAL_SCHEMA, EvalSpec, ExampleScore, PathPointSpec, evaluate},
         inputs::{chat_template_of, encode_examples},
@@ -121,25 +122,5 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         Some(p) if p != Path::new("-") => write_atomic(p, json.as_bytes())?,
         _ => println!("{json}"),
     }
-    Ok(())
-}
-
-/// Writes through a temporary file in the same folder, so a crash never leaves half a file.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("{}: cannot create folder", dir.display()))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        path.file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default(),
-        std::process::id()
-    ));
-    std::fs::write(&tmp, bytes).with_context(|| format!("{}: cannot write", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot write", path.display()))?;
     Ok(())
 }

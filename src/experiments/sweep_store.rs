@@ -445,8 +445,12 @@ fn diff_json(at: &str, a: &serde_json::Value, b: &serde_json::Value, out: &mut V
     }
 }
 
-/// Writes through a temporary file + rename, so readers never see half a file.
+/// Writes through a temporary file + rename (creating the folder if needed), so readers never
+/// see half a file and a crash never leaves one.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+    }
     let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
     {
         let mut f = File::create(&tmp).map_err(io(&tmp))?;
