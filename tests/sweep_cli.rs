@@ -479,3 +479,46 @@ fn tiny_llama() -> String {
 fn tiny_lora() -> String {
     tiny("llama_lora")
 }
+
+#[test]
+fn several_t_per_pass_give_the_same_results() {
+    for device in ["cpu", "gpu"] {
+        let (one, four) = (
+            scratch(&format!("pass1-{device}")),
+            scratch(&format!("pass4-{device}")),
+        );
+        for (dir, k) in [(&one, "1"), (&four, "4")] {
+            ok(&[
+                "sweep",
+                "--base",
+                &tiny("llama"),
+                "--adapter",
+                &tiny("llama_lora"),
+                "--suite",
+                &suite(),
+                "--t",
+                "-0.5:1.5:5",
+                "--device",
+                device,
+                "--out",
+                dir.to_str().unwrap(),
+                "--bootstrap",
+                "100",
+                "--t-per-pass",
+                k,
+                "--batch",
+                "6",
+            ]);
+        }
+        let (a, b) = (results(&one), results(&four));
+        assert_eq!(a.len(), 5 * 5);
+        assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+        for (k, va) in &a {
+            let vb = &b[k];
+            let (x, y) = (va["value"].as_f64().unwrap(), vb["value"].as_f64().unwrap());
+            assert!((x - y).abs() < 1e-6, "{device} {k:?}: {x} vs {y}");
+        }
+        let _ = std::fs::remove_dir_all(&one);
+        let _ = std::fs::remove_dir_all(&four);
+    }
+}

@@ -63,6 +63,10 @@ pub struct SweepArgs {
     pub out: PathBuf,
     #[arg(long, default_value_t = 8192)]
     pub max_tokens: usize,
+    /// LoRA paths: evaluate this many t values in one pass (sequences of different t share a
+    /// batch, so the weights are read once; pays on a GPU). Same results as 1.
+    #[arg(long, default_value_t = 1)]
+    pub t_per_pass: usize,
 }
 
 #[derive(Debug, clap::Args)]
@@ -285,6 +289,7 @@ pub fn run(args: &SweepArgs) -> Result<()> {
         batch_size: args.batch,
         bootstrap_samples: args.bootstrap,
         bootstrap_seed: args.seed,
+        t_per_pass: args.t_per_pass,
     };
     let hooks = SweepHooks {
         progress: &|p| bar.update(&p),

@@ -14,7 +14,11 @@ use super::{
     suite::Suite,
     sweep_store::{StoreError, SweepStore},
 };
-use crate::model::transformer::CausalLm;
+use crate::model::{
+    logprobs::{MaskedSequence, target_logprobs},
+    path_param::PathCoefficients,
+    transformer::CausalLm,
+};
 
 #[derive(Debug, Clone)]
 pub struct SweepSpec {
@@ -24,6 +28,10 @@ pub struct SweepSpec {
     pub batch_size: usize,
     pub bootstrap_samples: usize,
     pub bootstrap_seed: u64,
+    /// Points evaluated together in one pass over the requests (LoRA paths only: sequences of
+    /// different t share a batch, so each weight is read once for several t — what pays on a
+    /// GPU). Results are the same as with 1; a kill loses at most this many points in flight.
+    pub t_per_pass: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -73,55 +81,62 @@ pub fn run_sweep(
         computed_points: 0,
         skipped_points: 0,
     };
-    for (i, &t) in spec.t_values.iter().enumerate() {
-        if metric_names.iter().all(|m| store.is_finished(t, m)) {
-            outcome.skipped_points += 1;
-            continue;
-        }
+    let pending: Vec<(usize, f64)> = spec
+        .t_values
+        .iter()
+        .copied()
+        .enumerate()
+        .filter(|&(_, t)| !metric_names.iter().all(|m| store.is_finished(t, m)))
+        .collect();
+    outcome.skipped_points = total - pending.len();
+    let per_pass = if spec.path.batches_across_t() {
+        spec.t_per_pass.max(1)
+    } else {
+        1
+    };
+    for group in pending.chunks(per_pass) {
+        let first = group.first().map_or(0, |g| g.0);
         if hooks.stop_after_point.is_cancelled() || hooks.abort.is_cancelled() {
-            return Err(SweepError::Cancelled { done: i, total });
+            return Err(SweepError::Cancelled { done: first, total });
         }
-        let eval_spec = EvalSpec {
-            batch_size: spec.batch_size,
-            point: spec.path.point(t),
-            keep_token_logprobs: false,
+        let ts: Vec<f64> = group.iter().map(|g| g.1).collect();
+        let stage = if ts.len() == 1 {
+            format!("t = {}", ts[0])
+        } else {
+            format!("t = {:?}", ts)
         };
-        let stage = format!("t = {t}");
-        let scores = evaluate(
-            model,
-            items,
-            &eval_spec,
-            &|p| {
-                progress(Progress {
-                    done: i * items.len() + p.done,
-                    total: total * items.len(),
-                    stage: stage.clone(),
-                })
-            },
-            hooks.abort,
-        )
-        .map_err(|e| match e {
-            EvalError::Cancelled { .. } => SweepError::Cancelled { done: i, total },
-            other => SweepError::Eval(other),
-        })?;
-        let by_id: HashMap<&str, &ExampleScore> =
-            scores.examples.iter().map(|s| (s.id.as_str(), s)).collect();
-        let results = compute_metrics(
-            suite,
-            t,
-            &by_id,
-            spec.bootstrap_samples,
-            spec.bootstrap_seed,
-        )
-        .map_err(|e| SweepError::Metric(e.to_string()))?;
-        for r in &results {
-            if !store.is_finished(t, &r.metric) {
-                store.append(r)?;
-                (hooks.on_result)(r);
+        let report = |done: usize| {
+            progress(Progress {
+                done: first * items.len() + done,
+                total: total * items.len(),
+                stage: stage.clone(),
+            })
+        };
+        let per_point =
+            score_points(model, items, spec, &ts, &report, hooks.abort).map_err(|e| match e {
+                SweepError::Cancelled { .. } => SweepError::Cancelled { done: first, total },
+                other => other,
+            })?;
+        for (&t, scores) in ts.iter().zip(&per_point) {
+            let by_id: HashMap<&str, &ExampleScore> =
+                scores.iter().map(|s| (s.id.as_str(), s)).collect();
+            let results = compute_metrics(
+                suite,
+                t,
+                &by_id,
+                spec.bootstrap_samples,
+                spec.bootstrap_seed,
+            )
+            .map_err(|e| SweepError::Metric(e.to_string()))?;
+            for r in &results {
+                if !store.is_finished(t, &r.metric) {
+                    store.append(r)?;
+                    (hooks.on_result)(r);
+                }
             }
+            store.write_summary()?;
+            outcome.computed_points += 1;
         }
-        store.write_summary()?;
-        outcome.computed_points += 1;
     }
     progress(Progress {
         done: total * items.len(),
@@ -129,4 +144,81 @@ pub fn run_sweep(
         stage: "done".into(),
     });
     Ok(outcome)
+}
+
+/// Scores every request at each t of `ts`. One t: the ordinary evaluation. Several (LoRA paths):
+/// all (t, request) sequences sorted by length and batched together, each with its own LoRA
+/// coefficients, so a batch mixes t values and the weights are read once for all of them.
+fn score_points(
+    model: &CausalLm,
+    items: &[EvalItem],
+    spec: &SweepSpec,
+    ts: &[f64],
+    report: &dyn Fn(usize),
+    abort: &CancelFlag,
+) -> Result<Vec<Vec<ExampleScore>>, SweepError> {
+    if let [t] = ts {
+        let eval_spec = EvalSpec {
+            batch_size: spec.batch_size,
+            point: spec.path.point(*t),
+            keep_token_logprobs: false,
+        };
+        let scores = evaluate(model, items, &eval_spec, &|p| report(p.done), abort).map_err(
+            |e| match e {
+                EvalError::Cancelled { done, total } => SweepError::Cancelled { done, total },
+                other => SweepError::Eval(other),
+            },
+        )?;
+        return Ok(vec![scores.examples]);
+    }
+    let points: Vec<_> = ts.iter().map(|&t| spec.path.point(t)).collect();
+    if points.iter().any(|p| !p.dense.is_empty()) {
+        return Err(SweepError::Metric(
+            "several t per pass needs a path that only moves LoRA slots".into(),
+        ));
+    }
+    let mut order: Vec<(usize, usize)> = (0..ts.len())
+        .flat_map(|p| (0..items.len()).map(move |i| (p, i)))
+        .collect();
+    order.sort_by_key(|&(_, i)| std::cmp::Reverse(items[i].sequence.input_ids.len()));
+    let slots = points.first().map_or(0, |p| p.lora.len());
+    let mut out: Vec<Vec<Option<ExampleScore>>> = vec![vec![None; items.len()]; ts.len()];
+    let mut done = 0;
+    for chunk in order.chunks(spec.batch_size.max(1)) {
+        if abort.is_cancelled() {
+            return Err(SweepError::Cancelled {
+                done: 0,
+                total: ts.len(),
+            });
+        }
+        let batch: Vec<MaskedSequence> = chunk
+            .iter()
+            .map(|&(_, i)| items[i].sequence.clone())
+            .collect();
+        let coeffs = PathCoefficients {
+            lora: (0..slots)
+                .map(|k| chunk.iter().map(|&(p, _)| points[p].lora[k]).collect())
+                .collect(),
+            dense: Vec::new(),
+        };
+        let lps = target_logprobs(model, &batch, &coeffs)
+            .map_err(|e| SweepError::Eval(EvalError::Model(e)))?;
+        for (&(p, i), lp) in chunk.iter().zip(lps) {
+            let sum: f64 = lp.iter().map(|&v| v as f64).sum();
+            let n = lp.len();
+            out[p][i] = Some(ExampleScore {
+                id: items[i].id.clone(),
+                n_tokens: n,
+                sum_logprob: sum,
+                mean_nll: if n > 0 { -sum / n as f64 } else { f64::NAN },
+                token_logprobs: None,
+            });
+        }
+        done += chunk.len();
+        report(done / ts.len());
+    }
+    Ok(out
+        .into_iter()
+        .map(|v| v.into_iter().flatten().collect())
+        .collect())
 }
