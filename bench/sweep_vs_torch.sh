@@ -15,9 +15,13 @@ gguf="$BASIN_CACHE/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 adapter=$(python3 bench/make_smollm2_lora.py | tail -1)
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
+# On a GPU all 11 points share each pass (weights read once per batch); on the CPU, where the
+# forward is compute-bound, one t per pass.
+per_pass=1
+[ "$device" = gpu ] && per_pass=11
 t0=$(date +%s.%N)
 "$CARGO_TARGET_DIR/release/basin" sweep --base "$gguf" --adapter "$adapter" --suite assets/suites/default/suite.toml \
-  --t 0:1:11 --device "$device" --out "$out/lora" --bootstrap 1000 2>/dev/null
+  --t 0:1:11 --device "$device" --t-per-pass "$per_pass" --out "$out/lora" --bootstrap 1000 2>/dev/null
 t1=$(date +%s.%N)
 torch_json=$(python3 bench/torch_sweep.py assets/suites/default/suite.toml "$adapter" --points 11 --threads 2)
 rss_kb=$( { /usr/bin/time -f "%M" "$CARGO_TARGET_DIR/release/basin" sweep --base "$gguf" --target "$gguf" \
