@@ -11,7 +11,7 @@ mod common;
 use std::path::Path;
 
 use basin::{
-    checkpoint::{open::open_model, peft::LoraAdapter, tensors::TensorSource},
+    checkpoint::{open::open_model, peft::LoraAdapter},
     compute::{ComputeDevice, ComputeKind},
     experiments::{
         eval::{EvalItem, EvalSpec, PathPointSpec, evaluate},
@@ -43,38 +43,6 @@ fn reference_nll(name: &str) -> (f64, Vec<f64>) {
         .map(|e| e["mean_nll"].as_f64().unwrap())
         .collect();
     (m["mean_nll"].as_f64().unwrap(), per)
-}
-
-/// Base weights with the adapter merged in: W + B·A·scale for every adapted module.
-fn merged_weights(
-    base: &dyn TensorSource,
-    adapter: &LoraAdapter,
-    t: f32,
-) -> Vec<(String, Vec<usize>, Vec<f32>)> {
-    let mut out = Vec::new();
-    for name in base.tensor_names() {
-        let mut w = base.load_f32(&name).unwrap();
-        let module = name.trim_end_matches(".weight");
-        if let Some(m) = adapter
-            .modules
-            .get(module)
-            .filter(|_| name.ends_with(".weight"))
-        {
-            let (out_f, in_f) = (w.shape[0], w.shape[1]);
-            let r = m.a.shape[0];
-            for o in 0..out_f {
-                for i in 0..in_f {
-                    let mut acc = 0.0f64;
-                    for k in 0..r {
-                        acc += m.b.data[o * r + k] as f64 * m.a.data[k * in_f + i] as f64;
-                    }
-                    w.data[o * in_f + i] += (acc * m.scale) as f32 * t;
-                }
-            }
-        }
-        out.push((name, w.shape, w.data));
-    }
-    out
 }
 
 fn items_for(model_dir: &Path) -> Vec<EvalItem> {
@@ -109,7 +77,7 @@ fn check(kind: ComputeKind) {
     common::write_model_folder(
         &tiny("llama"),
         &merged_dir,
-        &merged_weights(base.tensors.as_ref(), &adapter, 1.0),
+        &common::merged_weights(base.tensors.as_ref(), &adapter, 1.0),
     );
     let merged = open_model(&merged_dir).unwrap();
     let endpoints = PathEndpoints {
@@ -145,7 +113,7 @@ fn check(kind: ComputeKind) {
     common::write_model_folder(
         &tiny("llama"),
         &avg_dir,
-        &merged_weights(base.tensors.as_ref(), &adapter, 0.5),
+        &common::merged_weights(base.tensors.as_ref(), &adapter, 0.5),
     );
     let avg = open_model(&avg_dir).unwrap();
     let avg_model =

@@ -171,36 +171,15 @@ fn full_weight_midpoint_equals_the_averaged_checkpoint() {
     let base = open_model(Path::new(&tiny("llama"))).unwrap();
     let adapter = LoraAdapter::open(tiny("llama_lora")).unwrap();
     // θ₁ = base with the adapter merged; the midpoint checkpoint = (θ₀ + θ₁) / 2, both on disk.
-    let mut merged = Vec::new();
-    let mut average = Vec::new();
-    for name in basin::checkpoint::tensors::TensorSource::tensor_names(base.tensors.as_ref()) {
-        let w = base.tensors.load_f32(&name).unwrap();
-        let mut w1 = w.data.clone();
-        let module = name.trim_end_matches(".weight");
-        if let Some(m) = adapter
-            .modules
-            .get(module)
-            .filter(|_| name.ends_with(".weight"))
-        {
-            let (out_f, in_f, r) = (w.shape[0], w.shape[1], m.a.shape[0]);
-            for o in 0..out_f {
-                for i in 0..in_f {
-                    let d: f64 = (0..r)
-                        .map(|k| m.b.data[o * r + k] as f64 * m.a.data[k * in_f + i] as f64)
-                        .sum();
-                    w1[o * in_f + i] += (d * m.scale) as f32;
-                }
-            }
-        }
-        let avg: Vec<f32> = w
-            .data
-            .iter()
-            .zip(&w1)
-            .map(|(a, b)| a + 0.5 * (b - a))
-            .collect();
-        merged.push((name.clone(), w.shape.clone(), w1));
-        average.push((name, w.shape, avg));
-    }
+    let merged = common::merged_weights(base.tensors.as_ref(), &adapter, 1.0);
+    let average: Vec<_> = merged
+        .iter()
+        .map(|(name, shape, w1)| {
+            let w0 = base.tensors.load_f32(name).unwrap().data;
+            let avg = w0.iter().zip(w1).map(|(a, b)| a + 0.5 * (b - a)).collect();
+            (name.clone(), shape.clone(), avg)
+        })
+        .collect();
     let (merged_dir, avg_dir) = (dir.join("merged"), dir.join("average"));
     common::write_model_folder(Path::new(&tiny("llama")), &merged_dir, &merged);
     common::write_model_folder(Path::new(&tiny("llama")), &avg_dir, &average);

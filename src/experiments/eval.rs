@@ -70,6 +70,21 @@ pub struct ExampleScore {
     pub token_logprobs: Option<Vec<f32>>,
 }
 
+impl ExampleScore {
+    /// Sums (in f64) the target log-probs of one example; keeps them when `keep` is set.
+    pub fn from_logprobs(id: &str, logprobs: Vec<f32>, keep: bool) -> Self {
+        let sum: f64 = logprobs.iter().map(|&v| v as f64).sum();
+        let n = logprobs.len();
+        Self {
+            id: id.to_string(),
+            n_tokens: n,
+            sum_logprob: sum,
+            mean_nll: if n > 0 { -sum / n as f64 } else { f64::NAN },
+            token_logprobs: keep.then_some(logprobs),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EvalScores {
     pub examples: Vec<ExampleScore>,
@@ -117,15 +132,11 @@ pub fn evaluate(
         let batch: Vec<MaskedSequence> = chunk.iter().map(|&i| items[i].sequence.clone()).collect();
         let lps = target_logprobs(model, &batch, &spec.point.for_batch(batch.len()))?;
         for (&i, lp) in chunk.iter().zip(lps) {
-            let sum: f64 = lp.iter().map(|&v| v as f64).sum();
-            let n = lp.len();
-            scores[i] = Some(ExampleScore {
-                id: items[i].id.clone(),
-                n_tokens: n,
-                sum_logprob: sum,
-                mean_nll: if n > 0 { -sum / n as f64 } else { f64::NAN },
-                token_logprobs: spec.keep_token_logprobs.then_some(lp),
-            });
+            scores[i] = Some(ExampleScore::from_logprobs(
+                &items[i].id,
+                lp,
+                spec.keep_token_logprobs,
+            ));
         }
         done += chunk.len();
         progress(Progress {

@@ -204,15 +204,7 @@ fn score_points(
         let lps = target_logprobs(model, &batch, &coeffs)
             .map_err(|e| SweepError::Eval(EvalError::Model(e)))?;
         for (&(p, i), lp) in chunk.iter().zip(lps) {
-            let sum: f64 = lp.iter().map(|&v| v as f64).sum();
-            let n = lp.len();
-            out[p][i] = Some(ExampleScore {
-                id: items[i].id.clone(),
-                n_tokens: n,
-                sum_logprob: sum,
-                mean_nll: if n > 0 { -sum / n as f64 } else { f64::NAN },
-                token_logprobs: None,
-            });
+            out[p][i] = Some(ExampleScore::from_logprobs(&items[i].id, lp, false));
         }
         done += chunk.len();
         report(done / ts.len());

@@ -91,3 +91,35 @@ pub fn write_model_folder(from: &Path, to: &Path, weights: &[(String, Vec<usize>
     }
     write_safetensors(&to.join("model.safetensors"), weights);
 }
+
+/// Base weights with the adapter merged in at scale t: W + t·B·A·scale for every adapted module.
+pub fn merged_weights(
+    base: &dyn basin::checkpoint::tensors::TensorSource,
+    adapter: &basin::checkpoint::peft::LoraAdapter,
+    t: f32,
+) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+    let mut out = Vec::new();
+    for name in base.tensor_names() {
+        let mut w = base.load_f32(&name).unwrap();
+        let module = name.trim_end_matches(".weight");
+        if let Some(m) = adapter
+            .modules
+            .get(module)
+            .filter(|_| name.ends_with(".weight"))
+        {
+            let (out_f, in_f) = (w.shape[0], w.shape[1]);
+            let r = m.a.shape[0];
+            for o in 0..out_f {
+                for i in 0..in_f {
+                    let mut acc = 0.0f64;
+                    for k in 0..r {
+                        acc += m.b.data[o * r + k] as f64 * m.a.data[k * in_f + i] as f64;
+                    }
+                    w.data[o * in_f + i] += (acc * m.scale) as f32 * t;
+                }
+            }
+        }
+        out.push((name, w.shape, w.data));
+    }
+    out
+}
