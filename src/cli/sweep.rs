@@ -1,30 +1,18 @@
 //! `basin sweep` and `basin merge`: walk a path θ(t), measure a suite at each t, resumably.
 
-use std::collections::BTreeMap;
-use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
-use sha2::{Digest, Sha256};
+use anyhow::Result;
 
 use super::progress::ProgressBar;
 use crate::{
-    checkpoint::{
-        open::{OpenedModel, open_model},
-        peft::LoraAdapter,
-    },
-    compute::{ComputeDevice, ComputeKind},
+    compute::ComputeKind,
     experiments::{
-        inputs::{chat_template_of, encode_examples},
         job::CancelFlag,
-        path::PathKind,
-        suite::Suite,
-        sweep::{SweepHooks, SweepSpec, run_sweep},
-        sweep_store::{
-            RunRecord, SWEEP_SCHEMA, SweepStore, merge, parse_shard, parse_t_range, shard_points,
-        },
+        sweep::SweepHooks,
+        sweep_job::{SweepRequest, SweepStart, run_sweep_job},
+        sweep_store::merge,
     },
-    model::{load::PathEndpoints, transformer::CausalLm},
 };
 
 #[derive(Debug, clap::Args)]
@@ -78,184 +66,29 @@ pub struct MergeArgs {
     pub out: PathBuf,
 }
 
-/// Files at most this large are hashed on every start; larger weight files are fingerprinted by
-/// size and modification time.
-const HASH_LIMIT_BYTES: u64 = 256 * 1024 * 1024;
-
-fn fingerprint(path: &Path) -> Result<String> {
-    let meta = std::fs::metadata(path).with_context(|| format!("{}", path.display()))?;
-    if meta.len() > HASH_LIMIT_BYTES {
-        let mtime = meta
-            .modified()
-            .ok()
-            .and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_secs());
-        return Ok(format!("size:{},mtime:{mtime}", meta.len()));
-    }
-    let mut file = std::fs::File::open(path).with_context(|| format!("{}", path.display()))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file
-            .read(&mut buf)
-            .with_context(|| format!("{}", path.display()))?;
-        if n == 0 {
-            break;
+impl SweepArgs {
+    pub fn request(&self) -> SweepRequest {
+        SweepRequest {
+            base: self.base.clone(),
+            adapter: self.adapter.clone(),
+            adapter_b: self.adapter_b.clone(),
+            target: self.target.clone(),
+            suite: self.suite.clone(),
+            t: self.t.clone(),
+            device: self.device,
+            batch: self.batch,
+            shard: self.shard.clone(),
+            bootstrap: self.bootstrap,
+            seed: self.seed,
+            out: self.out.clone(),
+            max_tokens: self.max_tokens,
+            t_per_pass: self.t_per_pass,
         }
-        hasher.update(&buf[..n]);
     }
-    Ok(format!("sha256:{:x}", hasher.finalize()))
-}
-
-/// Fingerprints of a file, or of the files directly inside a folder.
-fn fingerprints(path: &Path, out: &mut BTreeMap<String, String>) -> Result<()> {
-    if path.is_dir() {
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
-            .with_context(|| format!("{}", path.display()))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.is_file())
-            .collect();
-        entries.sort();
-        for p in entries {
-            out.insert(p.display().to_string(), fingerprint(&p)?);
-        }
-    } else {
-        out.insert(path.display().to_string(), fingerprint(path)?);
-    }
-    Ok(())
-}
-
-/// Full-weight paths need the same architecture, shapes and tokenizer at both ends.
-fn check_compatible(base: &OpenedModel, target: &OpenedModel) -> Result<()> {
-    let a = serde_json::to_value(&base.config)?;
-    let b = serde_json::to_value(&target.config)?;
-    if a != b {
-        let mut diffs = Vec::new();
-        if let (Some(x), Some(y)) = (a.as_object(), b.as_object()) {
-            for (k, v) in x {
-                if y.get(k) != Some(v) {
-                    diffs.push(format!(
-                        "{k}: {v} vs {}",
-                        y.get(k).unwrap_or(&serde_json::Value::Null)
-                    ));
-                }
-            }
-        }
-        bail!(
-            "{} and {} differ in configuration ({}); a full-weight path needs the same architecture and shapes",
-            base.path.display(),
-            target.path.display(),
-            diffs.join(", ")
-        );
-    }
-    if base.tokenizer.tokenizer.get_vocab(true) != target.tokenizer.tokenizer.get_vocab(true)
-        || base.tokenizer.chat_template != target.tokenizer.chat_template
-    {
-        bail!(
-            "{} and {} have different tokenizers or chat templates; a full-weight path needs identical ones",
-            base.path.display(),
-            target.path.display()
-        );
-    }
-    Ok(())
 }
 
 pub fn run(args: &SweepArgs) -> Result<()> {
-    if args.batch == 0 {
-        bail!("--batch must be at least 1");
-    }
-    let all_points = parse_t_range(&args.t)?;
-    let points = match &args.shard {
-        Some(s) => {
-            let (i, n) = parse_shard(s)?;
-            shard_points(&all_points, i, n)
-        }
-        None => all_points,
-    };
-    let (path_kind, endpoint_desc) = match (&args.adapter, &args.adapter_b, &args.target) {
-        (Some(_), None, None) => (PathKind::Lora, "adapter"),
-        (Some(_), Some(_), None) => (PathKind::TwoAdapter, "two adapters"),
-        (None, None, Some(_)) => (PathKind::FullWeight, "target"),
-        _ => bail!("give the path's end: --adapter A [--adapter-b B], or --target PATH"),
-    };
-    let suite = Suite::load(&args.suite)?;
-    let compute = ComputeDevice::new(args.device)?;
-    let base = open_model(&args.base)?;
-    let mut adapters = Vec::new();
-    for p in [&args.adapter, &args.adapter_b].into_iter().flatten() {
-        let a = LoraAdapter::open(p)?;
-        a.validate_against(base.tensors.as_ref(), &base.config)?;
-        adapters.push(a);
-    }
-    let target = match &args.target {
-        Some(p) => {
-            let t = open_model(p)?;
-            check_compatible(&base, &t)?;
-            Some(t)
-        }
-        None => None,
-    };
-
-    let mut inputs = BTreeMap::new();
-    for f in suite.files() {
-        fingerprints(&f, &mut inputs)?;
-    }
-    for p in [
-        Some(&args.base),
-        args.adapter.as_ref(),
-        args.adapter_b.as_ref(),
-        args.target.as_ref(),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        fingerprints(p, &mut inputs)?;
-    }
-    let spec_json = serde_json::json!({
-        "path": path_kind,
-        "base": args.base.display().to_string(),
-        "adapter": args.adapter.as_ref().map(|p| p.display().to_string()),
-        "adapter_b": args.adapter_b.as_ref().map(|p| p.display().to_string()),
-        "target": args.target.as_ref().map(|p| p.display().to_string()),
-        "suite": args.suite.display().to_string(),
-        "t": args.t,
-        "shard": args.shard,
-        "bootstrap": args.bootstrap,
-        "seed": args.seed,
-        "max_tokens": args.max_tokens,
-    });
-    let record = RunRecord {
-        schema: SWEEP_SCHEMA.to_string(),
-        basin_version: env!("CARGO_PKG_VERSION").to_string(),
-        spec: spec_json,
-        inputs,
-    };
-    let mut store = SweepStore::open_or_create(&args.out, &record)?;
-
-    let template = chat_template_of(&base.tokenizer)?;
-    let items = encode_examples(
-        &base.tokenizer,
-        &template,
-        &suite.requests(),
-        args.max_tokens,
-    )
-    .with_context(|| format!("{}", args.suite.display()))?;
-    let endpoints = PathEndpoints {
-        adapters: adapters.iter().collect(),
-        checkpoints: target.iter().map(|t| t.tensors.as_ref()).collect(),
-    };
-    let model = CausalLm::load_path(
-        &base.config,
-        base.tensors.as_ref(),
-        &endpoints,
-        &compute.device,
-    )?;
-    // The weights now live on the device: unmap the files, so their pages stop counting
-    // towards the sweep's memory.
-    drop(endpoints);
-    drop(target);
-    drop(base);
-
+    let req = args.request();
     let stop = CancelFlag::new();
     let abort = CancelFlag::new();
     {
@@ -274,23 +107,7 @@ pub fn run(args: &SweepArgs) -> Result<()> {
             }
         });
     }
-    let bar = ProgressBar::new("sweep", points.len() * items.len());
-    eprintln!(
-        "sweep: {} path ({endpoint_desc}), {} points, {} metrics, {} scored sequences per point, on {}",
-        serde_json::to_value(path_kind)?.as_str().unwrap_or("?"),
-        points.len(),
-        suite.metrics.len(),
-        items.len(),
-        compute.label
-    );
-    let spec = SweepSpec {
-        path: path_kind,
-        t_values: points,
-        batch_size: args.batch,
-        bootstrap_samples: args.bootstrap,
-        bootstrap_seed: args.seed,
-        t_per_pass: args.t_per_pass,
-    };
+    let bar = ProgressBar::new("sweep", 0);
     let hooks = SweepHooks {
         progress: &|p| bar.update(&p),
         on_result: &|r| {
@@ -302,7 +119,17 @@ pub fn run(args: &SweepArgs) -> Result<()> {
         stop_after_point: &stop,
         abort: &abort,
     };
-    let outcome = run_sweep(&model, &suite, &items, &spec, &mut store, &hooks);
+    let on_start = |s: &SweepStart| {
+        bar.println(&format!(
+            "sweep: {} path, {} points, {} metrics, {} scored sequences per point, on {}",
+            s.path.as_str(),
+            s.points,
+            s.metrics,
+            s.sequences_per_point,
+            s.device_label
+        ))
+    };
+    let outcome = run_sweep_job(&req, &hooks, &on_start);
     bar.finish();
     let outcome = outcome?;
     eprintln!(

@@ -8,4 +8,5 @@ pub mod metrics;
 pub mod path;
 pub mod suite;
 pub mod sweep;
+pub mod sweep_job;
 pub mod sweep_store;

@@ -39,6 +39,15 @@ impl PathKind {
         }
     }
 
+    /// The name `run.json` uses (`lora`, `two_adapter`, `full_weight`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PathKind::Lora => "lora",
+            PathKind::TwoAdapter => "two_adapter",
+            PathKind::FullWeight => "full_weight",
+        }
+    }
+
     /// Sequences at different t can share one forward pass (the path only moves LoRA slots,
     /// whose coefficients are per sequence), so the weights are read once for several t.
     pub fn batches_across_t(self) -> bool {

@@ -1,0 +1,339 @@
+//! A whole sweep from file paths: open and check the inputs, fingerprint them into `run.json`,
+//! build the path model on the device, then [`run_sweep`]. The CLI (`basin sweep`) and the GUI's
+//! Run button both go through [`run_sweep_job`], so a folder written by one opens in the other.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use super::{
+    inputs::{chat_template_of, encode_examples},
+    path::PathKind,
+    suite::{Suite, SuiteError},
+    sweep::{SweepError, SweepHooks, SweepOutcome, SweepSpec, run_sweep},
+    sweep_store::{
+        RunRecord, SWEEP_SCHEMA, StoreError, SweepStore, parse_shard, parse_t_range, shard_points,
+    },
+};
+use crate::{
+    checkpoint::{
+        error::CheckpointError,
+        open::{OpenedModel, open_model},
+        peft::LoraAdapter,
+    },
+    compute::{ComputeDevice, ComputeKind, GpuUnavailable},
+    model::{error::ModelError, load::PathEndpoints, transformer::CausalLm},
+    text::error::TextError,
+};
+
+/// Everything a sweep needs, as a user gives it (paths and options).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SweepRequest {
+    pub base: PathBuf,
+    pub adapter: Option<PathBuf>,
+    pub adapter_b: Option<PathBuf>,
+    pub target: Option<PathBuf>,
+    pub suite: PathBuf,
+    /// `START:STOP:N`.
+    pub t: String,
+    pub device: ComputeKind,
+    pub batch: usize,
+    pub shard: Option<String>,
+    pub bootstrap: usize,
+    pub seed: u64,
+    pub out: PathBuf,
+    pub max_tokens: usize,
+    pub t_per_pass: usize,
+}
+
+impl SweepRequest {
+    /// A request with the CLI's defaults for everything but the inputs.
+    pub fn new(base: PathBuf, suite: PathBuf, t: &str, out: PathBuf) -> Self {
+        Self {
+            base,
+            adapter: None,
+            adapter_b: None,
+            target: None,
+            suite,
+            t: t.to_string(),
+            device: ComputeKind::Cpu,
+            batch: 8,
+            shard: None,
+            bootstrap: 1000,
+            seed: 0,
+            out,
+            max_tokens: 8192,
+            t_per_pass: 1,
+        }
+    }
+
+    /// Which path the endpoints describe.
+    pub fn path_kind(&self) -> Result<PathKind, SweepJobError> {
+        match (&self.adapter, &self.adapter_b, &self.target) {
+            (Some(_), None, None) => Ok(PathKind::Lora),
+            (Some(_), Some(_), None) => Ok(PathKind::TwoAdapter),
+            (None, None, Some(_)) => Ok(PathKind::FullWeight),
+            (None, Some(_), _) => Err(SweepJobError::Input(
+                "a second adapter needs a first one (--adapter A --adapter-b B)".into(),
+            )),
+            _ => Err(SweepJobError::Input(
+                "give the path's end: an adapter (optionally a second one), or a target checkpoint, not both".into(),
+            )),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SweepJobError {
+    #[error("{0}")]
+    Input(String),
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    #[error(transparent)]
+    Suite(#[from] SuiteError),
+    #[error("{}: {source}", suite.display())]
+    Text {
+        suite: PathBuf,
+        #[source]
+        source: TextError,
+    },
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Sweep(#[from] SweepError),
+    #[error(transparent)]
+    Gpu(#[from] GpuUnavailable),
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What the job tells its caller besides progress and results.
+pub struct SweepStart {
+    pub path: PathKind,
+    pub points: usize,
+    pub metrics: usize,
+    pub sequences_per_point: usize,
+    pub device_label: String,
+}
+
+/// Files at most this large are hashed on every start; larger weight files are fingerprinted by
+/// size and modification time.
+const HASH_LIMIT_BYTES: u64 = 256 * 1024 * 1024;
+
+fn fingerprint(path: &Path) -> Result<String, SweepJobError> {
+    let io = |source| SweepJobError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let meta = std::fs::metadata(path).map_err(io)?;
+    if meta.len() > HASH_LIMIT_BYTES {
+        let mtime = meta
+            .modified()
+            .ok()
+            .and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_secs());
+        return Ok(format!("size:{},mtime:{mtime}", meta.len()));
+    }
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(format!("sha256:{:x}", hasher.finalize()))
+}
+
+/// Fingerprints of a file, or of the files directly inside a folder.
+fn fingerprints(path: &Path, out: &mut BTreeMap<String, String>) -> Result<(), SweepJobError> {
+    if path.is_dir() {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
+            .map_err(|source| SweepJobError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file())
+            .collect();
+        entries.sort();
+        for p in entries {
+            out.insert(p.display().to_string(), fingerprint(&p)?);
+        }
+    } else {
+        out.insert(path.display().to_string(), fingerprint(path)?);
+    }
+    Ok(())
+}
+
+/// Full-weight paths need the same architecture, shapes and tokenizer at both ends.
+pub fn check_compatible(base: &OpenedModel, target: &OpenedModel) -> Result<(), SweepJobError> {
+    let a = serde_json::to_value(&base.config).unwrap_or_default();
+    let b = serde_json::to_value(&target.config).unwrap_or_default();
+    if a != b {
+        let mut diffs = Vec::new();
+        if let (Some(x), Some(y)) = (a.as_object(), b.as_object()) {
+            for (k, v) in x {
+                if y.get(k) != Some(v) {
+                    diffs.push(format!(
+                        "{k}: {v} vs {}",
+                        y.get(k).unwrap_or(&serde_json::Value::Null)
+                    ));
+                }
+            }
+        }
+        return Err(SweepJobError::Input(format!(
+            "{} and {} differ in configuration ({}); a full-weight path needs the same architecture and shapes",
+            base.path.display(),
+            target.path.display(),
+            diffs.join(", ")
+        )));
+    }
+    if base.tokenizer.tokenizer.get_vocab(true) != target.tokenizer.tokenizer.get_vocab(true)
+        || base.tokenizer.chat_template != target.tokenizer.chat_template
+    {
+        return Err(SweepJobError::Input(format!(
+            "{} and {} have different tokenizers or chat templates; a full-weight path needs identical ones",
+            base.path.display(),
+            target.path.display()
+        )));
+    }
+    Ok(())
+}
+
+/// The `run.json` record of a request: its spec and the fingerprints of every input file.
+pub fn run_record(req: &SweepRequest, suite: &Suite) -> Result<RunRecord, SweepJobError> {
+    let path_kind = req.path_kind()?;
+    let mut inputs = BTreeMap::new();
+    for f in suite.files() {
+        fingerprints(&f, &mut inputs)?;
+    }
+    for p in [
+        Some(&req.base),
+        req.adapter.as_ref(),
+        req.adapter_b.as_ref(),
+        req.target.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        fingerprints(p, &mut inputs)?;
+    }
+    let spec = serde_json::json!({
+        "path": path_kind,
+        "base": req.base.display().to_string(),
+        "adapter": req.adapter.as_ref().map(|p| p.display().to_string()),
+        "adapter_b": req.adapter_b.as_ref().map(|p| p.display().to_string()),
+        "target": req.target.as_ref().map(|p| p.display().to_string()),
+        "suite": req.suite.display().to_string(),
+        "t": req.t,
+        "shard": req.shard,
+        "bootstrap": req.bootstrap,
+        "seed": req.seed,
+        "max_tokens": req.max_tokens,
+    });
+    Ok(RunRecord {
+        schema: SWEEP_SCHEMA.to_string(),
+        basin_version: env!("CARGO_PKG_VERSION").to_string(),
+        spec,
+        inputs,
+    })
+}
+
+/// Runs a whole sweep: checks and opens the inputs (one clear error naming the file on bad
+/// input), resumes from `req.out` when it holds the same spec, and saves each finished point.
+/// `on_start` is called once the model is on the device and the work is known.
+pub fn run_sweep_job(
+    req: &SweepRequest,
+    hooks: &SweepHooks,
+    on_start: &dyn Fn(&SweepStart),
+) -> Result<SweepOutcome, SweepJobError> {
+    if req.batch == 0 {
+        return Err(SweepJobError::Input("batch size must be at least 1".into()));
+    }
+    let all_points = parse_t_range(&req.t)?;
+    let points = match &req.shard {
+        Some(s) => {
+            let (i, n) = parse_shard(s)?;
+            shard_points(&all_points, i, n)
+        }
+        None => all_points,
+    };
+    let path_kind = req.path_kind()?;
+    let suite = Suite::load(&req.suite)?;
+    let compute = ComputeDevice::new(req.device)?;
+    let base = open_model(&req.base)?;
+    let mut adapters = Vec::new();
+    for p in [&req.adapter, &req.adapter_b].into_iter().flatten() {
+        let a = LoraAdapter::open(p)?;
+        a.validate_against(base.tensors.as_ref(), &base.config)?;
+        adapters.push(a);
+    }
+    let target = match &req.target {
+        Some(p) => {
+            let t = open_model(p)?;
+            check_compatible(&base, &t)?;
+            Some(t)
+        }
+        None => None,
+    };
+    let record = run_record(req, &suite)?;
+    let mut store = SweepStore::open_or_create(&req.out, &record)?;
+
+    let template = chat_template_of(&base.tokenizer).map_err(|source| SweepJobError::Text {
+        suite: req.suite.clone(),
+        source,
+    })?;
+    let items = encode_examples(
+        &base.tokenizer,
+        &template,
+        &suite.requests(),
+        req.max_tokens,
+    )
+    .map_err(|source| SweepJobError::Text {
+        suite: req.suite.clone(),
+        source,
+    })?;
+    let endpoints = PathEndpoints {
+        adapters: adapters.iter().collect(),
+        checkpoints: target.iter().map(|t| t.tensors.as_ref()).collect(),
+    };
+    let model = CausalLm::load_path(
+        &base.config,
+        base.tensors.as_ref(),
+        &endpoints,
+        &compute.device,
+    )?;
+    // The weights now live on the device: unmap the files, so their pages stop counting
+    // towards the sweep's memory.
+    drop(endpoints);
+    drop(target);
+    drop(base);
+
+    on_start(&SweepStart {
+        path: path_kind,
+        points: points.len(),
+        metrics: suite.metrics.len(),
+        sequences_per_point: items.len(),
+        device_label: compute.label.clone(),
+    });
+    let spec = SweepSpec {
+        path: path_kind,
+        t_values: points,
+        batch_size: req.batch,
+        bootstrap_samples: req.bootstrap,
+        bootstrap_seed: req.seed,
+        t_per_pass: req.t_per_pass,
+    };
+    Ok(run_sweep(&model, &suite, &items, &spec, &mut store, hooks)?)
+}
