@@ -29,8 +29,53 @@ pub struct ComputeDevice {
 )]
 pub struct GpuUnavailable(String);
 
+/// The wgpu handles burn computes with, for a renderer that should draw with the same device
+/// (the GUI: one device serves rendering and compute).
+#[derive(Clone)]
+pub struct GpuHandles {
+    pub instance: burn::tensor::wgpu::wgpu::Instance,
+    pub adapter: burn::tensor::wgpu::wgpu::Adapter,
+    pub device: burn::tensor::wgpu::wgpu::Device,
+    pub queue: burn::tensor::wgpu::wgpu::Queue,
+}
+
+struct Gpu {
+    device: Device,
+    label: String,
+    handles: GpuHandles,
+}
+
 /// wgpu's runtime can be initialised once per process; later calls reuse it.
-static GPU: OnceLock<Result<(Device, String), String>> = OnceLock::new();
+static GPU: OnceLock<Result<Gpu, String>> = OnceLock::new();
+
+fn gpu() -> &'static Result<Gpu, String> {
+    GPU.get_or_init(|| {
+        Device::wgpu_options()
+            .init_with_setup()
+            .map(|(device, setup)| {
+                let info = setup.adapter.get_info();
+                Gpu {
+                    device,
+                    label: format!("gpu ({}, {:?})", info.name, info.backend),
+                    handles: GpuHandles {
+                        instance: setup.instance,
+                        adapter: setup.adapter,
+                        device: setup.device,
+                        queue: setup.queue,
+                    },
+                }
+            })
+            .map_err(|e| format!("{e}"))
+    })
+}
+
+/// The GPU's wgpu handles, initialising burn's wgpu runtime if it is not yet.
+pub fn gpu_handles() -> Result<GpuHandles, GpuUnavailable> {
+    match gpu() {
+        Ok(g) => Ok(g.handles.clone()),
+        Err(e) => Err(GpuUnavailable(e.clone())),
+    }
+}
 
 impl ComputeDevice {
     pub fn new(kind: ComputeKind) -> Result<Self, GpuUnavailable> {
@@ -40,25 +85,14 @@ impl ComputeDevice {
                 device: Device::flex(),
                 label: "cpu (burn-flex)".to_string(),
             }),
-            ComputeKind::Gpu => {
-                let gpu = GPU.get_or_init(|| {
-                    Device::wgpu_options()
-                        .init_with_setup()
-                        .map(|(device, setup)| {
-                            let info = setup.adapter.get_info();
-                            (device, format!("gpu ({}, {:?})", info.name, info.backend))
-                        })
-                        .map_err(|e| format!("{e}"))
-                });
-                match gpu {
-                    Ok((device, label)) => Ok(Self {
-                        kind,
-                        device: device.clone(),
-                        label: label.clone(),
-                    }),
-                    Err(e) => Err(GpuUnavailable(e.clone())),
-                }
-            }
+            ComputeKind::Gpu => match gpu() {
+                Ok(g) => Ok(Self {
+                    kind,
+                    device: g.device.clone(),
+                    label: g.label.clone(),
+                }),
+                Err(e) => Err(GpuUnavailable(e.clone())),
+            },
         }
     }
 }

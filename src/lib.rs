@@ -8,6 +8,7 @@ pub mod cli;
 pub mod compute;
 pub mod data;
 pub mod experiments;
+pub mod gui;
 pub mod model;
 pub mod text;
 

@@ -17,6 +17,27 @@ use clap::{Parser, Subcommand};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// (window) Open the built-in demo instead of the last session.
+    #[arg(long)]
+    pub demo: bool,
+    /// (window) Open a session file.
+    #[arg(long)]
+    pub session: Option<std::path::PathBuf>,
+    /// (window) Start a sweep as soon as the window opens.
+    #[arg(long)]
+    pub run: bool,
+    /// (window) When the first sweep finishes, save a screenshot of the window here.
+    #[arg(long)]
+    pub screenshot: Option<std::path::PathBuf>,
+    /// (window) Close the window once the screenshot is saved.
+    #[arg(long, requires = "screenshot")]
+    pub quit_after_screenshot: bool,
+    /// (window) Write each frame's CPU time to this CSV (p50/p99 printed when a sweep ends).
+    #[arg(long)]
+    pub log_frame_times: Option<std::path::PathBuf>,
+    /// (window) Folder for new result folders (default: the app's data folder).
+    #[arg(long)]
+    pub runs_dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -41,11 +62,17 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
         Some(Command::Data(cmd)) => data::run(cmd),
         Some(Command::Sweep(args)) => sweep::run(args),
         Some(Command::Merge(args)) => sweep::run_merge(args),
-        None => {
-            use clap::CommandFactory;
-            Cli::command().print_help()?;
-            Ok(())
-        }
+        // No subcommand: the desktop app.
+        None => crate::gui::run_native(crate::gui::LaunchOptions {
+            demo: cli.demo,
+            session: cli.session.clone(),
+            run_on_start: cli.run,
+            screenshot: cli.screenshot.clone(),
+            quit_when_done: cli.quit_after_screenshot,
+            log_frame_times: cli.log_frame_times.clone(),
+            runs_dir: cli.runs_dir.clone(),
+        })
+        .map_err(anyhow::Error::msg),
     }
 }
 

@@ -1,0 +1,1021 @@
+//! The app's state and commands, and the frame layout (menu, left panel, tabs, bottom bar).
+//! Commands (`open_demo`, `start_sweep`, `cancel_sweep`, `save_session`, ...) are methods, so
+//! menus, buttons, the command line and tests all go through the same code.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::Receiver;
+use std::thread::JoinHandle;
+use std::time::{Instant, SystemTime};
+
+use eframe::egui::{self, Rect};
+
+use crate::{compute::ComputeKind, experiments::sweep_job::SweepRequest};
+
+use super::{
+    LaunchOptions,
+    demo::demo_paths,
+    export::{self, PngTarget},
+    frame_times::FrameLog,
+    jobs::{self, JobEvent, JobSink, Slot, SweepJob, Tagged},
+    reports::{ModelReport, SuiteReport, is_adapter_path},
+    run_view::RunView,
+    session::{Persisted, SESSION_SCHEMA, STORAGE_KEY, Session, SessionRun, SweepSettings},
+};
+
+/// A report being built, built, or failed.
+#[derive(Debug, Clone)]
+pub enum ReportState<T> {
+    Empty,
+    Loading,
+    Ready(T),
+    Failed(String),
+}
+
+/// One input: the path as typed or picked, and its report.
+#[derive(Debug, Clone)]
+pub struct InputSlot<T> {
+    pub path: String,
+    pub report: ReportState<T>,
+    /// The job whose report is awaited (older ones are ignored).
+    pub job: u64,
+}
+
+impl<T> Default for InputSlot<T> {
+    fn default() -> Self {
+        Self {
+            path: String::new(),
+            report: ReportState::Empty,
+            job: 0,
+        }
+    }
+}
+
+impl<T> InputSlot<T> {
+    pub fn path_buf(&self) -> Option<PathBuf> {
+        let p = self.path.trim();
+        (!p.is_empty()).then(|| PathBuf::from(p))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tab {
+    Path,
+    Items,
+    Log,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageLevel {
+    Info,
+    Error,
+}
+
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub level: MessageLevel,
+    pub text: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogEntry {
+    pub at_s: f64,
+    pub text: String,
+}
+
+/// Where each plot was drawn last frame (for PNG crops and tests).
+#[derive(Debug, Clone)]
+pub struct PlotGeometry {
+    pub metric: String,
+    pub rect: Rect,
+    /// (run index, t, plotted y, screen position) of every marker.
+    pub points: Vec<(usize, f64, f64, egui::Pos2)>,
+}
+
+pub struct BasinApp {
+    pub base: InputSlot<ModelReport>,
+    pub endpoint: InputSlot<ModelReport>,
+    pub adapter_b: InputSlot<ModelReport>,
+    pub suite: InputSlot<SuiteReport>,
+    pub settings: SweepSettings,
+    /// Where new result folders go.
+    pub runs_dir: PathBuf,
+    pub gpu_label: Result<String, String>,
+    pub runs: Vec<RunView>,
+    pub sweep: Option<SweepJob>,
+    /// Sweeps cancelled while their worker finishes its batch.
+    pub detached: Vec<JoinHandle<()>>,
+    pub tab: Tab,
+    pub delta: bool,
+    pub hovered_t: Option<f64>,
+    pub help_open: Option<String>,
+    pub items: super::items_tab::ItemsState,
+    pub log: Vec<LogEntry>,
+    pub messages: Vec<Message>,
+    pub recent: Vec<PathBuf>,
+    pub session_path: String,
+    pub plot_geometry: Vec<PlotGeometry>,
+    /// The plot geometry of the frame the last screenshot (PNG export) was taken of.
+    pub screenshot_geometry: Vec<PlotGeometry>,
+    pub pending_png: Vec<PngTarget>,
+    /// Sweeps started in this app's life (tests assert reopening computes nothing).
+    pub sweeps_started: usize,
+    pub last_export: Option<Result<String, String>>,
+    /// Each sweep job's result folder.
+    job_dirs: Vec<(u64, PathBuf)>,
+    sink: JobSink,
+    events: Receiver<Tagged>,
+    next_job: u64,
+    started: Instant,
+    launch: LaunchOptions,
+    frame_log: Option<FrameLog>,
+    screenshot_taken: bool,
+    ctx: egui::Context,
+}
+
+fn default_runs_dir() -> PathBuf {
+    eframe::storage_dir("basin")
+        .map(|d| d.join("runs"))
+        .unwrap_or_else(|| std::env::temp_dir().join("basin-runs"))
+}
+
+/// `YYYYmmdd-HHMMSS` (UTC) for result folder names.
+fn timestamp() -> String {
+    let secs = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs()) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60
+    )
+}
+
+impl BasinApp {
+    pub fn new(
+        cc: &eframe::CreationContext<'_>,
+        launch: LaunchOptions,
+        gpu_label: Result<String, String>,
+    ) -> Self {
+        let persisted: Persisted = cc
+            .storage
+            .and_then(|s| eframe::get_value(s, STORAGE_KEY))
+            .unwrap_or_default();
+        // Burn's wgpu runtime is only touched when the GPU was set up (run_native did it).
+        let shared = match (&cc.wgpu_render_state, &gpu_label) {
+            (Some(rs), Ok(_)) => crate::compute::gpu_handles()
+                .ok()
+                .map(|h| rs.device == h.device),
+            _ => None,
+        };
+        let mut app = Self::with_context(cc.egui_ctx.clone(), launch.clone(), gpu_label);
+        app.recent = persisted.recent_files.clone();
+        match (&app.gpu_label, shared) {
+            (Ok(l), Some(true)) => app.log(format!(
+                "{l}: one wgpu device draws the window and computes"
+            )),
+            (Ok(l), _) => app.log(format!(
+                "{l}: compute device (the window draws with its own)"
+            )),
+            (Err(e), _) => app.log(format!("GPU compute unavailable: {e}")),
+        }
+        if let Some(path) = &launch.session {
+            app.open_session(path);
+        } else if launch.demo {
+            app.open_demo();
+        } else if let Some(last) = persisted.last_session {
+            app.apply_session(&last);
+            app.log("restored the last session");
+        } else {
+            // First start: the built-in demo.
+            app.open_demo();
+        }
+        if launch.run_on_start {
+            app.start_sweep();
+        }
+        app
+    }
+
+    /// An app with nothing loaded (tests build it through eframe's creation context).
+    pub fn with_context(
+        ctx: egui::Context,
+        launch: LaunchOptions,
+        gpu_label: Result<String, String>,
+    ) -> Self {
+        let (sink, events) = JobSink::new(ctx.clone());
+        let runs_dir = launch.runs_dir.clone().unwrap_or_else(default_runs_dir);
+        let frame_log = launch.log_frame_times.clone().map(FrameLog::new);
+        Self {
+            base: InputSlot::default(),
+            endpoint: InputSlot::default(),
+            adapter_b: InputSlot::default(),
+            suite: InputSlot::default(),
+            settings: SweepSettings {
+                device: ComputeKind::Cpu,
+                t_start: 0.0,
+                t_stop: 1.0,
+                t_points: 11,
+                batch: 8,
+                bootstrap: 1000,
+            },
+            runs_dir,
+            gpu_label,
+            runs: Vec::new(),
+            sweep: None,
+            detached: Vec::new(),
+            tab: Tab::Path,
+            delta: false,
+            hovered_t: None,
+            help_open: None,
+            items: Default::default(),
+            log: Vec::new(),
+            messages: Vec::new(),
+            recent: Vec::new(),
+            session_path: String::new(),
+            plot_geometry: Vec::new(),
+            screenshot_geometry: Vec::new(),
+            pending_png: Vec::new(),
+            sweeps_started: 0,
+            last_export: None,
+            job_dirs: Vec::new(),
+            sink,
+            events,
+            next_job: 1,
+            started: Instant::now(),
+            launch,
+            frame_log,
+            screenshot_taken: false,
+            ctx,
+        }
+    }
+
+    // ----- messages and log -----
+
+    /// Adds a Log-tab line (also on stderr, for scripts running the app).
+    pub fn log(&mut self, text: impl Into<String>) {
+        let entry = LogEntry {
+            at_s: self.started.elapsed().as_secs_f64(),
+            text: text.into(),
+        };
+        eprintln!("[{:8.2} s] {}", entry.at_s, entry.text);
+        self.log.push(entry);
+    }
+
+    pub fn error(&mut self, text: impl Into<String>) {
+        let text = text.into();
+        self.log(format!("error: {text}"));
+        self.messages.push(Message {
+            level: MessageLevel::Error,
+            text,
+        });
+    }
+
+    fn info(&mut self, text: impl Into<String>) {
+        let text = text.into();
+        self.log(text.clone());
+        self.messages.push(Message {
+            level: MessageLevel::Info,
+            text,
+        });
+    }
+
+    fn job_id(&mut self) -> u64 {
+        self.next_job += 1;
+        self.next_job
+    }
+
+    fn remember(&mut self, path: &Path) {
+        self.recent.retain(|p| p != path);
+        self.recent.insert(0, path.to_path_buf());
+        self.recent.truncate(10);
+    }
+
+    // ----- inputs -----
+
+    /// Sets an input's path and builds its report on a worker thread.
+    pub fn set_model_path(&mut self, slot: Slot, path: &Path) {
+        let id = self.job_id();
+        let s = match slot {
+            Slot::Base => &mut self.base,
+            Slot::Endpoint => &mut self.endpoint,
+            Slot::AdapterB => &mut self.adapter_b,
+        };
+        s.path = path.display().to_string();
+        s.job = id;
+        s.report = ReportState::Loading;
+        let base = self.base.path_buf();
+        if let Err(e) = jobs::spawn_model_report(&self.sink, id, slot, path.to_path_buf(), base) {
+            self.error(format!("could not start a worker thread: {e}"));
+        }
+        self.remember(path);
+    }
+
+    /// Reloads the report of an input from its typed path.
+    pub fn reload(&mut self, slot: Slot) {
+        let s = match slot {
+            Slot::Base => &self.base,
+            Slot::Endpoint => &self.endpoint,
+            Slot::AdapterB => &self.adapter_b,
+        };
+        match s.path_buf() {
+            Some(p) => self.set_model_path(slot, &p),
+            None => {
+                let s = match slot {
+                    Slot::Base => &mut self.base,
+                    Slot::Endpoint => &mut self.endpoint,
+                    Slot::AdapterB => &mut self.adapter_b,
+                };
+                s.report = ReportState::Empty;
+            }
+        }
+    }
+
+    pub fn set_suite_path(&mut self, path: &Path) {
+        let id = self.job_id();
+        self.suite.path = path.display().to_string();
+        self.suite.job = id;
+        self.suite.report = ReportState::Loading;
+        if let Err(e) = jobs::spawn_suite_report(&self.sink, id, path.to_path_buf()) {
+            self.error(format!("could not start a worker thread: {e}"));
+        }
+        self.remember(path);
+    }
+
+    /// Loads the demo's base, hacker and suite.
+    pub fn open_demo(&mut self) {
+        let d = demo_paths();
+        self.adapter_b.path.clear();
+        self.adapter_b.report = ReportState::Empty;
+        self.set_model_path(Slot::Base, &d.base);
+        self.set_model_path(Slot::Endpoint, &d.hacker);
+        self.set_suite_path(&d.suite);
+        self.settings.t_start = 0.0;
+        self.settings.t_stop = 1.0;
+        self.settings.t_points = 11;
+        self.settings.device = ComputeKind::Cpu;
+        self.log("opened the demo: tiny llama base, LoRA reward hacker, demo suite");
+    }
+
+    /// Adds an existing result folder (e.g. a sweep run by the CLI on a cluster).
+    pub fn open_result_folder(&mut self, dir: &Path) {
+        match RunView::open(dir) {
+            Ok(run) => {
+                self.log(format!(
+                    "opened {} ({} results)",
+                    dir.display(),
+                    run.results.len()
+                ));
+                if let Some(i) = self.runs.iter().position(|r| r.dir == run.dir) {
+                    self.runs[i] = run;
+                } else {
+                    self.runs.push(run);
+                }
+                self.remember(dir);
+            }
+            Err(e) => self.error(e),
+        }
+    }
+
+    pub fn all_reports_settled(&self) -> bool {
+        !matches!(self.base.report, ReportState::Loading)
+            && !matches!(self.endpoint.report, ReportState::Loading)
+            && !matches!(self.adapter_b.report, ReportState::Loading)
+            && !matches!(self.suite.report, ReportState::Loading)
+    }
+
+    // ----- sweeps -----
+
+    pub fn t_spec(&self) -> String {
+        format!(
+            "{}:{}:{}",
+            self.settings.t_start, self.settings.t_stop, self.settings.t_points
+        )
+    }
+
+    /// The request the Run button would start, or why it cannot.
+    pub fn sweep_request(&self) -> Result<SweepRequest, String> {
+        let base = self
+            .base
+            .path_buf()
+            .ok_or("choose a base model theta0 first")?;
+        let end = self
+            .endpoint
+            .path_buf()
+            .ok_or("choose an endpoint: a LoRA adapter folder or a full checkpoint")?;
+        let suite = self.suite.path_buf().ok_or("choose a suite file first")?;
+        let name = end
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_else(|| "run".into());
+        let out = self
+            .runs_dir
+            .join(format!("{}-{}", timestamp(), export::file_stem(&name)));
+        let mut req = SweepRequest::new(base, suite, &self.t_spec(), out);
+        if is_adapter_path(&end) {
+            req.adapter = Some(end);
+            req.adapter_b = self.adapter_b.path_buf();
+        } else {
+            if self.adapter_b.path_buf().is_some() {
+                return Err(
+                    "a second adapter goes with an adapter endpoint, not a full checkpoint".into(),
+                );
+            }
+            req.target = Some(end);
+        }
+        req.device = self.settings.device;
+        req.batch = self.settings.batch.max(1);
+        req.bootstrap = self.settings.bootstrap;
+        Ok(req)
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.sweep.is_some()
+    }
+
+    /// Starts a sweep on a worker thread into a new result folder.
+    pub fn start_sweep(&mut self) {
+        if self.sweep.is_some() {
+            self.error("a sweep is already running");
+            return;
+        }
+        let mut req = match self.sweep_request() {
+            Ok(r) => r,
+            Err(e) => return self.error(e),
+        };
+        // Two runs started within one second get distinct folders.
+        let mut out = req.out.clone();
+        let mut k = 2;
+        while out.exists() || self.runs.iter().any(|r| r.dir == out) {
+            out = PathBuf::from(format!("{}-{k}", req.out.display()));
+            k += 1;
+        }
+        req.out = out;
+        let label = req
+            .out
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        self.runs.push(RunView::new(req.out.clone(), label));
+        let run_index = self.runs.len() - 1;
+        let id = self.job_id();
+        self.job_dirs.push((id, req.out.clone()));
+        self.log(format!(
+            "sweep started: t = {} on {:?}, results in {}",
+            req.t,
+            req.device,
+            req.out.display()
+        ));
+        match jobs::spawn_sweep(&self.sink, id, req, run_index) {
+            Ok(job) => {
+                self.sweep = Some(job);
+                self.sweeps_started += 1;
+            }
+            Err(e) => self.error(format!("could not start a worker thread: {e}")),
+        }
+    }
+
+    /// Stops the running sweep: the UI lets go at once; the worker drops the point in flight
+    /// after its current batch (finished points are already saved).
+    pub fn cancel_sweep(&mut self) {
+        if let Some(job) = self.sweep.take() {
+            job.abort.cancel();
+            let done = self
+                .runs
+                .get(job.run_index)
+                .map_or(0, |r| r.t_values().len());
+            self.log(format!(
+                "sweep cancelled after {:.1} s; {done} finished points are saved in {}",
+                job.started.elapsed().as_secs_f64(),
+                job.request.out.display()
+            ));
+            self.detached.push(job.thread);
+        }
+    }
+
+    /// Drains worker events. Called every frame before drawing.
+    pub fn poll_jobs(&mut self) {
+        while let Ok((id, event)) = self.events.try_recv() {
+            self.handle(id, event);
+        }
+        self.detached.retain(|h| !h.is_finished());
+    }
+
+    fn handle(&mut self, id: u64, event: JobEvent) {
+        let current_sweep = self.sweep.as_ref().map(|j| j.id) == Some(id);
+        match event {
+            JobEvent::ModelReport { slot, path, result } => {
+                let s = match slot {
+                    Slot::Base => &mut self.base,
+                    Slot::Endpoint => &mut self.endpoint,
+                    Slot::AdapterB => &mut self.adapter_b,
+                };
+                if s.job != id {
+                    return;
+                }
+                match result {
+                    Ok(r) => {
+                        s.report = ReportState::Ready(r);
+                        self.log(format!("loaded {}", path.display()));
+                    }
+                    Err(e) => {
+                        s.report = ReportState::Failed(e.clone());
+                        self.error(e);
+                    }
+                }
+            }
+            JobEvent::SuiteReport { path, result } => {
+                if self.suite.job != id {
+                    return;
+                }
+                match result {
+                    Ok(r) => {
+                        self.suite.report = ReportState::Ready(r);
+                        self.log(format!("loaded suite {}", path.display()));
+                    }
+                    Err(e) => {
+                        self.suite.report = ReportState::Failed(e.clone());
+                        self.error(e);
+                    }
+                }
+            }
+            JobEvent::SweepStarted(info) => {
+                self.log(format!(
+                    "sweep: {} path, {} points x {} metrics, {} sequences per point, on {}",
+                    info.path_kind,
+                    info.points,
+                    info.metrics,
+                    info.sequences_per_point,
+                    info.device_label
+                ));
+                if let Some(job) = self.sweep.as_mut().filter(|_| current_sweep) {
+                    job.info = Some(info);
+                }
+            }
+            JobEvent::SweepProgress(p) => {
+                if let Some(job) = self.sweep.as_mut().filter(|_| current_sweep) {
+                    job.progress = Some(p);
+                }
+            }
+            JobEvent::SweepResult(r) => {
+                // Saved on disk whether or not the sweep was cancelled since: show it.
+                let dir = self
+                    .job_dirs
+                    .iter()
+                    .find(|(j, _)| *j == id)
+                    .map(|(_, d)| d.clone());
+                if let Some(run) = dir.and_then(|d| self.runs.iter_mut().find(|r| r.dir == d)) {
+                    run.push(r);
+                }
+            }
+            JobEvent::SweepFinished(result) => {
+                let job = if current_sweep {
+                    self.sweep.take()
+                } else {
+                    None
+                };
+                match (result, job) {
+                    (Ok(outcome), Some(job)) => {
+                        let secs = job.started.elapsed().as_secs_f64();
+                        self.info(format!(
+                            "sweep finished in {secs:.1} s: {} points computed, {} already saved",
+                            outcome.computed_points, outcome.skipped_points
+                        ));
+                        // Pick up run.json (the spec) for the legend and the report.
+                        if let Ok(fresh) = RunView::open(&job.request.out)
+                            && let Some(run) = self.runs.get_mut(job.run_index)
+                        {
+                            let (label, visible) = (run.label.clone(), run.visible);
+                            *run = fresh;
+                            run.label = label;
+                            run.visible = visible;
+                        }
+                        self.detached.push(job.thread);
+                        self.after_sweep();
+                    }
+                    (Err(e), Some(job)) => {
+                        self.error(format!("sweep failed: {e}"));
+                        // A sweep that failed before writing anything leaves no run to show.
+                        if self
+                            .runs
+                            .get(job.run_index)
+                            .is_some_and(|r| r.results.is_empty())
+                            && job.run_index + 1 == self.runs.len()
+                        {
+                            self.runs.pop();
+                        }
+                        self.detached.push(job.thread);
+                    }
+                    (Ok(_), None) => self.log("a cancelled sweep's worker finished"),
+                    (Err(e), None) => self.log(format!("a cancelled sweep's worker stopped: {e}")),
+                }
+            }
+            JobEvent::Exported(result) => {
+                match &result {
+                    Ok(m) => self.info(m.clone()),
+                    Err(e) => self.error(format!("export failed: {e}")),
+                }
+                self.last_export = Some(result);
+            }
+        }
+    }
+
+    fn after_sweep(&mut self) {
+        if let Some(log) = &self.frame_log
+            && let Err(e) = log.write()
+        {
+            self.error(format!("frame-time log: {e}"));
+        }
+        if let Some(path) = self.launch.screenshot.clone()
+            && !self.screenshot_taken
+        {
+            self.screenshot_taken = true;
+            self.pending_png.push(PngTarget::Window { path });
+        }
+    }
+
+    // ----- sessions -----
+
+    pub fn session(&self) -> Session {
+        Session {
+            schema: SESSION_SCHEMA.to_string(),
+            base: self.base.path.clone(),
+            endpoint: self.endpoint.path.clone(),
+            adapter_b: self.adapter_b.path.clone(),
+            suite: self.suite.path.clone(),
+            sweep: self.settings.clone(),
+            runs: self
+                .runs
+                .iter()
+                .map(|r| SessionRun {
+                    dir: r.dir.clone(),
+                    label: r.label.clone(),
+                    visible: r.visible,
+                })
+                .collect(),
+            delta: self.delta,
+        }
+    }
+
+    pub fn save_session(&mut self, path: &Path) {
+        match self.session().save(path) {
+            Ok(()) => {
+                self.info(format!("session saved: {}", path.display()));
+                self.session_path = path.display().to_string();
+                self.remember(path);
+            }
+            Err(e) => self.error(e),
+        }
+    }
+
+    pub fn open_session(&mut self, path: &Path) {
+        match Session::load(path) {
+            Ok(s) => {
+                self.apply_session(&s);
+                self.session_path = path.display().to_string();
+                self.info(format!("session opened: {}", path.display()));
+                self.remember(path);
+            }
+            Err(e) => self.error(e),
+        }
+    }
+
+    /// Restores inputs and result folders; finished results are read, not recomputed.
+    pub fn apply_session(&mut self, s: &Session) {
+        if self.sweep.is_some() {
+            self.cancel_sweep();
+        }
+        for (slot, p) in [
+            (Slot::Base, &s.base),
+            (Slot::Endpoint, &s.endpoint),
+            (Slot::AdapterB, &s.adapter_b),
+        ] {
+            if p.trim().is_empty() {
+                let st = match slot {
+                    Slot::Base => &mut self.base,
+                    Slot::Endpoint => &mut self.endpoint,
+                    Slot::AdapterB => &mut self.adapter_b,
+                };
+                st.path.clear();
+                st.report = ReportState::Empty;
+            } else {
+                self.set_model_path(slot, Path::new(p));
+            }
+        }
+        if s.suite.trim().is_empty() {
+            self.suite = InputSlot::default();
+        } else {
+            self.set_suite_path(Path::new(&s.suite));
+        }
+        self.settings = s.sweep.clone();
+        self.delta = s.delta;
+        self.runs.clear();
+        for r in &s.runs {
+            match RunView::open(&r.dir) {
+                Ok(mut run) => {
+                    run.label = r.label.clone();
+                    run.visible = r.visible;
+                    self.runs.push(run);
+                }
+                Err(e) => self.error(e),
+            }
+        }
+    }
+
+    // ----- exports -----
+
+    /// Every metric shown in the Path tab, in order.
+    pub fn metric_names(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        if let ReportState::Ready(s) = &self.suite.report {
+            out.extend(s.metrics.iter().map(|m| m.name.clone()));
+        }
+        for run in &self.runs {
+            for m in &run.metric_order {
+                if !out.contains(m) && !run.series(m).is_empty() {
+                    out.push(m.clone());
+                }
+            }
+        }
+        out.retain(|m| self.runs.iter().any(|r| !r.series(m).is_empty()));
+        out
+    }
+
+    pub fn export_csv(&mut self, metric: &str, path: &Path) {
+        let result = export::write_text(path, &export::metric_csv(&self.runs, metric))
+            .map(|()| format!("saved {}", path.display()));
+        self.handle(0, JobEvent::Exported(result));
+    }
+
+    /// Queues a PNG export; it is written from the next frame's screenshot.
+    pub fn export_png(&mut self, metric: &str, path: &Path) {
+        self.pending_png.push(PngTarget::Plot {
+            metric: metric.to_string(),
+            path: path.to_path_buf(),
+        });
+        self.ctx.request_repaint();
+    }
+
+    pub fn export_report(&mut self, dir: &Path) {
+        self.pending_png.push(PngTarget::Report {
+            dir: dir.to_path_buf(),
+        });
+        self.ctx.request_repaint();
+    }
+
+    pub fn save_window_png(&mut self, path: &Path) {
+        self.pending_png.push(PngTarget::Window {
+            path: path.to_path_buf(),
+        });
+        self.ctx.request_repaint();
+    }
+
+    /// Sends one screenshot request for every queued PNG export (after this frame's plots are
+    /// laid out, so the crops match what is on screen).
+    fn request_screenshots(&mut self, ctx: &egui::Context) {
+        if self.pending_png.is_empty() {
+            return;
+        }
+        let targets = std::mem::take(&mut self.pending_png);
+        self.screenshot_geometry = self.plot_geometry.clone();
+        let rects: Vec<(String, Rect)> = self
+            .plot_geometry
+            .iter()
+            .map(|g| (g.metric.clone(), g.rect))
+            .collect();
+        let ppp = ctx.pixels_per_point();
+        let runs = self.runs.clone();
+        let sink = self.sink.clone();
+        let quit = self.launch.quit_when_done
+            && targets
+                .iter()
+                .any(|t| matches!(t, PngTarget::Window { .. }))
+            && self.screenshot_taken;
+        let ctx2 = ctx.clone();
+        let callback = egui::ScreenshotCallback::new(move |image| {
+            for t in &targets {
+                sink.send(
+                    0,
+                    JobEvent::Exported(export::fulfil(t, &image, &rects, ppp, &runs)),
+                );
+            }
+            if quit {
+                ctx2.send_viewport_cmd(egui::ViewportCommand::Close);
+            }
+        });
+        ctx.send_viewport_cmd(egui::ViewportCommand::Screenshot(callback));
+    }
+
+    // ----- frame -----
+
+    fn bottom_bar_ui(&mut self, ui: &mut egui::Ui) {
+        ui.horizontal(|ui| {
+            let mut cancel = false;
+            if let Some(job) = &self.sweep {
+                let eta = job
+                    .eta_s()
+                    .map(|s| format!(" · ETA {s:.0} s"))
+                    .unwrap_or_default();
+                let stage = job
+                    .progress
+                    .as_ref()
+                    .map(|p| p.stage.clone())
+                    .unwrap_or_else(|| "loading the model...".into());
+                ui.label("Sweep:");
+                ui.add(
+                    egui::ProgressBar::new(job.fraction())
+                        .desired_width(320.0)
+                        .show_percentage()
+                        .animate(true),
+                );
+                ui.label(format!(
+                    "{stage} · {:.0} s{eta}",
+                    job.started.elapsed().as_secs_f64()
+                ));
+                cancel = ui.button("Cancel").clicked();
+                // Keep the elapsed time and ETA moving.
+                ui.ctx()
+                    .request_repaint_after(std::time::Duration::from_millis(250));
+            } else {
+                ui.label("Idle");
+                if let Some(e) = self.log.last() {
+                    ui.weak(&e.text);
+                }
+            }
+            if cancel {
+                self.cancel_sweep();
+            }
+        });
+    }
+
+    fn messages_ui(&mut self, ui: &mut egui::Ui) {
+        let mut dismiss = None;
+        for (i, m) in self.messages.iter().enumerate().rev().take(4) {
+            let color = match m.level {
+                MessageLevel::Error => ui.visuals().error_fg_color,
+                MessageLevel::Info => ui.visuals().text_color(),
+            };
+            ui.horizontal(|ui| {
+                if ui.small_button("x").on_hover_text("Dismiss").clicked() {
+                    dismiss = Some(i);
+                }
+                ui.colored_label(color, &m.text);
+            });
+        }
+        if let Some(i) = dismiss {
+            self.messages.remove(i);
+        }
+    }
+
+    fn menu_ui(&mut self, ui: &mut egui::Ui) {
+        egui::MenuBar::new().ui(ui, |ui| {
+            ui.menu_button("File", |ui| {
+                if ui.button("Open session...").clicked()
+                    && let Some(p) = rfd::FileDialog::new()
+                        .add_filter("Basin session", &["json"])
+                        .pick_file()
+                {
+                    self.open_session(&p);
+                }
+                if ui.button("Save session...").clicked()
+                    && let Some(p) = rfd::FileDialog::new()
+                        .add_filter("Basin session", &["json"])
+                        .set_file_name("session.json")
+                        .save_file()
+                {
+                    self.save_session(&p);
+                }
+                if ui.button("Open result folder...").clicked()
+                    && let Some(p) = rfd::FileDialog::new().pick_folder()
+                {
+                    self.open_result_folder(&p);
+                }
+                ui.separator();
+                if ui.button("Export report...").clicked()
+                    && let Some(p) = rfd::FileDialog::new().pick_folder()
+                {
+                    self.export_report(&p);
+                }
+                if ui.button("Save window as PNG...").clicked()
+                    && let Some(p) = rfd::FileDialog::new()
+                        .add_filter("PNG", &["png"])
+                        .set_file_name("basin.png")
+                        .save_file()
+                {
+                    self.save_window_png(&p);
+                }
+                if !self.recent.is_empty() {
+                    ui.separator();
+                    ui.label("Recent");
+                    let mut open = None;
+                    for p in &self.recent {
+                        if ui.button(p.display().to_string()).clicked() {
+                            open = Some(p.clone());
+                        }
+                    }
+                    if let Some(p) = open {
+                        if p.extension().is_some_and(|e| e == "json") {
+                            self.open_session(&p);
+                        } else if p.join("results.jsonl").exists() {
+                            self.open_result_folder(&p);
+                        } else if p.extension().is_some_and(|e| e == "toml") {
+                            self.set_suite_path(&p);
+                        }
+                    }
+                }
+            });
+            ui.menu_button("Help", |ui| {
+                if ui.button("Open demo").clicked() {
+                    self.open_demo();
+                }
+                ui.label(format!("Basin {}", env!("CARGO_PKG_VERSION")));
+            });
+        });
+    }
+}
+
+impl eframe::App for BasinApp {
+    fn ui(&mut self, ui: &mut egui::Ui, frame: &mut eframe::Frame) {
+        self.poll_jobs();
+        let running = self.sweep.is_some();
+        if let Some(log) = &mut self.frame_log {
+            log.record(frame.info().cpu_usage, running);
+        }
+        egui::Panel::top("menu").show(ui, |ui| self.menu_ui(ui));
+        egui::Panel::bottom("status").show(ui, |ui| self.bottom_bar_ui(ui));
+        egui::Panel::left("inputs")
+            .default_size(330.0)
+            .show(ui, |ui| {
+                egui::ScrollArea::vertical().show(ui, |ui| {
+                    super::models_panel::inputs_ui(self, ui);
+                });
+            });
+        egui::CentralPanel::default().show(ui, |ui| {
+            self.messages_ui(ui);
+            ui.horizontal(|ui| {
+                let running = self.sweep.is_some();
+                if ui
+                    .add_enabled(!running, egui::Button::new("Run sweep"))
+                    .on_hover_text(format!(
+                        "Walk t = {} with the settings on the left",
+                        self.t_spec()
+                    ))
+                    .clicked()
+                {
+                    self.start_sweep();
+                }
+                ui.separator();
+                ui.selectable_value(&mut self.tab, Tab::Path, "Path");
+                ui.selectable_value(&mut self.tab, Tab::Items, "Items");
+                ui.selectable_value(&mut self.tab, Tab::Log, "Log");
+            });
+            ui.separator();
+            match self.tab {
+                Tab::Path => super::path_tab::path_tab_ui(self, ui),
+                Tab::Items => super::items_tab::items_tab_ui(self, ui),
+                Tab::Log => log_tab_ui(self, ui),
+            }
+        });
+        let ctx = ui.ctx().clone();
+        self.request_screenshots(&ctx);
+    }
+
+    fn save(&mut self, storage: &mut dyn eframe::Storage) {
+        let p = Persisted {
+            last_session: Some(self.session()),
+            recent_files: self.recent.clone(),
+        };
+        eframe::set_value(storage, STORAGE_KEY, &p);
+    }
+
+    fn on_exit(&mut self) {
+        if let Some(job) = &self.sweep {
+            job.abort.cancel();
+        }
+        if let Some(log) = &self.frame_log
+            && let Err(e) = log.write()
+        {
+            eprintln!("frame-time log: {e}");
+        }
+    }
+}
+
+fn log_tab_ui(app: &mut BasinApp, ui: &mut egui::Ui) {
+    egui::ScrollArea::vertical()
+        .stick_to_bottom(true)
+        .show(ui, |ui| {
+            for e in &app.log {
+                ui.monospace(format!("{:>8.2} s  {}", e.at_s, e.text));
+            }
+        });
+}

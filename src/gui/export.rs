@@ -1,0 +1,191 @@
+//! Exports: a plot's data as CSV (straight from the results the plot draws), the plot itself as
+//! PNG (cropped from a screenshot of the window, so it is exactly what is on screen), and a
+//! one-click HTML report (every plot's PNG and CSV plus the runs' specs).
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use eframe::egui::{self, ColorImage, Rect};
+
+use super::run_view::RunView;
+
+/// CSV of one metric across the visible runs: one row per (run, t).
+pub fn metric_csv(runs: &[RunView], metric: &str) -> String {
+    let mut out = String::from("run,folder,t,metric,kind,value,ci_low,ci_high,n\n");
+    for run in runs.iter().filter(|r| r.visible) {
+        for r in run.series(metric) {
+            let _ = writeln!(
+                out,
+                "{},{},{},{},{},{},{},{},{}",
+                csv_field(&run.label),
+                csv_field(&run.dir.display().to_string()),
+                r.t,
+                csv_field(&r.metric),
+                r.kind,
+                r.value,
+                r.ci_low,
+                r.ci_high,
+                r.n
+            );
+        }
+    }
+    out
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// The pixels of `rect` (in points) from a window screenshot.
+pub fn crop(image: &ColorImage, rect: Rect, pixels_per_point: f32) -> Option<image::RgbaImage> {
+    let [w, h] = image.size;
+    let x0 = ((rect.min.x * pixels_per_point).floor().max(0.0) as usize).min(w);
+    let y0 = ((rect.min.y * pixels_per_point).floor().max(0.0) as usize).min(h);
+    let x1 = ((rect.max.x * pixels_per_point).ceil().max(0.0) as usize).min(w);
+    let y1 = ((rect.max.y * pixels_per_point).ceil().max(0.0) as usize).min(h);
+    if x1 <= x0 || y1 <= y0 {
+        return None;
+    }
+    let mut out = image::RgbaImage::new((x1 - x0) as u32, (y1 - y0) as u32);
+    for y in y0..y1 {
+        for x in x0..x1 {
+            let c = image.pixels.get(y * w + x).copied().unwrap_or_default();
+            out.put_pixel(
+                (x - x0) as u32,
+                (y - y0) as u32,
+                image::Rgba([c.r(), c.g(), c.b(), c.a()]),
+            );
+        }
+    }
+    Some(out)
+}
+
+pub fn save_png(img: &image::RgbaImage, path: &Path) -> Result<(), String> {
+    img.save_with_format(path, image::ImageFormat::Png)
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+pub fn write_text(path: &Path, text: &str) -> Result<(), String> {
+    crate::experiments::sweep_store::write_atomic(path, text.as_bytes())
+        .map_err(|e| super::error_text(&e))
+}
+
+/// A file name for a metric.
+pub fn file_stem(metric: &str) -> String {
+    metric
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// A pending PNG export: which plots, where, waiting for the next screenshot.
+#[derive(Debug, Clone)]
+pub enum PngTarget {
+    /// One plot to one file.
+    Plot { metric: String, path: PathBuf },
+    /// The whole window.
+    Window { path: PathBuf },
+    /// Every plot into a report folder, then `index.html`.
+    Report { dir: PathBuf },
+}
+
+/// The HTML report: runs and their specs, then each metric's PNG and CSV.
+pub fn report_html(runs: &[RunView], metrics: &[String]) -> String {
+    let esc = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    };
+    let mut h = String::from(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Basin report</title>\
+         <style>body{font-family:sans-serif;max-width:1000px;margin:2em auto}\
+         pre{background:#f4f4f4;padding:1em;overflow:auto}img{max-width:100%;border:1px solid #ddd}</style>\
+         </head><body><h1>Basin report</h1>",
+    );
+    let _ = write!(h, "<h2>Runs</h2>");
+    for run in runs.iter().filter(|r| r.visible) {
+        let spec = run
+            .record
+            .as_ref()
+            .and_then(|r| serde_json::to_string_pretty(r).ok())
+            .unwrap_or_default();
+        let _ = write!(
+            h,
+            "<h3>{}</h3><p>{}</p><pre>{}</pre>",
+            esc(&run.label),
+            esc(&run.dir.display().to_string()),
+            esc(&spec)
+        );
+    }
+    for m in metrics {
+        let stem = file_stem(m);
+        let _ = write!(
+            h,
+            "<h2>{}</h2><img src=\"{stem}.png\" alt=\"{}\"><p><a href=\"{stem}.csv\">data (CSV)</a></p>",
+            esc(m),
+            esc(m)
+        );
+    }
+    h.push_str("</body></html>\n");
+    h
+}
+
+/// Crops and writes what a screenshot fulfils; returns a log line.
+pub fn fulfil(
+    target: &PngTarget,
+    image: &ColorImage,
+    plot_rects: &[(String, Rect)],
+    pixels_per_point: f32,
+    runs: &[RunView],
+) -> Result<String, String> {
+    let plot = |metric: &str, path: &Path| -> Result<(), String> {
+        let rect = plot_rects
+            .iter()
+            .find(|(m, _)| m == metric)
+            .map(|(_, r)| *r)
+            .ok_or_else(|| format!("no plot of `{metric}` on screen"))?;
+        let img = crop(image, rect, pixels_per_point)
+            .ok_or_else(|| format!("the plot of `{metric}` is off screen"))?;
+        save_png(&img, path)
+    };
+    match target {
+        PngTarget::Plot { metric, path } => {
+            plot(metric, path)?;
+            Ok(format!("saved {}", path.display()))
+        }
+        PngTarget::Window { path } => {
+            let full = egui::Rect::from_min_size(
+                egui::Pos2::ZERO,
+                egui::vec2(
+                    image.size[0] as f32 / pixels_per_point,
+                    image.size[1] as f32 / pixels_per_point,
+                ),
+            );
+            let img = crop(image, full, pixels_per_point).ok_or("empty screenshot")?;
+            save_png(&img, path)?;
+            Ok(format!("saved {}", path.display()))
+        }
+        PngTarget::Report { dir } => {
+            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            let metrics: Vec<String> = plot_rects.iter().map(|(m, _)| m.clone()).collect();
+            for m in &metrics {
+                let stem = file_stem(m);
+                plot(m, &dir.join(format!("{stem}.png")))?;
+                write_text(&dir.join(format!("{stem}.csv")), &metric_csv(runs, m))?;
+            }
+            let index = dir.join("index.html");
+            write_text(&index, &report_html(runs, &metrics))?;
+            Ok(format!("report saved: {}", index.display()))
+        }
+    }
+}

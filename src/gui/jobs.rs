@@ -1,0 +1,192 @@
+//! Worker-thread jobs. Each job sends [`JobEvent`]s through one channel and asks egui for a
+//! repaint; the UI thread drains the channel every frame, so it never waits on model work.
+
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use crate::experiments::{
+    job::{CancelFlag, Progress},
+    metrics::MetricResult,
+    sweep::{SweepHooks, SweepOutcome},
+    sweep_job::{SweepRequest, run_sweep_job},
+};
+
+use super::{
+    error_text,
+    reports::{ModelReport, SuiteReport, endpoint_report, model_report, suite_report},
+};
+
+/// Which input a model report is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    Base,
+    Endpoint,
+    AdapterB,
+}
+
+#[derive(Debug, Clone)]
+pub struct SweepStartInfo {
+    pub path_kind: String,
+    pub points: usize,
+    pub metrics: usize,
+    pub sequences_per_point: usize,
+    pub device_label: String,
+}
+
+pub enum JobEvent {
+    ModelReport {
+        slot: Slot,
+        path: PathBuf,
+        result: Result<ModelReport, String>,
+    },
+    SuiteReport {
+        path: PathBuf,
+        result: Result<SuiteReport, String>,
+    },
+    SweepStarted(SweepStartInfo),
+    SweepProgress(Progress),
+    SweepResult(MetricResult),
+    SweepFinished(Result<SweepOutcome, String>),
+    /// An export finished (message for the log) or failed.
+    Exported(Result<String, String>),
+}
+
+/// Events tagged with the job they come from.
+pub type Tagged = (u64, JobEvent);
+
+/// The channel every job writes to, and the context to wake.
+#[derive(Clone)]
+pub struct JobSink {
+    tx: Sender<Tagged>,
+    ctx: eframe::egui::Context,
+}
+
+impl JobSink {
+    pub fn new(ctx: eframe::egui::Context) -> (Self, Receiver<Tagged>) {
+        let (tx, rx) = channel();
+        (Self { tx, ctx }, rx)
+    }
+
+    pub fn send(&self, job: u64, event: JobEvent) {
+        // A closed channel means the app is gone; nothing is waiting for the event.
+        let _ = self.tx.send((job, event));
+        self.ctx.request_repaint();
+    }
+}
+
+/// Builds a model report off the UI thread.
+pub fn spawn_model_report(
+    sink: &JobSink,
+    job: u64,
+    slot: Slot,
+    path: PathBuf,
+    base: Option<PathBuf>,
+) -> std::io::Result<JoinHandle<()>> {
+    let sink = sink.clone();
+    std::thread::Builder::new()
+        .name("basin-report".into())
+        .spawn(move || {
+            let result = match slot {
+                Slot::Base => model_report(&path),
+                Slot::Endpoint | Slot::AdapterB => endpoint_report(&path, base.as_deref()),
+            };
+            sink.send(job, JobEvent::ModelReport { slot, path, result });
+        })
+}
+
+pub fn spawn_suite_report(
+    sink: &JobSink,
+    job: u64,
+    path: PathBuf,
+) -> std::io::Result<JoinHandle<()>> {
+    let sink = sink.clone();
+    std::thread::Builder::new()
+        .name("basin-suite".into())
+        .spawn(move || {
+            let result = suite_report(&path);
+            sink.send(job, JobEvent::SuiteReport { path, result });
+        })
+}
+
+/// A sweep running on a worker thread.
+pub struct SweepJob {
+    pub id: u64,
+    pub request: SweepRequest,
+    /// Index of its run in the app's run list.
+    pub run_index: usize,
+    pub abort: CancelFlag,
+    pub started: Instant,
+    pub progress: Option<Progress>,
+    pub info: Option<SweepStartInfo>,
+    pub thread: JoinHandle<()>,
+}
+
+impl SweepJob {
+    /// Seconds left, from the rate so far.
+    pub fn eta_s(&self) -> Option<f64> {
+        let p = self.progress.as_ref()?;
+        if p.done == 0 || p.total <= p.done {
+            return None;
+        }
+        let elapsed = self.started.elapsed().as_secs_f64();
+        Some(elapsed * (p.total - p.done) as f64 / p.done as f64)
+    }
+
+    pub fn fraction(&self) -> f32 {
+        match &self.progress {
+            Some(p) if p.total > 0 => p.done as f32 / p.total as f32,
+            _ => 0.0,
+        }
+    }
+}
+
+pub fn spawn_sweep(
+    sink: &JobSink,
+    id: u64,
+    request: SweepRequest,
+    run_index: usize,
+) -> std::io::Result<SweepJob> {
+    let abort = CancelFlag::new();
+    let thread = {
+        let sink = sink.clone();
+        let abort = abort.clone();
+        let request = request.clone();
+        std::thread::Builder::new()
+            .name("basin-sweep".into())
+            .spawn(move || {
+                let never = CancelFlag::new();
+                let hooks = SweepHooks {
+                    progress: &|p| sink.send(id, JobEvent::SweepProgress(p)),
+                    on_result: &|r| sink.send(id, JobEvent::SweepResult(r.clone())),
+                    stop_after_point: &never,
+                    abort: &abort,
+                };
+                let on_start = |s: &crate::experiments::sweep_job::SweepStart| {
+                    sink.send(
+                        id,
+                        JobEvent::SweepStarted(SweepStartInfo {
+                            path_kind: s.path.as_str().to_string(),
+                            points: s.points,
+                            metrics: s.metrics,
+                            sequences_per_point: s.sequences_per_point,
+                            device_label: s.device_label.clone(),
+                        }),
+                    )
+                };
+                let result = run_sweep_job(&request, &hooks, &on_start).map_err(|e| error_text(&e));
+                sink.send(id, JobEvent::SweepFinished(result));
+            })?
+    };
+    Ok(SweepJob {
+        id,
+        request,
+        run_index,
+        abort,
+        started: Instant::now(),
+        progress: None,
+        info: None,
+        thread,
+    })
+}

@@ -1,0 +1,281 @@
+//! The left panel: Models (base, endpoint, second adapter), Data (suite), Device, Sweep settings
+//! and Runs. Widgets only edit state or call the app's commands.
+
+use std::path::PathBuf;
+
+use eframe::egui;
+
+use crate::compute::ComputeKind;
+
+use super::{
+    app::{BasinApp, InputSlot, ReportState},
+    jobs::Slot,
+    reports::ModelReport,
+};
+
+/// Which dialogs a model slot offers.
+#[derive(Clone, Copy)]
+enum Pick {
+    Model,
+    Endpoint,
+    Adapter,
+}
+
+fn report_ui(ui: &mut egui::Ui, state: &ReportState<ModelReport>) {
+    match state {
+        ReportState::Empty => {
+            ui.weak("nothing loaded");
+        }
+        ReportState::Loading => {
+            ui.horizontal(|ui| {
+                ui.spinner();
+                ui.label("reading...");
+            });
+        }
+        ReportState::Failed(e) => {
+            ui.colored_label(ui.visuals().error_fg_color, e);
+        }
+        ReportState::Ready(r) => {
+            egui::Grid::new(r.path.display().to_string())
+                .num_columns(2)
+                .spacing([8.0, 2.0])
+                .show(ui, |ui| {
+                    for (k, v) in &r.lines {
+                        ui.weak(k);
+                        ui.label(v);
+                        ui.end_row();
+                    }
+                });
+            for w in &r.warnings {
+                ui.colored_label(ui.visuals().warn_fg_color, format!("{w}"));
+            }
+        }
+    }
+}
+
+/// A path field with its dialogs and Load button; returns the slot to (re)load, if any.
+fn slot_ui(
+    ui: &mut egui::Ui,
+    title: &str,
+    field: &str,
+    slot: &mut InputSlot<ModelReport>,
+    pick: Pick,
+) -> Option<Option<PathBuf>> {
+    let mut action = None;
+    ui.strong(title);
+    ui.horizontal(|ui| {
+        let label = ui.label(field);
+        ui.add(
+            egui::TextEdit::singleline(&mut slot.path)
+                .desired_width(180.0)
+                .hint_text("folder or .gguf"),
+        )
+        .labelled_by(label.id)
+        .on_hover_text(slot.path.clone());
+        if ui.button("Load").on_hover_text("Read this path").clicked() {
+            action = Some(None);
+        }
+    });
+    ui.horizontal(|ui| {
+        let folder_label = match pick {
+            Pick::Model | Pick::Endpoint => "Open folder...",
+            Pick::Adapter => "Open adapter...",
+        };
+        if ui.button(folder_label).clicked()
+            && let Some(p) = rfd::FileDialog::new().pick_folder()
+        {
+            action = Some(Some(p));
+        }
+        if matches!(pick, Pick::Model | Pick::Endpoint)
+            && ui.button("Open GGUF...").clicked()
+            && let Some(p) = rfd::FileDialog::new()
+                .add_filter("GGUF", &["gguf"])
+                .pick_file()
+        {
+            action = Some(Some(p));
+        }
+        if !slot.path.is_empty() && ui.button("Clear").clicked() {
+            slot.path.clear();
+            slot.report = ReportState::Empty;
+        }
+    });
+    report_ui(ui, &slot.report);
+    action
+}
+
+pub fn inputs_ui(app: &mut BasinApp, ui: &mut egui::Ui) {
+    ui.heading("Models");
+    let mut actions: Vec<(Slot, Option<PathBuf>)> = Vec::new();
+    if let Some(a) = slot_ui(ui, "Base model theta0", "base", &mut app.base, Pick::Model) {
+        actions.push((Slot::Base, a));
+    }
+    ui.add_space(6.0);
+    if let Some(a) = slot_ui(
+        ui,
+        "Endpoint (LoRA adapter or checkpoint)",
+        "end",
+        &mut app.endpoint,
+        Pick::Endpoint,
+    ) {
+        actions.push((Slot::Endpoint, a));
+    }
+    ui.add_space(6.0);
+    if let Some(a) = slot_ui(
+        ui,
+        "Second adapter (optional: A -> B path)",
+        "B",
+        &mut app.adapter_b,
+        Pick::Adapter,
+    ) {
+        actions.push((Slot::AdapterB, a));
+    }
+    for (slot, path) in actions {
+        match path {
+            Some(p) => app.set_model_path(slot, &p),
+            None => app.reload(slot),
+        }
+    }
+
+    ui.separator();
+    ui.heading("Data");
+    let mut load_suite = None;
+    ui.horizontal(|ui| {
+        let label = ui.label("Suite");
+        ui.add(
+            egui::TextEdit::singleline(&mut app.suite.path)
+                .desired_width(180.0)
+                .hint_text("suite.toml"),
+        )
+        .labelled_by(label.id);
+        if ui.button("Load suite").clicked() {
+            load_suite = app.suite.path_buf();
+        }
+    });
+    if ui.button("Open suite...").clicked()
+        && let Some(p) = rfd::FileDialog::new()
+            .add_filter("Basin suite", &["toml"])
+            .pick_file()
+    {
+        load_suite = Some(p);
+    }
+    if let Some(p) = load_suite {
+        app.set_suite_path(&p);
+    }
+    match &app.suite.report {
+        ReportState::Empty => {
+            ui.weak("no suite");
+        }
+        ReportState::Loading => {
+            ui.spinner();
+        }
+        ReportState::Failed(e) => {
+            ui.colored_label(ui.visuals().error_fg_color, e);
+        }
+        ReportState::Ready(s) => {
+            ui.label(format!("suite `{}`: {} metrics", s.name, s.metrics.len()));
+            for m in &s.metrics {
+                egui::CollapsingHeader::new(format!(
+                    "{} · {} · {} items",
+                    m.name, m.kind, m.n_items
+                ))
+                .id_salt(("metric", &m.name))
+                .show(ui, |ui| {
+                    if let Some(d) = &m.description {
+                        ui.label(d);
+                    }
+                    for p in &m.preview {
+                        ui.weak(p);
+                    }
+                });
+            }
+        }
+    }
+
+    ui.separator();
+    ui.heading("Device");
+    ui.horizontal(|ui| {
+        ui.radio_value(&mut app.settings.device, ComputeKind::Cpu, "CPU");
+        let gpu_ok = app.gpu_label.is_ok();
+        ui.add_enabled_ui(gpu_ok, |ui| {
+            ui.radio_value(&mut app.settings.device, ComputeKind::Gpu, "GPU");
+        });
+    });
+    match &app.gpu_label {
+        Ok(l) => ui.weak(l),
+        Err(e) => ui.weak(format!("GPU unavailable: {e}")),
+    };
+
+    ui.separator();
+    ui.heading("Sweep");
+    egui::Grid::new("sweep-settings")
+        .num_columns(2)
+        .show(ui, |ui| {
+            let row = |ui: &mut egui::Ui, name: &str, w: egui::DragValue<'_>| {
+                let l = ui.label(name);
+                ui.add(w).labelled_by(l.id);
+                ui.end_row();
+            };
+            row(
+                ui,
+                "t from",
+                egui::DragValue::new(&mut app.settings.t_start).speed(0.05),
+            );
+            row(
+                ui,
+                "t to",
+                egui::DragValue::new(&mut app.settings.t_stop).speed(0.05),
+            );
+            row(
+                ui,
+                "points",
+                egui::DragValue::new(&mut app.settings.t_points).range(1..=1001),
+            );
+            row(
+                ui,
+                "batch",
+                egui::DragValue::new(&mut app.settings.batch).range(1..=256),
+            );
+            row(
+                ui,
+                "bootstrap",
+                egui::DragValue::new(&mut app.settings.bootstrap).range(0..=100_000),
+            );
+        });
+    ui.weak(format!("results go to {}", app.runs_dir.display()));
+    ui.separator();
+    ui.heading("Runs");
+    let mut remove = None;
+    for (i, run) in app.runs.iter_mut().enumerate() {
+        ui.horizontal(|ui| {
+            ui.checkbox(&mut run.visible, "show")
+                .on_hover_text("Show on the plots");
+            let l = ui.label("label");
+            ui.add(egui::TextEdit::singleline(&mut run.label).desired_width(130.0))
+                .labelled_by(l.id)
+                .on_hover_text(run.spec_summary());
+            ui.weak(format!("{} pts", run.t_values().len()));
+            if ui
+                .small_button("Remove")
+                .on_hover_text("Remove from the session (files stay)")
+                .clicked()
+            {
+                remove = Some(i);
+            }
+        });
+    }
+    if let Some(i) = remove
+        && !app.sweep.as_ref().is_some_and(|j| j.run_index == i)
+    {
+        app.runs.remove(i);
+        if let Some(j) = app.sweep.as_mut()
+            && j.run_index > i
+        {
+            j.run_index -= 1;
+        }
+    }
+    if ui.button("Open result folder...").clicked()
+        && let Some(p) = rfd::FileDialog::new().pick_folder()
+    {
+        app.open_result_folder(&p);
+    }
+}

@@ -1,0 +1,256 @@
+//! The Path tab: one plot per metric against t, x-axes linked, 95% CI bands, a cursor at the
+//! hovered t with every metric's value, a Δ-vs-t=0 toggle, runs overlaid with a legend, and per
+//! plot "?" / PNG / CSV buttons.
+
+use eframe::egui::{self, Color32};
+use egui_plot::{FilledArea, Legend, Line, Plot, PlotPoint, Points, VLine};
+
+use super::{
+    app::{BasinApp, PlotGeometry},
+    help::metric_help,
+};
+
+/// Colours of runs in legend order (colour-blind friendly, Okabe-Ito).
+pub const RUN_COLORS: [Color32; 7] = [
+    Color32::from_rgb(0, 114, 178),
+    Color32::from_rgb(213, 94, 0),
+    Color32::from_rgb(0, 158, 115),
+    Color32::from_rgb(204, 121, 167),
+    Color32::from_rgb(230, 159, 0),
+    Color32::from_rgb(86, 180, 233),
+    Color32::from_rgb(120, 120, 120),
+];
+
+pub fn run_color(i: usize) -> Color32 {
+    RUN_COLORS[i % RUN_COLORS.len()]
+}
+
+fn kind_of(app: &BasinApp, metric: &str) -> String {
+    app.runs
+        .iter()
+        .flat_map(|r| r.results.iter())
+        .find(|r| r.metric == metric)
+        .map(|r| r.kind.clone())
+        .unwrap_or_default()
+}
+
+fn hover_readout_ui(app: &BasinApp, ui: &mut egui::Ui, metrics: &[String]) {
+    let Some(t) = app.hovered_t else {
+        ui.weak("Hover a plot to read every metric at that t.");
+        return;
+    };
+    egui::Grid::new("readout").striped(true).show(ui, |ui| {
+        ui.strong(format!("t ~ {t:.3}"));
+        for m in metrics {
+            ui.strong(m);
+        }
+        ui.end_row();
+        for (i, run) in app.runs.iter().enumerate().filter(|(_, r)| r.visible) {
+            ui.colored_label(run_color(i), &run.label);
+            for m in metrics {
+                match run.nearest(m, t) {
+                    Some(r) => {
+                        let base = if app.delta {
+                            run.baseline(m).unwrap_or(0.0)
+                        } else {
+                            0.0
+                        };
+                        ui.label(format!("{:.4} (t={})", r.value - base, r.t))
+                    }
+                    None => ui.weak("-"),
+                };
+            }
+            ui.end_row();
+        }
+    });
+}
+
+pub fn path_tab_ui(app: &mut BasinApp, ui: &mut egui::Ui) {
+    let metrics = app.metric_names();
+    ui.horizontal(|ui| {
+        ui.checkbox(&mut app.delta, "Δ vs t=0")
+            .on_hover_text("Subtract each run's value at t = 0");
+        if ui.button("Export report...").clicked()
+            && let Some(p) = rfd::FileDialog::new().pick_folder()
+        {
+            app.export_report(&p);
+        }
+    });
+    if metrics.is_empty() {
+        app.plot_geometry.clear();
+        ui.add_space(20.0);
+        ui.label(
+            "No results yet. Load a base model, an endpoint and a suite (or Help -> Open demo), \
+             then press Run sweep. Finished points appear here as they are computed.",
+        );
+        return;
+    }
+    hover_readout_ui(app, ui, &metrics);
+    ui.separator();
+
+    let link = egui::Id::unique("basin-path-plots");
+    let n = metrics.len() as f32;
+    let plot_h = ((ui.available_height() - 30.0 * n) / n).clamp(110.0, 320.0);
+    let mut geometry = Vec::new();
+    let mut hovered = None;
+    let mut help = None;
+    let mut csv = None;
+    let mut png = None;
+    egui::ScrollArea::vertical().show(ui, |ui| {
+        for metric in &metrics {
+            let kind = kind_of(app, metric);
+            ui.horizontal(|ui| {
+                ui.strong(if app.delta {
+                    format!("Δ {metric} (vs t=0)")
+                } else {
+                    metric.clone()
+                });
+                ui.weak(&kind);
+                if ui
+                    .small_button("?")
+                    .on_hover_text("What this plot shows")
+                    .clicked()
+                {
+                    help = Some(metric.clone());
+                }
+                if ui.small_button("PNG...").clicked() {
+                    png = Some(metric.clone());
+                }
+                if ui.small_button("CSV...").clicked() {
+                    csv = Some(metric.clone());
+                }
+            });
+            let cursor_t = app.hovered_t;
+            let delta = app.delta;
+            let runs = &app.runs;
+            let mut plot = Plot::new(("path-plot", metric))
+                .height(plot_h)
+                .link_axis(link, [true, false])
+                .link_cursor(link, [true, false])
+                // Tick labels down to 12 points apart, so short plots keep a few.
+                .custom_y_axes(vec![
+                    egui_plot::AxisHints::new_y().label_spacing(12.0..=18.0),
+                ])
+                .y_axis_min_width(48.0);
+            // A legend only when runs are overlaid (one run is named in the Runs list).
+            if runs.iter().filter(|r| r.visible).count() > 1 {
+                plot = plot.legend(Legend::default().position(egui_plot::Corner::LeftTop));
+            }
+            let response = plot.x_axis_label("t").show(ui, |plot_ui| {
+                let mut points = Vec::new();
+                for (i, run) in runs.iter().enumerate().filter(|(_, r)| r.visible) {
+                    let series = run.series(metric);
+                    if series.is_empty() {
+                        continue;
+                    }
+                    let base = if delta {
+                        run.baseline(metric).unwrap_or(0.0)
+                    } else {
+                        0.0
+                    };
+                    let color = run_color(i);
+                    let xs: Vec<f64> = series.iter().map(|r| r.t).collect();
+                    let lo: Vec<f64> = series.iter().map(|r| r.ci_low - base).collect();
+                    let hi: Vec<f64> = series.iter().map(|r| r.ci_high - base).collect();
+                    if xs.len() > 1 && lo.iter().chain(&hi).all(|v| v.is_finite()) {
+                        plot_ui.add(
+                            FilledArea::new(run.label.clone(), &xs, &lo, &hi)
+                                .fill_color(color.gamma_multiply(0.18))
+                                .allow_hover(false),
+                        );
+                    }
+                    let ys: Vec<[f64; 2]> = series.iter().map(|r| [r.t, r.value - base]).collect();
+                    plot_ui.add(
+                        Line::new(run.label.clone(), ys.clone())
+                            .color(color)
+                            .width(2.0),
+                    );
+                    plot_ui.add(
+                        Points::new(run.label.clone(), ys.clone())
+                            .color(color)
+                            .radius(3.5)
+                            .filled(true),
+                    );
+                    for [t, y] in ys {
+                        points.push((i, t, y));
+                    }
+                }
+                // The hovered t stays marked after the pointer leaves (linked plots draw
+                // the live cursor themselves).
+                if let Some(t) = cursor_t {
+                    plot_ui.add(
+                        VLine::new("", t)
+                            .color(Color32::GRAY.gamma_multiply(0.5))
+                            .allow_hover(false),
+                    );
+                }
+                let pointer = plot_ui
+                    .response()
+                    .hovered()
+                    .then(|| plot_ui.pointer_coordinate())
+                    .flatten();
+                (points, pointer)
+            });
+            let (points, pointer) = response.inner;
+            // Screen positions from the transform the plot was finally drawn with.
+            let points = points
+                .into_iter()
+                .map(|(i, t, y)| {
+                    (
+                        i,
+                        t,
+                        y,
+                        response
+                            .transform
+                            .position_from_point(&PlotPoint::new(t, y)),
+                    )
+                })
+                .collect();
+            if let Some(p) = pointer {
+                hovered = Some(p.x);
+            }
+            geometry.push(PlotGeometry {
+                metric: metric.clone(),
+                rect: response.response.rect,
+                points,
+            });
+            ui.add_space(6.0);
+        }
+    });
+    app.plot_geometry = geometry;
+    if hovered.is_some() {
+        app.hovered_t = hovered;
+    }
+    if let Some(m) = help {
+        app.help_open = Some(m);
+    }
+    if let Some(m) = csv
+        && let Some(p) = rfd::FileDialog::new()
+            .add_filter("CSV", &["csv"])
+            .set_file_name(format!("{}.csv", super::export::file_stem(&m)))
+            .save_file()
+    {
+        app.export_csv(&m, &p);
+    }
+    if let Some(m) = png
+        && let Some(p) = rfd::FileDialog::new()
+            .add_filter("PNG", &["png"])
+            .set_file_name(format!("{}.png", super::export::file_stem(&m)))
+            .save_file()
+    {
+        app.export_png(&m, &p);
+    }
+    if let Some(m) = app.help_open.clone() {
+        let mut open = true;
+        let text = metric_help(&m, &kind_of(app, &m));
+        egui::Window::new(format!("About {m}"))
+            .open(&mut open)
+            .default_width(420.0)
+            .show(ui.ctx(), |ui| {
+                ui.label(text);
+            });
+        if !open {
+            app.help_open = None;
+        }
+    }
+}

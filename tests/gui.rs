@@ -1,0 +1,341 @@
+//! The desktop app driven through its real UI with egui_kittest (wgpu renderer on lavapipe):
+//! demo → Run sweep → 11 points per metric on the plots (state + snapshot); exports match
+//! results.jsonl; a saved session reopens without recomputing; Cancel stops a sweep; a broken
+//! checkpoint is an error message and the app keeps working.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use basin::gui::{BasinApp, LaunchOptions, app::ReportState, jobs::Slot};
+use egui_kittest::{Harness, kittest::Queryable};
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("basin-gui-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn harness(launch: LaunchOptions) -> Harness<'static, BasinApp> {
+    Harness::builder()
+        .with_size([1280.0, 900.0])
+        .wgpu()
+        .build_eframe(move |cc| BasinApp::new(cc, launch, Err("not used in tests".into())))
+}
+
+/// Steps frames until `done` holds (panics after `timeout`).
+fn step_until(
+    h: &mut Harness<'static, BasinApp>,
+    timeout: Duration,
+    what: &str,
+    done: impl Fn(&BasinApp) -> bool,
+) {
+    let start = Instant::now();
+    while !done(h.state()) {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        h.step();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    h.step();
+}
+
+fn results_lines(dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join("results.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn demo_launch(runs: &Path) -> LaunchOptions {
+    LaunchOptions {
+        demo: true,
+        runs_dir: Some(runs.to_path_buf()),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn demo_sweep_plots_exports_and_session_roundtrip() {
+    let runs = scratch("demo");
+    let mut h = harness(demo_launch(&runs));
+    step_until(&mut h, Duration::from_secs(60), "the demo's reports", |a| {
+        a.all_reports_settled()
+    });
+    assert!(matches!(h.state().base.report, ReportState::Ready(_)));
+    assert!(matches!(h.state().endpoint.report, ReportState::Ready(_)));
+    let n_metrics = match &h.state().suite.report {
+        ReportState::Ready(s) => s.metrics.len(),
+        other => panic!("suite not loaded: {other:?}"),
+    };
+    assert_eq!(n_metrics, 5);
+
+    h.get_by_label("Run sweep").click();
+    h.step();
+    assert!(h.state().is_running(), "Run sweep started nothing");
+    step_until(&mut h, Duration::from_secs(120), "the sweep", |a| {
+        !a.is_running()
+    });
+    let app = h.state();
+    assert!(
+        app.messages.iter().all(|m| !m.text.contains("failed")),
+        "{:?}",
+        app.messages
+    );
+    assert_eq!(app.runs.len(), 1);
+    let run = &app.runs[0];
+    assert_eq!(run.metric_order.len(), 5);
+    for m in &run.metric_order {
+        assert_eq!(run.series(m).len(), 11, "metric {m}");
+    }
+    // The plots hold 11 markers per metric.
+    assert_eq!(app.plot_geometry.len(), 5);
+    for g in &app.plot_geometry {
+        assert_eq!(g.points.len(), 11, "plot of {}", g.metric);
+        assert!(g.points.iter().all(|p| g.rect.expand(1.0).contains(p.3)));
+    }
+    let dir = run.dir.clone();
+    let metric = run.metric_order[0].clone();
+    let lines = results_lines(&dir);
+    assert_eq!(lines.len(), 55);
+
+    // The Items tab lists the per-item scores of the last point, with texts and flip points.
+    h.get_by_label("Items").click();
+    h.step();
+    h.step();
+    let state = h.state().items.clone();
+    assert_eq!(state.t, Some(1.0));
+    let rows = basin::gui::items_tab::item_rows(h.state(), &state);
+    let first = &h.state().runs[0].series(&state.metric)[10];
+    assert_eq!(rows.len(), first.n);
+    h.get_by_label("Path").click();
+    h.step();
+    h.step();
+
+    // Exports: CSV and PNG of one metric.
+    let out = scratch("export");
+    let (csv_path, png_path) = (out.join("m.csv"), out.join("m.png"));
+    h.state_mut().export_csv(&metric, &csv_path);
+    h.state_mut().export_png(&metric, &png_path);
+    step_until(&mut h, Duration::from_secs(20), "the PNG", |_| {
+        png_path.exists()
+    });
+    let csv = std::fs::read_to_string(&csv_path).unwrap();
+    let rows: Vec<Vec<String>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').map(str::to_string).collect())
+        .collect();
+    let expected: Vec<&serde_json::Value> =
+        lines.iter().filter(|l| l["metric"] == *metric).collect();
+    assert_eq!(rows.len(), expected.len());
+    for (row, e) in rows.iter().zip(&expected) {
+        let f = |i: usize| row[i].parse::<f64>().unwrap();
+        assert_eq!(f(2), e["t"].as_f64().unwrap());
+        assert_eq!(f(5), e["value"].as_f64().unwrap());
+        assert_eq!(f(6), e["ci_low"].as_f64().unwrap());
+        assert_eq!(f(7), e["ci_high"].as_f64().unwrap());
+        assert_eq!(row[8], e["n"].to_string());
+    }
+    let png = image::open(&png_path).unwrap().to_rgba8();
+    let geom = h
+        .state()
+        .screenshot_geometry
+        .iter()
+        .find(|g| g.metric == metric)
+        .unwrap()
+        .clone();
+    let ppp = h.ctx.pixels_per_point();
+    assert!((png.width() as f32 - geom.rect.width() * ppp).abs() <= 1.0);
+    assert!((png.height() as f32 - geom.rect.height() * ppp).abs() <= 1.0);
+    // Every point of results.jsonl is drawn where the plot maps it, in the run's colour.
+    let color = basin::gui::path_tab::run_color(0);
+    assert_eq!(geom.points.len(), expected.len());
+    for (p, e) in geom.points.iter().zip(&expected) {
+        assert_eq!(p.1, e["t"].as_f64().unwrap());
+        assert_eq!(p.2, e["value"].as_f64().unwrap());
+        let cx = ((p.3.x - geom.rect.min.x) * ppp) as i64;
+        let cy = ((p.3.y - geom.rect.min.y) * ppp) as i64;
+        let near = (-2..=2).any(|dx| {
+            (-2..=2).any(|dy| {
+                let (x, y) = (cx + dx, cy + dy);
+                if x < 0 || y < 0 || x >= png.width() as i64 || y >= png.height() as i64 {
+                    return false;
+                }
+                let px = png.get_pixel(x as u32, y as u32);
+                (px[0] as i32 - color.r() as i32).abs() < 40
+                    && (px[1] as i32 - color.g() as i32).abs() < 40
+                    && (px[2] as i32 - color.b() as i32).abs() < 40
+            })
+        });
+        assert!(
+            near,
+            "no marker at t = {} in the PNG: expected at ({cx}, {cy}), pixel there {:?}, plot rect {:?}, ppp {ppp}",
+            p.1,
+            png.get_pixel(
+                cx.clamp(0, png.width() as i64 - 1) as u32,
+                cy.clamp(0, png.height() as i64 - 1) as u32
+            ),
+            geom.rect
+        );
+    }
+
+    // The one-click report: every plot's PNG and CSV, and the run's spec.
+    let report = out.join("report");
+    h.state_mut().export_report(&report);
+    step_until(&mut h, Duration::from_secs(20), "the report", |_| {
+        report.join("index.html").exists()
+    });
+    let html = std::fs::read_to_string(report.join("index.html")).unwrap();
+    assert!(html.contains("\"path\": \"lora\""), "{html}");
+    for m in &h.state().runs[0].metric_order.clone() {
+        assert!(report.join(format!("{m}.png")).is_file(), "{m}.png");
+        let csv = std::fs::read_to_string(report.join(format!("{m}.csv"))).unwrap();
+        assert_eq!(csv.lines().count(), 12, "{m}.csv: header + 11 points");
+        assert!(html.contains(&format!("{m}.png")));
+    }
+    h.state_mut().runs[0].label = "demo hacker".into();
+
+    // Save the session; a new app opened on it shows the results and computes nothing.
+    let session = out.join("session.json");
+    h.state_mut().save_session(&session);
+    drop(h);
+    let mut h2 = harness(LaunchOptions {
+        session: Some(session.clone()),
+        runs_dir: Some(runs.clone()),
+        ..Default::default()
+    });
+    step_until(
+        &mut h2,
+        Duration::from_secs(60),
+        "the session's reports",
+        |a| a.all_reports_settled(),
+    );
+    let app = h2.state();
+    assert_eq!(app.sweeps_started, 0);
+    assert_eq!(app.runs.len(), 1);
+    assert_eq!(app.runs[0].label, "demo hacker");
+    assert_eq!(app.runs[0].results.len(), 55);
+    assert_eq!(app.plot_geometry.len(), 5);
+    for g in &app.plot_geometry {
+        assert_eq!(g.points.len(), 11);
+    }
+    assert_eq!(
+        results_lines(&dir).len(),
+        55,
+        "reopening changed the results"
+    );
+
+    // Snapshot of the Path tab's plots (the rest of the window shows machine-specific paths).
+    let app = h2.into_state();
+    let mut hp = Harness::builder()
+        .with_size([1000.0, 1200.0])
+        .wgpu()
+        .build_ui_state(
+            |ui, app: &mut BasinApp| basin::gui::path_tab::path_tab_ui(app, ui),
+            app,
+        );
+    hp.run_steps(4);
+    hp.snapshot("demo_sweep_plots");
+    let _ = std::fs::remove_dir_all(&runs);
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn cancel_stops_a_running_sweep() {
+    let runs = scratch("cancel");
+    let mut h = harness(demo_launch(&runs));
+    step_until(&mut h, Duration::from_secs(60), "the demo's reports", |a| {
+        a.all_reports_settled()
+    });
+    // Many points, so the sweep is still running when Cancel is pressed.
+    h.state_mut().settings.t_points = 201;
+    h.get_by_label("Run sweep").click();
+    h.step();
+    step_until(&mut h, Duration::from_secs(120), "the first point", |a| {
+        a.runs.first().is_some_and(|r| !r.results.is_empty())
+    });
+    let pressed = Instant::now();
+    h.get_by_label("Cancel").click();
+    h.step();
+    assert!(!h.state().is_running());
+    assert!(pressed.elapsed() < Duration::from_secs(1));
+    // The worker lets go after its batch in flight.
+    step_until(&mut h, Duration::from_secs(30), "the worker to stop", |a| {
+        a.detached.is_empty()
+    });
+    let dir = h.state().runs[0].dir.clone();
+    let n = results_lines(&dir).len();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        results_lines(&dir).len(),
+        n,
+        "the sweep went on after Cancel"
+    );
+    assert!(n < 201 * 5, "the sweep finished before Cancel took effect");
+    assert_eq!(n % 5, 0, "a point was left half-written");
+    // The app still works: the Run button is back.
+    h.get_by_label("Run sweep");
+    let _ = std::fs::remove_dir_all(&runs);
+}
+
+#[test]
+fn a_broken_checkpoint_is_an_error_message_and_the_app_keeps_working() {
+    let runs = scratch("broken");
+    let broken = runs.join("broken-model");
+    std::fs::create_dir_all(&broken).unwrap();
+    std::fs::write(broken.join("config.json"), "{ not json").unwrap();
+    std::fs::write(broken.join("model.safetensors"), [0u8; 5]).unwrap();
+    let mut h = harness(LaunchOptions {
+        runs_dir: Some(runs.clone()),
+        ..Default::default()
+    });
+    h.step();
+    h.state_mut().set_model_path(Slot::Base, &broken);
+    step_until(&mut h, Duration::from_secs(30), "the report", |a| {
+        a.all_reports_settled()
+    });
+    let err = match &h.state().base.report {
+        ReportState::Failed(e) => e.clone(),
+        other => panic!("expected an error, got {other:?}"),
+    };
+    assert!(err.contains("config.json"), "{err}");
+    // Shown as a message in the window.
+    assert!(h.query_all_by_label_contains("config.json").count() >= 1);
+    // Running with it is an error message too, not a panic.
+    h.state_mut().endpoint.path = broken.display().to_string();
+    h.state_mut().suite.path = format!(
+        "{}/assets/suites/default/suite.toml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    h.get_by_label("Run sweep").click();
+    h.step();
+    assert_eq!(h.state().sweeps_started, 1);
+    step_until(&mut h, Duration::from_secs(30), "the failed sweep", |a| {
+        !a.is_running()
+    });
+    let failed: Vec<_> = h
+        .state()
+        .messages
+        .iter()
+        .filter(|m| m.text.starts_with("sweep failed"))
+        .collect();
+    assert_eq!(failed.len(), 1, "{:?}", h.state().messages);
+    assert!(failed[0].text.contains("config.json"), "{:?}", failed[0]);
+    // The app keeps working: Help → Open demo loads the demo.
+    h.get_by_label("Help").click();
+    for _ in 0..10 {
+        if h.query_by_label("Open demo").is_some() {
+            break;
+        }
+        h.step();
+    }
+    h.get_by_label("Open demo").click();
+    h.step();
+    step_until(&mut h, Duration::from_secs(60), "the demo's reports", |a| {
+        a.all_reports_settled()
+    });
+    assert!(matches!(h.state().base.report, ReportState::Ready(_)));
+    assert!(matches!(h.state().suite.report, ReportState::Ready(_)));
+    let _ = std::fs::remove_dir_all(&runs);
+}
