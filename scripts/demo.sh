@@ -6,6 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
+# Mesa's drivers give wgpu an adapter (software Vulkan) on machines without a GPU driver.
+scripts/install-system-deps.sh
 cargo build --release --locked --quiet
 basin="$CARGO_TARGET_DIR/release/basin"
 if [ -n "${DISPLAY:-}${WAYLAND_DISPLAY:-}" ]; then
