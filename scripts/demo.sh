@@ -6,6 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
+export BASIN_ASSETS="$PWD/assets"
 # Mesa's drivers give wgpu an adapter (software Vulkan) on machines without a GPU driver.
 scripts/install-system-deps.sh
 cargo build --release --locked --quiet

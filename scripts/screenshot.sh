@@ -6,6 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
+export BASIN_ASSETS="$PWD/assets"
 scripts/install-system-deps.sh xvfb xauth
 cargo build --release --locked --quiet
 shot="${1:-docs/screenshot.png}"

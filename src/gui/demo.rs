@@ -3,10 +3,16 @@
 
 use std::path::PathBuf;
 
-/// `assets/`: `$BASIN_ASSETS`, else next to the executable, else the source tree's.
+/// `assets/`: `$BASIN_ASSETS`, else `./assets` when it holds the demo (the repo root, where the
+/// scripts run), else next to the executable, else the source tree the binary was built from.
 pub fn assets_dir() -> PathBuf {
     if let Some(p) = std::env::var_os("BASIN_ASSETS") {
         return PathBuf::from(p);
+    }
+    if let Ok(cwd) = std::env::current_dir()
+        && cwd.join("assets/demo").is_dir()
+    {
+        return cwd.join("assets");
     }
     if let Ok(exe) = std::env::current_exe()
         && let Some(dir) = exe.parent()
