@@ -339,3 +339,83 @@ fn a_broken_checkpoint_is_an_error_message_and_the_app_keeps_working() {
     assert!(matches!(h.state().suite.report, ReportState::Ready(_)));
     let _ = std::fs::remove_dir_all(&runs);
 }
+
+/// eframe storage kept in memory.
+#[derive(Default)]
+struct MemStorage(std::collections::HashMap<String, String>);
+
+impl eframe::Storage for MemStorage {
+    fn get_string(&self, key: &str) -> Option<String> {
+        self.0.get(key).cloned()
+    }
+    fn set_string(&mut self, key: &str, value: String) {
+        self.0.insert(key.to_string(), value);
+    }
+    fn remove_string(&mut self, key: &str) {
+        self.0.remove(key);
+    }
+    fn flush(&mut self) {}
+}
+
+#[test]
+fn a_cli_result_folder_opens_and_the_last_session_persists() {
+    use basin::gui::session::{Persisted, STORAGE_KEY};
+    let runs = scratch("cli");
+    let dir = runs.join("cli-run");
+    let root = env!("CARGO_MANIFEST_DIR");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_basin"))
+        .args(["sweep", "--base", &format!("{root}/assets/demo/base")])
+        .args(["--adapter", &format!("{root}/assets/demo/hacker")])
+        .args(["--suite", &format!("{root}/assets/demo/suite/suite.toml")])
+        .args(["--t", "0:1:3", "--bootstrap", "100", "--out"])
+        .arg(&dir)
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    let mut h = harness(LaunchOptions {
+        runs_dir: Some(runs.clone()),
+        ..Default::default()
+    });
+    h.state_mut().open_result_folder(&dir);
+    h.step();
+    h.step();
+    let app = h.state();
+    assert_eq!(app.sweeps_started, 0);
+    let run = app.runs.iter().find(|r| r.dir == dir).expect("the CLI run");
+    assert_eq!(run.results.len(), 15);
+    assert!(run.spec_summary().starts_with("lora path, t = 0:1:3"));
+    let plots: Vec<_> = app
+        .plot_geometry
+        .iter()
+        .filter(|g| g.points.iter().any(|p| app.runs[p.0].dir == dir))
+        .collect();
+    assert_eq!(plots.len(), 5);
+    for g in plots {
+        assert_eq!(
+            g.points.iter().filter(|p| app.runs[p.0].dir == dir).count(),
+            3
+        );
+    }
+
+    // What eframe storage keeps: the session (with this run) and the recent files.
+    let mut storage = MemStorage::default();
+    eframe::App::save(h.state_mut(), &mut storage);
+    let persisted: Persisted = eframe::get_value(&storage, STORAGE_KEY).unwrap();
+    assert!(persisted.recent_files.contains(&dir));
+    let last = persisted.last_session.unwrap();
+    assert!(last.runs.iter().any(|r| r.dir == dir));
+    let mut h2 = harness(LaunchOptions {
+        runs_dir: Some(runs.clone()),
+        ..Default::default()
+    });
+    h2.state_mut().apply_session(&last);
+    h2.step();
+    assert!(
+        h2.state()
+            .runs
+            .iter()
+            .any(|r| r.dir == dir && r.results.len() == 15)
+    );
+    let _ = std::fs::remove_dir_all(&runs);
+}
