@@ -76,26 +76,25 @@ pub fn target_logprobs(
     let hidden = model.hidden_states(input, &point);
     let hidden_size = model.config.hidden_size;
     let flat = hidden.reshape([batch.len() * seq_len, hidden_size]);
-    let head_t = model.output_weight(&point).transpose();
-
-    let chunk = (MAX_LOGIT_ELEMENTS / vocab.max(1)).max(1);
-    let mut all = Vec::with_capacity(rows.len());
-    for (row_chunk, target_chunk) in rows.chunks(chunk).zip(targets.chunks(chunk)) {
-        let n = row_chunk.len();
-        let idx = Tensor::<1, Int>::from_data(TensorData::new(row_chunk.to_vec(), [n]), device);
-        let tgt =
-            Tensor::<2, Int>::from_data(TensorData::new(target_chunk.to_vec(), [n, 1]), device);
-        let logits = flat.clone().select(0, idx).matmul(head_t.clone());
-        let lp = target_log_softmax(logits, tgt);
-        let values = lp
-            .into_data()
-            .try_to_vec::<f32>()
-            .map_err(|e| ModelError::Device {
-                device: format!("{device:?}"),
-                msg: format!("{e:?}"),
-            })?;
-        all.extend(values);
-    }
+    let head = model.output_param();
+    let all = if head.deltas.is_empty() || point.dense.iter().all(|&c| c == 0.0) {
+        let head_t = head.base.clone().transpose();
+        let chunk = (MAX_LOGIT_ELEMENTS / vocab.max(1)).max(1);
+        let mut all = Vec::with_capacity(rows.len());
+        for (row_chunk, target_chunk) in rows.chunks(chunk).zip(targets.chunks(chunk)) {
+            let n = row_chunk.len();
+            let idx = Tensor::<1, Int>::from_data(TensorData::new(row_chunk.to_vec(), [n]), device);
+            let tgt =
+                Tensor::<2, Int>::from_data(TensorData::new(target_chunk.to_vec(), [n, 1]), device);
+            let logits = flat.clone().select(0, idx).matmul(head_t.clone());
+            let lp = target_log_softmax(logits, tgt);
+            all.extend(to_vec(lp, device)?);
+        }
+        all
+    } else {
+        let v_chunk = HEAD_CHUNK_ELEMENTS / hidden_size.max(1);
+        streamed_target_logprobs(&flat, head, &point.dense, &rows, &targets, v_chunk, device)?
+    };
     let mut out = Vec::with_capacity(batch.len());
     let mut offset = 0;
     for c in counts {
@@ -105,35 +104,120 @@ pub fn target_logprobs(
     Ok(out)
 }
 
+fn to_vec(t: Tensor<2>, device: &burn::tensor::Device) -> Result<Vec<f32>, ModelError> {
+    t.into_data()
+        .try_to_vec::<f32>()
+        .map_err(|e| ModelError::Device {
+            device: format!("{device:?}"),
+            msg: format!("{e:?}"),
+        })
+}
+
+/// Elements of one mixed output-head chunk (`[vocab rows, hidden]`): 4 M f32 = 16 MiB.
+const HEAD_CHUNK_ELEMENTS: usize = 4 * 1024 * 1024;
+
+/// Target log-probs when the output head moves along the path (full-weight paths): the mixed
+/// head `W₀ + Σ cₖ·Δₖ` is formed one vocabulary chunk at a time, never whole, and each row's
+/// log-sum-exp is accumulated across the chunks (running max and rescaled sum), so memory holds
+/// one head chunk and one logit block instead of a second `[vocab, hidden]` matrix.
+fn streamed_target_logprobs(
+    flat: &Tensor<2>,
+    head: &super::path_param::PathParam<2>,
+    coeffs: &[f32],
+    rows: &[i64],
+    targets: &[i64],
+    v_chunk: usize,
+    device: &burn::tensor::Device,
+) -> Result<Vec<f32>, ModelError> {
+    let vocab = head.dims()[0];
+    let v_chunk = v_chunk.clamp(1, vocab.max(1));
+    let r_chunk = (MAX_LOGIT_ELEMENTS / v_chunk).max(1);
+    // Per row block: its hidden states, running max, rescaled sum and the target's raw logit.
+    let mut blocks = Vec::new();
+    for (row_chunk, target_chunk) in rows.chunks(r_chunk).zip(targets.chunks(r_chunk)) {
+        let n = row_chunk.len();
+        let idx = Tensor::<1, Int>::from_data(TensorData::new(row_chunk.to_vec(), [n]), device);
+        blocks.push((
+            flat.clone().select(0, idx),
+            target_chunk.to_vec(),
+            Tensor::<2>::full([n, 1], f32::NEG_INFINITY, device),
+            Tensor::<2>::zeros([n, 1], device),
+            Tensor::<2>::zeros([n, 1], device),
+        ));
+    }
+    let mut v0 = 0;
+    while v0 < vocab {
+        let len = v_chunk.min(vocab - v0);
+        let part = super::path_param::PathParam {
+            base: head.base.clone().narrow(0, v0, len),
+            deltas: head
+                .deltas
+                .iter()
+                .map(|d| d.clone().narrow(0, v0, len))
+                .collect(),
+        };
+        let w_t = part.value(coeffs).transpose();
+        for (x, tg, m, s, raw) in blocks.iter_mut() {
+            let n = tg.len();
+            let logits = x.clone().matmul(w_t.clone());
+            let m_new = m.clone().max_pair(logits.clone().max_dim(1));
+            // The target's raw logit, where it falls in this chunk.
+            let local: Vec<i64> = tg
+                .iter()
+                .map(|&t| (t - v0 as i64).clamp(0, len as i64 - 1))
+                .collect();
+            let inside: Vec<f32> = tg
+                .iter()
+                .map(|&t| f32::from(t >= v0 as i64 && t < (v0 + len) as i64))
+                .collect();
+            let local = Tensor::<2, Int>::from_data(TensorData::new(local, [n, 1]), device);
+            let inside = Tensor::<2>::from_data(TensorData::new(inside, [n, 1]), device);
+            *raw = raw.clone() + logits.clone().gather(1, local) * inside;
+            let chunk_sum = blocked_row_sum((logits - m_new.clone()).exp());
+            *s = s.clone() * (m.clone() - m_new.clone()).exp() + chunk_sum;
+            *m = m_new;
+        }
+        v0 += len;
+    }
+    let mut all = Vec::with_capacity(rows.len());
+    for (_, _, m, s, raw) in blocks {
+        all.extend(to_vec(raw - m - s.log(), device)?);
+    }
+    Ok(all)
+}
+
+/// Row sums of `[rows, n]` in blocks of 1024 and then across blocks, which keeps the f32 rounding
+/// error near that of a pairwise sum.
+fn blocked_row_sum(x: Tensor<2>) -> Tensor<2> {
+    const BLOCK: usize = 1024;
+    let [rows, n] = x.dims();
+    if n <= BLOCK {
+        return x.sum_dim(1);
+    }
+    let blocks = n.div_ceil(BLOCK);
+    let pad = blocks * BLOCK - n;
+    let x = if pad > 0 {
+        let zeros = Tensor::<2>::zeros([rows, pad], &x.device());
+        Tensor::cat(vec![x, zeros], 1)
+    } else {
+        x
+    };
+    x.reshape([rows, blocks, BLOCK])
+        .sum_dim(2)
+        .sum_dim(1)
+        .reshape([rows, 1])
+}
+
 /// `log_softmax(logits)[target]` for each row: `[rows, vocab]`, `[rows, 1]` → `[rows, 1]`.
 ///
 /// Written out rather than calling burn's `log_softmax`: on burn-flex that loses ~1e-4 over a
 /// 49k vocabulary. The exponentials are summed in blocks of 1024 and then across blocks, which
 /// keeps the f32 rounding error of the sum near that of a pairwise sum.
 pub fn target_log_softmax(logits: Tensor<2>, targets: Tensor<2, Int>) -> Tensor<2> {
-    let [rows, vocab] = logits.dims();
     let max = logits.clone().max_dim(1);
     let shifted = logits - max;
     let target = shifted.clone().gather(1, targets);
-    const BLOCK: usize = 1024;
-    let exp = shifted.exp();
-    let sum = if vocab > BLOCK {
-        let blocks = vocab.div_ceil(BLOCK);
-        let pad = blocks * BLOCK - vocab;
-        let exp = if pad > 0 {
-            let zeros = Tensor::<2>::zeros([rows, pad], &exp.device());
-            Tensor::cat(vec![exp, zeros], 1)
-        } else {
-            exp
-        };
-        exp.reshape([rows, blocks, BLOCK])
-            .sum_dim(2)
-            .sum_dim(1)
-            .reshape([rows, 1])
-    } else {
-        exp.sum_dim(1)
-    };
-    target - sum.log()
+    target - blocked_row_sum(shifted.exp()).log()
 }
 
 /// Moves the coefficients to the device, checking them against the model and the batch.
@@ -181,4 +265,53 @@ fn device_point(
         lora,
         dense: coeffs.dense.clone(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::path_param::PathParam;
+
+    fn random(shape: [usize; 2], seed: u64, device: &burn::tensor::Device) -> Tensor<2> {
+        let mut state = seed;
+        let data: Vec<f32> = (0..shape[0] * shape[1])
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 4.0
+            })
+            .collect();
+        Tensor::<2>::from_data(TensorData::new(data, shape), device)
+    }
+
+    #[test]
+    fn streamed_head_equals_the_mixed_head_for_any_chunking() {
+        let device = burn::tensor::Device::flex();
+        let (vocab, hidden, n) = (100, 16, 9);
+        let flat = random([n, hidden], 1, &device);
+        let head = PathParam {
+            base: random([vocab, hidden], 2, &device),
+            deltas: vec![random([vocab, hidden], 3, &device)],
+        };
+        let coeffs = [0.7f32];
+        let rows: Vec<i64> = (0..n as i64).rev().collect();
+        let targets: Vec<i64> = (0..n as i64).map(|i| (i * 37 + 5) % vocab as i64).collect();
+        let idx = Tensor::<1, Int>::from_data(TensorData::new(rows.clone(), [n]), &device);
+        let tgt = Tensor::<2, Int>::from_data(TensorData::new(targets.clone(), [n, 1]), &device);
+        let logits = flat
+            .clone()
+            .select(0, idx)
+            .matmul(head.value(&coeffs).transpose());
+        let expected = to_vec(target_log_softmax(logits, tgt), &device).unwrap();
+        for v_chunk in [1, 7, 33, 99, 100, 1000] {
+            let got =
+                streamed_target_logprobs(&flat, &head, &coeffs, &rows, &targets, v_chunk, &device)
+                    .unwrap();
+            assert_eq!(got.len(), n);
+            for (g, e) in got.iter().zip(&expected) {
+                assert!((g - e).abs() < 1e-5, "chunk {v_chunk}: {g} vs {e}");
+            }
+        }
+    }
 }

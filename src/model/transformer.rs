@@ -94,10 +94,13 @@ impl CausalLm {
 
     /// The output projection `[vocab, hidden]` at a path point (the embedding when tied).
     pub fn output_weight(&self, point: &PathPoint) -> Tensor<2> {
-        self.lm_head
-            .as_ref()
-            .unwrap_or(&self.embed_tokens)
-            .value(&point.dense)
+        self.output_param().value(&point.dense)
+    }
+
+    /// The output projection as a path parameter (θ₀ and its dense deltas), so callers can mix
+    /// it a piece at a time.
+    pub fn output_param(&self) -> &PathParam<2> {
+        self.lm_head.as_ref().unwrap_or(&self.embed_tokens)
     }
 
     fn sliding_window_mask(&self, batch: usize, seq: usize) -> Option<Tensor<4, Bool>> {
