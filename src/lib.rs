@@ -12,5 +12,22 @@ pub mod gui;
 pub mod model;
 pub mod text;
 
+/// An error and its causes on one line: each cause added only when its text is not already part
+/// of the message (library errors often print their source themselves), no line breaks. The
+/// CLI's `error:` line and the GUI's messages both use it.
+pub fn error_line(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let c = cause.to_string();
+        if !msg.contains(&c) {
+            msg.push_str(": ");
+            msg.push_str(&c);
+        }
+        source = cause.source();
+    }
+    msg.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 #[cfg(test)]
 pub(crate) mod test_fixtures;

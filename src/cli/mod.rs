@@ -76,17 +76,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
     }
 }
 
-/// One line for a failed command: the error and its causes, each cause added only when its text
-/// is not already part of the message (library errors often print their source themselves), and
-/// no line breaks.
+/// One line for a failed command (see [`crate::error_line`]).
 pub fn error_line(e: &anyhow::Error) -> String {
-    let mut msg = e.to_string();
-    for cause in e.chain().skip(1) {
-        let c = cause.to_string();
-        if !msg.contains(&c) {
-            msg.push_str(": ");
-            msg.push_str(&c);
-        }
-    }
-    msg.split_whitespace().collect::<Vec<_>>().join(" ")
+    crate::error_line(e.as_ref())
 }

@@ -303,14 +303,23 @@ impl BasinApp {
 
     // ----- inputs -----
 
-    /// Sets an input's path and builds its report on a worker thread.
-    pub fn set_model_path(&mut self, slot: Slot, path: &Path) {
-        let id = self.job_id();
-        let s = match slot {
+    fn slot_mut(&mut self, slot: Slot) -> &mut InputSlot<ModelReport> {
+        match slot {
             Slot::Base => &mut self.base,
             Slot::Endpoint => &mut self.endpoint,
             Slot::AdapterB => &mut self.adapter_b,
-        };
+        }
+    }
+
+    /// The run shown for a result folder.
+    pub fn run_of(&self, dir: &Path) -> Option<&RunView> {
+        self.runs.iter().find(|r| r.dir == dir)
+    }
+
+    /// Sets an input's path and builds its report on a worker thread.
+    pub fn set_model_path(&mut self, slot: Slot, path: &Path) {
+        let id = self.job_id();
+        let s = self.slot_mut(slot);
         s.path = path.display().to_string();
         s.job = id;
         s.report = ReportState::Loading;
@@ -323,21 +332,9 @@ impl BasinApp {
 
     /// Reloads the report of an input from its typed path.
     pub fn reload(&mut self, slot: Slot) {
-        let s = match slot {
-            Slot::Base => &self.base,
-            Slot::Endpoint => &self.endpoint,
-            Slot::AdapterB => &self.adapter_b,
-        };
-        match s.path_buf() {
+        match self.slot_mut(slot).path_buf() {
             Some(p) => self.set_model_path(slot, &p),
-            None => {
-                let s = match slot {
-                    Slot::Base => &mut self.base,
-                    Slot::Endpoint => &mut self.endpoint,
-                    Slot::AdapterB => &mut self.adapter_b,
-                };
-                s.report = ReportState::Empty;
-            }
+            None => self.slot_mut(slot).report = ReportState::Empty,
         }
     }
 
@@ -355,8 +352,7 @@ impl BasinApp {
     /// Loads the demo's base, hacker and suite.
     pub fn open_demo(&mut self) {
         let d = demo_paths();
-        self.adapter_b.path.clear();
-        self.adapter_b.report = ReportState::Empty;
+        self.adapter_b = InputSlot::default();
         self.set_model_path(Slot::Base, &d.base);
         self.set_model_path(Slot::Endpoint, &d.hacker);
         self.set_suite_path(&d.suite);
@@ -467,7 +463,6 @@ impl BasinApp {
             .map(|n| n.to_string_lossy().to_string())
             .unwrap_or_default();
         self.runs.push(RunView::new(req.out.clone(), label));
-        let run_index = self.runs.len() - 1;
         let id = self.job_id();
         self.job_dirs.push((id, req.out.clone()));
         self.log(format!(
@@ -476,7 +471,7 @@ impl BasinApp {
             req.device,
             req.out.display()
         ));
-        match jobs::spawn_sweep(&self.sink, id, req, run_index) {
+        match jobs::spawn_sweep(&self.sink, id, req) {
             Ok(job) => {
                 self.sweep = Some(job);
                 self.sweeps_started += 1;
@@ -491,8 +486,7 @@ impl BasinApp {
         if let Some(job) = self.sweep.take() {
             job.abort.cancel();
             let done = self
-                .runs
-                .get(job.run_index)
+                .run_of(&job.request.out)
                 .map_or(0, |r| r.t_values().len());
             self.log(format!(
                 "sweep cancelled after {:.1} s; {done} finished points are saved in {}",
@@ -515,11 +509,7 @@ impl BasinApp {
         let current_sweep = self.sweep.as_ref().map(|j| j.id) == Some(id);
         match event {
             JobEvent::ModelReport { slot, path, result } => {
-                let s = match slot {
-                    Slot::Base => &mut self.base,
-                    Slot::Endpoint => &mut self.endpoint,
-                    Slot::AdapterB => &mut self.adapter_b,
-                };
+                let s = self.slot_mut(slot);
                 if s.job != id {
                     return;
                 }
@@ -593,7 +583,8 @@ impl BasinApp {
                         ));
                         // Pick up run.json (the spec) for the legend and the report.
                         if let Ok(fresh) = RunView::open(&job.request.out)
-                            && let Some(run) = self.runs.get_mut(job.run_index)
+                            && let Some(run) =
+                                self.runs.iter_mut().find(|r| r.dir == job.request.out)
                         {
                             let (label, visible) = (run.label.clone(), run.visible);
                             *run = fresh;
@@ -606,14 +597,8 @@ impl BasinApp {
                     (Err(e), Some(job)) => {
                         self.error(format!("sweep failed: {e}"));
                         // A sweep that failed before writing anything leaves no run to show.
-                        if self
-                            .runs
-                            .get(job.run_index)
-                            .is_some_and(|r| r.results.is_empty())
-                            && job.run_index + 1 == self.runs.len()
-                        {
-                            self.runs.pop();
-                        }
+                        self.runs
+                            .retain(|r| r.dir != job.request.out || !r.results.is_empty());
                         self.detached.push(job.thread);
                     }
                     (Ok(_), None) => self.log("a cancelled sweep's worker finished"),
@@ -701,13 +686,7 @@ impl BasinApp {
             (Slot::AdapterB, &s.adapter_b),
         ] {
             if p.trim().is_empty() {
-                let st = match slot {
-                    Slot::Base => &mut self.base,
-                    Slot::Endpoint => &mut self.endpoint,
-                    Slot::AdapterB => &mut self.adapter_b,
-                };
-                st.path.clear();
-                st.report = ReportState::Empty;
+                *self.slot_mut(slot) = InputSlot::default();
             } else {
                 self.set_model_path(slot, Path::new(p));
             }

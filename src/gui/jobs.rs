@@ -113,9 +113,8 @@ pub fn spawn_suite_report(
 /// A sweep running on a worker thread.
 pub struct SweepJob {
     pub id: u64,
+    /// Its result folder is `request.out` (the run it fills is found by that folder).
     pub request: SweepRequest,
-    /// Index of its run in the app's run list.
-    pub run_index: usize,
     pub abort: CancelFlag,
     pub started: Instant,
     pub progress: Option<Progress>,
@@ -142,12 +141,7 @@ impl SweepJob {
     }
 }
 
-pub fn spawn_sweep(
-    sink: &JobSink,
-    id: u64,
-    request: SweepRequest,
-    run_index: usize,
-) -> std::io::Result<SweepJob> {
+pub fn spawn_sweep(sink: &JobSink, id: u64, request: SweepRequest) -> std::io::Result<SweepJob> {
     let abort = CancelFlag::new();
     let thread = {
         let sink = sink.clone();
@@ -182,7 +176,6 @@ pub fn spawn_sweep(
     Ok(SweepJob {
         id,
         request,
-        run_index,
         abort,
         started: Instant::now(),
         progress: None,

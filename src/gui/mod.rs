@@ -41,20 +41,7 @@ pub struct LaunchOptions {
     pub runs_dir: Option<PathBuf>,
 }
 
-/// An error and its causes on one line (each cause once).
-pub fn error_text(e: &dyn std::error::Error) -> String {
-    let mut msg = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let c = cause.to_string();
-        if !msg.contains(&c) {
-            msg.push_str(": ");
-            msg.push_str(&c);
-        }
-        source = cause.source();
-    }
-    msg.split_whitespace().collect::<Vec<_>>().join(" ")
-}
+pub use crate::error_line as error_text;
 
 /// Opens the window. Burn creates the wgpu device first, and eframe renders with the same one, so
 /// one device serves drawing and GPU compute; without a usable adapter for compute, eframe picks

@@ -263,15 +263,14 @@ pub fn inputs_ui(app: &mut BasinApp, ui: &mut egui::Ui) {
             }
         });
     }
+    // The run a sweep is filling stays.
     if let Some(i) = remove
-        && !app.sweep.as_ref().is_some_and(|j| j.run_index == i)
+        && !app
+            .sweep
+            .as_ref()
+            .is_some_and(|j| app.runs.get(i).is_some_and(|r| r.dir == j.request.out))
     {
         app.runs.remove(i);
-        if let Some(j) = app.sweep.as_mut()
-            && j.run_index > i
-        {
-            j.run_index -= 1;
-        }
     }
     if ui.button("Open result folder...").clicked()
         && let Some(p) = rfd::FileDialog::new().pick_folder()

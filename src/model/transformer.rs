@@ -92,12 +92,7 @@ impl CausalLm {
         self.norm.forward(h, point)
     }
 
-    /// The output projection `[vocab, hidden]` at a path point (the embedding when tied).
-    pub fn output_weight(&self, point: &PathPoint) -> Tensor<2> {
-        self.output_param().value(&point.dense)
-    }
-
-    /// The output projection as a path parameter (θ₀ and its dense deltas), so callers can mix
+    /// The output projection `[vocab, hidden]` (the embedding when tied) as a path parameter (θ₀ and its dense deltas), so callers can mix
     /// it a piece at a time.
     pub fn output_param(&self) -> &PathParam<2> {
         self.lm_head.as_ref().unwrap_or(&self.embed_tokens)
