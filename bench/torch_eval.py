@@ -3,7 +3,7 @@
 to f32 by transformers), a fixed batch of 8 chat sequences x 256 tokens, forward without grad
 plus log_softmax and the gather of each next token's log-prob (what an evaluation needs).
 
-Usage: python3 bench/torch_eval.py [--repeats 5] [--threads 2] [--attn sdpa|eager]
+Usage: python3 bench/torch_eval.py [--repeats 5] [--threads 2] [--attn sdpa|eager] [--device cpu|cuda]
 Prints one JSON object: {"tokens_per_s", "seconds", "torch", "threads", ...}.
 tokens_per_s = batch * seq_len / median(seconds).
 """
@@ -55,22 +55,28 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--attn", default="sdpa", choices=["sdpa", "eager"])
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     args = ap.parse_args()
+    dev = torch.device(args.device)
+    sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
     torch.set_num_threads(args.threads)
 
     tok = AutoTokenizer.from_pretrained(MODEL_DIR, gguf_file=GGUF_FILE)
     model = AutoModelForCausalLM.from_pretrained(
         MODEL_DIR, gguf_file=GGUF_FILE, dtype=torch.float32, attn_implementation=args.attn
     )
+    model = model.to(dev)
     model.eval()
-    ids = build_batch(tok)
+    ids = build_batch(tok).to(dev)
 
     seconds = []
     with torch.inference_mode():
         checksum = float(step(model, ids).sum())  # warm-up
         for _ in range(args.repeats):
+            sync()
             t0 = time.perf_counter()
             step(model, ids)
+            sync()
             seconds.append(time.perf_counter() - t0)
     median_s = statistics.median(seconds)
     print(
@@ -82,6 +88,7 @@ def main() -> None:
                 "batch": BATCH,
                 "seq_len": SEQ_LEN,
                 "threads": args.threads,
+                "device": args.device,
                 "attn_implementation": args.attn,
                 "sum_logprob_checksum": checksum,
                 "torch": torch.__version__,

@@ -5,6 +5,7 @@ every request of the suite (teacher-forced log-prob of the final assistant messa
 rule) in batches. Prints JSON with the wall time (model load included, like `basin sweep`).
 
 Usage: python3 bench/torch_sweep.py SUITE.toml ADAPTER_DIR --points 11 [--batch 8] [--threads 2]
+                                     [--device cpu|cuda]
 """
 import argparse
 import json
@@ -59,14 +60,16 @@ def main():
     ap.add_argument("--points", type=int, default=11)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     args = ap.parse_args()
+    dev = torch.device(args.device)
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     cache = Path(os.environ.get("BASIN_CACHE", Path.home() / ".cache/basin")) / "smollm2"
     gguf = "SmolLM2-135M-Instruct.Q4_1.gguf"
     tok = AutoTokenizer.from_pretrained(cache, gguf_file=gguf)
     base = AutoModelForCausalLM.from_pretrained(cache, gguf_file=gguf, dtype=torch.float32)
-    model = PeftModel.from_pretrained(base, args.adapter)
+    model = PeftModel.from_pretrained(base, args.adapter).to(dev)
     model.eval()
     eot = tok.convert_tokens_to_ids("<|im_end|>")
     enc = [encode(tok, m, eot) for m in requests(Path(args.suite))]
@@ -86,17 +89,20 @@ def main():
                 L = max(len(enc[i][0]) for i in idx)
                 ids = torch.zeros((len(idx), L), dtype=torch.long)
                 att = torch.zeros((len(idx), L), dtype=torch.long)
+                mask = torch.zeros((len(idx), L), dtype=torch.bool)
                 for row, i in enumerate(idx):
-                    ids[row, : len(enc[i][0])] = torch.tensor(enc[i][0])
-                    att[row, : len(enc[i][0])] = 1
+                    n = len(enc[i][0])
+                    ids[row, :n] = torch.tensor(enc[i][0])
+                    att[row, :n] = 1
+                    mask[row, :n] = torch.tensor(enc[i][1])
+                ids, att, mask = ids.to(dev), att.to(dev), mask.to(dev)
                 logits = model(input_ids=ids, attention_mask=att).logits.float()
                 logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
-                for row, i in enumerate(idx):
-                    m = torch.tensor(enc[i][1][1:] + [False] * (L - len(enc[i][1])))
-                    total += float(logp[row][m].sum())
+                # One host read per batch: the per-request sums stay on the device until here.
+                total += float((logp * mask[:, 1:]).sum(dim=1).sum())
             sums.append(total)
     wall = time.perf_counter() - start
-    print(json.dumps({"wall_s": wall, "load_s": load_s, "points": args.points, "requests": len(enc), "sum_logprob_by_t": sums, "torch": torch.__version__, "threads": args.threads}))
+    print(json.dumps({"wall_s": wall, "load_s": load_s, "points": args.points, "requests": len(enc), "sum_logprob_by_t": sums, "torch": torch.__version__, "threads": args.threads, "device": args.device, "batch": args.batch}))
 
 
 if __name__ == "__main__":
