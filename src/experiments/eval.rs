@@ -5,7 +5,8 @@ use serde::{Deserialize, Serialize};
 use super::job::{CancelFlag, Progress};
 use crate::model::{
     error::ModelError,
-    logprobs::{MaskedSequence, target_logprobs},
+    logprobs::{MaskedSequence, packed_target_logprobs},
+    packing::{PackedRow, pack_shared_prompts},
     path_param::PathCoefficients,
     transformer::CausalLm,
 };
@@ -101,10 +102,15 @@ pub enum EvalError {
     Cancelled { done: usize, total: usize },
     #[error("batch size must be at least 1")]
     BadBatchSize,
+    #[error(
+        "several path points in one pass need the same dense coefficients (only LoRA slots may differ)"
+    )]
+    MixedDensePoints,
 }
 
-/// Scores every item. Batches are formed from items of similar length (less padding); the
-/// result keeps the input order.
+/// Scores every item. Requests that share a prompt are packed into one row (the prompt is
+/// computed once, see [`crate::model::packing`]); rows of similar length are batched together
+/// (less padding); the result keeps the input order.
 pub fn evaluate(
     model: &CausalLm,
     items: &[EvalItem],
@@ -112,40 +118,26 @@ pub fn evaluate(
     progress: &dyn Fn(Progress),
     cancel: &CancelFlag,
 ) -> Result<EvalScores, EvalError> {
-    if spec.batch_size == 0 {
-        return Err(EvalError::BadBatchSize);
-    }
-    let mut order: Vec<usize> = (0..items.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(items[i].sequence.input_ids.len()));
-    let mut scores: Vec<Option<ExampleScore>> = vec![None; items.len()];
     let total = items.len();
-    let mut done = 0;
-    progress(Progress {
-        done,
-        total,
-        stage: "evaluating".into(),
-    });
-    for chunk in order.chunks(spec.batch_size) {
-        if cancel.is_cancelled() {
-            return Err(EvalError::Cancelled { done, total });
-        }
-        let batch: Vec<MaskedSequence> = chunk.iter().map(|&i| items[i].sequence.clone()).collect();
-        let lps = target_logprobs(model, &batch, &spec.point.for_batch(batch.len()))?;
-        for (&i, lp) in chunk.iter().zip(lps) {
-            scores[i] = Some(ExampleScore::from_logprobs(
-                &items[i].id,
-                lp,
-                spec.keep_token_logprobs,
-            ));
-        }
-        done += chunk.len();
+    let report = |done: usize| {
         progress(Progress {
             done,
             total,
             stage: "evaluating".into(),
-        });
-    }
-    let examples: Vec<ExampleScore> = scores.into_iter().flatten().collect();
+        })
+    };
+    report(0);
+    let examples = score_at_points(
+        model,
+        items,
+        std::slice::from_ref(&spec.point),
+        spec.batch_size,
+        spec.keep_token_logprobs,
+        &report,
+        cancel,
+    )?
+    .pop()
+    .unwrap_or_default();
     let n_tokens: usize = examples.iter().map(|e| e.n_tokens).sum();
     let sum: f64 = examples.iter().map(|e| e.sum_logprob).sum();
     Ok(EvalScores {
@@ -157,4 +149,85 @@ pub fn evaluate(
         n_tokens,
         examples,
     })
+}
+
+/// Scores every item at each path point: `[point][item]`. Requests sharing a prompt share a
+/// row; with several points (LoRA paths only), rows of different points share a batch, each
+/// with its own LoRA coefficients, so each weight is read once for all of them. Rows holding
+/// one sequence and shared rows never share a batch, so an unshared sequence is computed exactly
+/// as `basin eval` computes it. `progress` gets the requests done per point (rounded down).
+pub fn score_at_points(
+    model: &CausalLm,
+    items: &[EvalItem],
+    points: &[PathPointSpec],
+    batch_size: usize,
+    keep_token_logprobs: bool,
+    progress: &dyn Fn(usize),
+    cancel: &CancelFlag,
+) -> Result<Vec<Vec<ExampleScore>>, EvalError> {
+    if batch_size == 0 {
+        return Err(EvalError::BadBatchSize);
+    }
+    let Some(first) = points.first() else {
+        return Ok(Vec::new());
+    };
+    if points.len() > 1 && points.iter().any(|p| p.dense != first.dense) {
+        return Err(EvalError::MixedDensePoints);
+    }
+    for item in items {
+        let s = &item.sequence;
+        if s.target_mask.len() != s.input_ids.len() {
+            return Err(EvalError::Model(ModelError::Input(format!(
+                "example {}: {} ids but {} mask entries",
+                item.id,
+                s.input_ids.len(),
+                s.target_mask.len()
+            ))));
+        }
+    }
+    let sequences: Vec<&MaskedSequence> = items.iter().map(|i| &i.sequence).collect();
+    let rows = pack_shared_prompts(&sequences);
+    let mut units: Vec<(usize, usize)> = (0..points.len())
+        .flat_map(|p| (0..rows.len()).map(move |r| (p, r)))
+        .collect();
+    units.sort_by_key(|&(_, r)| (rows[r].is_shared(), std::cmp::Reverse(rows[r].len())));
+    let split = units.partition_point(|&(_, r)| !rows[r].is_shared());
+    let (single, shared) = units.split_at(split);
+    let slots = first.lora.len();
+    let mut out: Vec<Vec<Option<ExampleScore>>> = vec![vec![None; items.len()]; points.len()];
+    let mut done = 0;
+    let total = items.len() * points.len();
+    for chunk in single.chunks(batch_size).chain(shared.chunks(batch_size)) {
+        if cancel.is_cancelled() {
+            return Err(EvalError::Cancelled {
+                done: done / points.len(),
+                total: items.len(),
+            });
+        }
+        let batch: Vec<PackedRow> = chunk.iter().map(|&(_, r)| rows[r].clone()).collect();
+        let coeffs = PathCoefficients {
+            lora: (0..slots)
+                .map(|k| {
+                    chunk
+                        .iter()
+                        .map(|&(p, _)| points[p].lora.get(k).copied().unwrap_or(0.0))
+                        .collect()
+                })
+                .collect(),
+            dense: first.dense.clone(),
+        };
+        let lps = packed_target_logprobs(model, &batch, &coeffs)?;
+        for (&(p, r), members) in chunk.iter().zip(lps) {
+            for (m, lp) in rows[r].members.iter().zip(members) {
+                let id = &items[m.sequence].id;
+                out[p][m.sequence] = Some(ExampleScore::from_logprobs(id, lp, keep_token_logprobs));
+                done += 1;
+            }
+        }
+        progress(done.min(total) / points.len());
+    }
+    Ok(out
+        .into_iter()
+        .map(|v| v.into_iter().flatten().collect())
+        .collect())
 }

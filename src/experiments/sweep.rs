@@ -7,18 +7,14 @@
 use std::collections::HashMap;
 
 use super::{
-    eval::{EvalError, EvalItem, EvalSpec, ExampleScore, evaluate},
+    eval::{EvalError, EvalItem, ExampleScore, score_at_points},
     job::{CancelFlag, Progress},
     metrics::{MetricResult, compute_metrics},
     path::PathKind,
     suite::Suite,
     sweep_store::{StoreError, SweepStore},
 };
-use crate::model::{
-    logprobs::{MaskedSequence, target_logprobs},
-    path_param::PathCoefficients,
-    transformer::CausalLm,
-};
+use crate::model::transformer::CausalLm;
 
 #[derive(Debug, Clone)]
 pub struct SweepSpec {
@@ -146,9 +142,8 @@ pub fn run_sweep(
     Ok(outcome)
 }
 
-/// Scores every request at each t of `ts`. One t: the ordinary evaluation. Several (LoRA paths):
-/// all (t, request) sequences sorted by length and batched together, each with its own LoRA
-/// coefficients, so a batch mixes t values and the weights are read once for all of them.
+/// Scores every request at each t of `ts` (several only on LoRA paths: sequences of different
+/// t then share batches, each with its own LoRA coefficients).
 fn score_points(
     model: &CausalLm,
     items: &[EvalItem],
@@ -157,60 +152,11 @@ fn score_points(
     report: &dyn Fn(usize),
     abort: &CancelFlag,
 ) -> Result<Vec<Vec<ExampleScore>>, SweepError> {
-    if let [t] = ts {
-        let eval_spec = EvalSpec {
-            batch_size: spec.batch_size,
-            point: spec.path.point(*t),
-            keep_token_logprobs: false,
-        };
-        let scores = evaluate(model, items, &eval_spec, &|p| report(p.done), abort).map_err(
-            |e| match e {
-                EvalError::Cancelled { done, total } => SweepError::Cancelled { done, total },
-                other => SweepError::Eval(other),
-            },
-        )?;
-        return Ok(vec![scores.examples]);
-    }
     let points: Vec<_> = ts.iter().map(|&t| spec.path.point(t)).collect();
-    if points.iter().any(|p| !p.dense.is_empty()) {
-        return Err(SweepError::Metric(
-            "several t per pass needs a path that only moves LoRA slots".into(),
-        ));
-    }
-    let mut order: Vec<(usize, usize)> = (0..ts.len())
-        .flat_map(|p| (0..items.len()).map(move |i| (p, i)))
-        .collect();
-    order.sort_by_key(|&(_, i)| std::cmp::Reverse(items[i].sequence.input_ids.len()));
-    let slots = points.first().map_or(0, |p| p.lora.len());
-    let mut out: Vec<Vec<Option<ExampleScore>>> = vec![vec![None; items.len()]; ts.len()];
-    let mut done = 0;
-    for chunk in order.chunks(spec.batch_size.max(1)) {
-        if abort.is_cancelled() {
-            return Err(SweepError::Cancelled {
-                done: 0,
-                total: ts.len(),
-            });
+    score_at_points(model, items, &points, spec.batch_size, false, report, abort).map_err(|e| {
+        match e {
+            EvalError::Cancelled { done, total } => SweepError::Cancelled { done, total },
+            other => SweepError::Eval(other),
         }
-        let batch: Vec<MaskedSequence> = chunk
-            .iter()
-            .map(|&(_, i)| items[i].sequence.clone())
-            .collect();
-        let coeffs = PathCoefficients {
-            lora: (0..slots)
-                .map(|k| chunk.iter().map(|&(p, _)| points[p].lora[k]).collect())
-                .collect(),
-            dense: Vec::new(),
-        };
-        let lps = target_logprobs(model, &batch, &coeffs)
-            .map_err(|e| SweepError::Eval(EvalError::Model(e)))?;
-        for (&(p, i), lp) in chunk.iter().zip(lps) {
-            out[p][i] = Some(ExampleScore::from_logprobs(&items[i].id, lp, false));
-        }
-        done += chunk.len();
-        report(done / ts.len());
-    }
-    Ok(out
-        .into_iter()
-        .map(|v| v.into_iter().flatten().collect())
-        .collect())
+    })
 }

@@ -7,8 +7,9 @@ use burn::tensor::{Int, Tensor, TensorData};
 
 use super::{
     error::ModelError,
+    packing::PackedRow,
     path_param::{PathCoefficients, PathPoint},
-    transformer::CausalLm,
+    transformer::{CausalLm, RowLayout},
 };
 
 /// Upper bound on the logits materialised at once (elements): 8 M f32 = 32 MiB.
@@ -31,19 +32,6 @@ pub fn target_logprobs(
     batch: &[MaskedSequence],
     coeffs: &PathCoefficients,
 ) -> Result<Vec<Vec<f32>>, ModelError> {
-    if batch.is_empty() {
-        return Ok(Vec::new());
-    }
-    let device = &model.device;
-    let vocab = model.config.vocab_size;
-    let seq_len = batch.iter().map(|s| s.input_ids.len()).max().unwrap_or(0);
-    if seq_len == 0 {
-        return Err(ModelError::Input("empty sequence in batch".into()));
-    }
-    let mut ids = Vec::with_capacity(batch.len() * seq_len);
-    let mut rows = Vec::new();
-    let mut targets = Vec::new();
-    let mut counts = Vec::with_capacity(batch.len());
     for (s, seq) in batch.iter().enumerate() {
         if seq.target_mask.len() != seq.input_ids.len() {
             return Err(ModelError::Input(format!(
@@ -52,7 +40,50 @@ pub fn target_logprobs(
                 seq.target_mask.len()
             )));
         }
-        for &id in &seq.input_ids {
+    }
+    let rows: Vec<PackedRow> = batch
+        .iter()
+        .enumerate()
+        .map(|(i, s)| PackedRow::single(i, s))
+        .collect();
+    Ok(packed_target_logprobs(model, &rows, coeffs)?
+        .into_iter()
+        .map(|mut members| members.pop().unwrap_or_default())
+        .collect())
+}
+
+/// Log-probs of every target of each member of each row, `[row][member][target]`, for rows made
+/// by [`super::packing::pack_shared_prompts`] (one LoRA coefficient per row). A batch of
+/// unshared rows runs as plain causal sequences; with a shared row, the whole batch runs with
+/// explicit positions and an attention mask.
+pub fn packed_target_logprobs(
+    model: &CausalLm,
+    rows: &[PackedRow],
+    coeffs: &PathCoefficients,
+) -> Result<Vec<Vec<Vec<f32>>>, ModelError> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let device = &model.device;
+    let vocab = model.config.vocab_size;
+    let batch = rows.len();
+    let seq_len = rows.iter().map(PackedRow::len).max().unwrap_or(0);
+    if seq_len == 0 {
+        return Err(ModelError::Input("empty sequence in batch".into()));
+    }
+    let mut ids = Vec::with_capacity(batch * seq_len);
+    let mut predictors = Vec::new();
+    let mut targets = Vec::new();
+    for (r, row) in rows.iter().enumerate() {
+        if row.positions.len() != row.len() || row.branch.len() != row.len() {
+            return Err(ModelError::Input(format!(
+                "packed row {r}: {} ids, {} positions, {} branch labels",
+                row.len(),
+                row.positions.len(),
+                row.branch.len()
+            )));
+        }
+        for &id in &row.input_ids {
             if id as usize >= vocab {
                 return Err(ModelError::Input(format!(
                     "token id {id} is outside the model's vocabulary of {vocab} (wrong tokenizer?)"
@@ -60,24 +91,81 @@ pub fn target_logprobs(
             }
             ids.push(id as i64);
         }
-        ids.extend(std::iter::repeat_n(0i64, seq_len - seq.input_ids.len()));
-        let mut count = 0;
-        for i in 1..seq.input_ids.len() {
-            if seq.target_mask[i] {
-                rows.push((s * seq_len + i - 1) as i64);
-                targets.push(seq.input_ids[i] as i64);
-                count += 1;
+        ids.extend(std::iter::repeat_n(0i64, seq_len - row.len()));
+        for m in &row.members {
+            for &(p, t) in &m.targets {
+                if p >= row.len() {
+                    return Err(ModelError::Input(format!(
+                        "packed row {r}: predictor {p} outside its {} tokens",
+                        row.len()
+                    )));
+                }
+                predictors.push((r * seq_len + p) as i64);
+                targets.push(t as i64);
             }
         }
-        counts.push(count);
     }
-    let input = Tensor::<2, Int>::from_data(TensorData::new(ids, [batch.len(), seq_len]), device);
-    let point = device_point(model, coeffs, batch.len())?;
-    let hidden = model.hidden_states(input, &point);
-    let hidden_size = model.config.hidden_size;
-    let flat = hidden.reshape([batch.len() * seq_len, hidden_size]);
+    let input = Tensor::<2, Int>::from_data(TensorData::new(ids, [batch, seq_len]), device);
+    let point = device_point(model, coeffs, batch)?;
+    let hidden = if rows.iter().any(PackedRow::is_shared) {
+        model.hidden_states_with_layout(input, &row_layout(rows, seq_len), &point)?
+    } else {
+        model.hidden_states(input, &point)
+    };
+    let all = head_logprobs(model, hidden, &point, &predictors, &targets)?;
+    let mut out = Vec::with_capacity(batch);
+    let mut offset = 0;
+    for row in rows {
+        let mut members = Vec::with_capacity(row.members.len());
+        for m in &row.members {
+            let n = m.targets.len();
+            members.push(all[offset..offset + n].to_vec());
+            offset += n;
+        }
+        out.push(members);
+    }
+    Ok(out)
+}
+
+/// Positions and visibility of a batch of packed rows padded to `seq_len`; a padding token sees
+/// only itself.
+fn row_layout(rows: &[PackedRow], seq_len: usize) -> RowLayout {
+    let mut layout = RowLayout {
+        positions: Vec::with_capacity(rows.len() * seq_len),
+        visible: Vec::with_capacity(rows.len() * seq_len * seq_len),
+    };
+    for row in rows {
+        let n = row.len();
+        layout.positions.extend_from_slice(&row.positions);
+        layout.positions.extend(std::iter::repeat_n(0, seq_len - n));
+        for i in 0..seq_len {
+            for j in 0..seq_len {
+                layout.visible.push(if i < n {
+                    j < n && row.visible(i, j)
+                } else {
+                    i == j
+                });
+            }
+        }
+    }
+    layout
+}
+
+/// `log p(target | predictor row)` for the given rows of `hidden` `[batch, seq, hidden]`
+/// (flattened row indices): only those rows go through the output projection, in chunks.
+fn head_logprobs(
+    model: &CausalLm,
+    hidden: Tensor<3>,
+    point: &PathPoint,
+    rows: &[i64],
+    targets: &[i64],
+) -> Result<Vec<f32>, ModelError> {
+    let device = &model.device;
+    let vocab = model.config.vocab_size;
+    let [batch, seq_len, hidden_size] = hidden.dims();
+    let flat = hidden.reshape([batch * seq_len, hidden_size]);
     let head = model.output_param();
-    let all = if head.deltas.is_empty() || point.dense.iter().all(|&c| c == 0.0) {
+    if head.deltas.is_empty() || point.dense.iter().all(|&c| c == 0.0) {
         let head_t = head.base.clone().transpose();
         let chunk = (MAX_LOGIT_ELEMENTS / vocab.max(1)).max(1);
         let mut all = Vec::with_capacity(rows.len());
@@ -90,18 +178,11 @@ pub fn target_logprobs(
             let lp = target_log_softmax(logits, tgt);
             all.extend(to_vec(lp, device)?);
         }
-        all
+        Ok(all)
     } else {
         let v_chunk = HEAD_CHUNK_ELEMENTS / hidden_size.max(1);
-        streamed_target_logprobs(&flat, head, &point.dense, &rows, &targets, v_chunk, device)?
-    };
-    let mut out = Vec::with_capacity(batch.len());
-    let mut offset = 0;
-    for c in counts {
-        out.push(all[offset..offset + c].to_vec());
-        offset += c;
+        streamed_target_logprobs(&flat, head, &point.dense, rows, targets, v_chunk, device)
     }
-    Ok(out)
 }
 
 fn to_vec(t: Tensor<2>, device: &burn::tensor::Device) -> Result<Vec<f32>, ModelError> {

@@ -6,6 +6,7 @@ pub mod load;
 pub mod logprobs;
 pub mod mix_kernel;
 pub mod norm;
+pub mod packing;
 pub mod path_param;
 pub mod rope;
 pub mod transformer;

@@ -45,16 +45,30 @@ pub fn inverse_frequencies(
     inv
 }
 
-/// cos/sin tables for positions `0..seq_len`, each `[seq_len, head_dim]` (the half-width table
-/// repeated twice, as `torch.cat((freqs, freqs), -1)`).
+/// cos/sin tables `[batch or 1, 1, seq, head_dim]` (the half-width table repeated twice, as
+/// `torch.cat((freqs, freqs), -1)`), broadcast over heads.
 #[derive(Debug, Clone)]
 pub struct RopeTables {
-    pub cos: Tensor<2>,
-    pub sin: Tensor<2>,
+    pub cos: Tensor<4>,
+    pub sin: Tensor<4>,
 }
 
 impl RopeTables {
+    /// Positions `0..seq_len`, shared by every sequence of a batch.
     pub fn new(config: &ModelConfig, seq_len: usize, device: &Device) -> Self {
+        let positions: Vec<u32> = (0..seq_len as u32).collect();
+        Self::at_positions(config, &positions, 1, seq_len, device)
+    }
+
+    /// Explicit positions `[batch, seq]` (row-major), e.g. of packed rows whose continuations
+    /// restart after a shared prompt.
+    pub fn at_positions(
+        config: &ModelConfig,
+        positions: &[u32],
+        batch: usize,
+        seq_len: usize,
+        device: &Device,
+    ) -> Self {
         let hd = config.head_dim;
         let mut inv = inverse_frequencies(hd, config.rope_theta, config.rope_scaling.as_ref());
         if let Some(factors) = &config.rope_freq_factors {
@@ -62,11 +76,10 @@ impl RopeTables {
                 *f /= d;
             }
         }
-        let mut cos = Vec::with_capacity(seq_len * hd);
-        let mut sin = Vec::with_capacity(seq_len * hd);
-        for pos in 0..seq_len {
-            for rep in 0..2 {
-                let _ = rep;
+        let mut cos = Vec::with_capacity(positions.len() * hd);
+        let mut sin = Vec::with_capacity(positions.len() * hd);
+        for &pos in positions {
+            for _ in 0..2 {
                 for f in &inv {
                     let angle = (pos as f32 * f) as f64;
                     cos.push(angle.cos() as f32);
@@ -74,21 +87,20 @@ impl RopeTables {
                 }
             }
         }
+        let shape = [batch, 1, seq_len, hd];
         Self {
-            cos: Tensor::from_data(TensorData::new(cos, [seq_len, hd]), device),
-            sin: Tensor::from_data(TensorData::new(sin, [seq_len, hd]), device),
+            cos: Tensor::from_data(TensorData::new(cos, shape), device),
+            sin: Tensor::from_data(TensorData::new(sin, shape), device),
         }
     }
 
-    /// Applies the rotation to `x`: `[batch, heads, seq, head_dim]`.
+    /// Applies the rotation to `x`: `[batch, heads, seq, head_dim]` with `seq` the tables' length.
     pub fn apply(&self, x: Tensor<4>) -> Tensor<4> {
-        let [_, _, seq, hd] = x.dims();
+        let [_, _, _, hd] = x.dims();
         let half = hd / 2;
-        let cos = self.cos.clone().narrow(0, 0, seq).unsqueeze::<4>();
-        let sin = self.sin.clone().narrow(0, 0, seq).unsqueeze::<4>();
         let x1 = x.clone().narrow(3, 0, half);
         let x2 = x.clone().narrow(3, half, half);
         let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
-        x * cos + rotated * sin
+        x * self.cos.clone() + rotated * self.sin.clone()
     }
 }

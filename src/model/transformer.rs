@@ -10,12 +10,24 @@ use burn::tensor::{
 };
 
 use super::{
+    error::ModelError,
     linear::Linear,
     norm::RmsNorm,
     path_param::{PathParam, PathPoint},
     rope::RopeTables,
 };
 use crate::checkpoint::model_config::ModelConfig;
+
+/// Positions and visibility of every token of a batch `[batch, seq]`, for rows that are not
+/// plain causal sequences (see [`super::packing::PackedRow`]). Padding tokens should see
+/// themselves, so no softmax row is empty.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RowLayout {
+    /// `[batch * seq]`: each token's position in its own sequence.
+    pub positions: Vec<u32>,
+    /// `[batch * seq * seq]`: `visible[(b * seq + i) * seq + j]`: query i may attend to key j.
+    pub visible: Vec<bool>,
+}
 
 #[derive(Debug, Clone)]
 pub struct Attention {
@@ -69,7 +81,59 @@ impl CausalLm {
     pub fn hidden_states(&self, input_ids: Tensor<2, Int>, point: &PathPoint) -> Tensor<3> {
         let [batch, seq] = input_ids.dims();
         let rope = RopeTables::new(&self.config, seq, &self.device);
-        let window_mask = self.sliding_window_mask(batch, seq);
+        let mask = self.sliding_window_mask(batch, seq);
+        self.forward_hidden(input_ids, &rope, mask, point)
+    }
+
+    /// Final hidden states for rows laid out explicitly (packed rows: a shared prompt followed
+    /// by several continuations, see [`super::packing`]): each token's position and which
+    /// tokens it may attend to come from `layout` instead of the row index and causality.
+    pub fn hidden_states_with_layout(
+        &self,
+        input_ids: Tensor<2, Int>,
+        layout: &RowLayout,
+        point: &PathPoint,
+    ) -> Result<Tensor<3>, ModelError> {
+        let [batch, seq] = input_ids.dims();
+        if layout.positions.len() != batch * seq || layout.visible.len() != batch * seq * seq {
+            return Err(ModelError::Input(format!(
+                "row layout for {} positions and {} mask entries does not fit a [{batch}, {seq}] batch",
+                layout.positions.len(),
+                layout.visible.len()
+            )));
+        }
+        let rope =
+            RopeTables::at_positions(&self.config, &layout.positions, batch, seq, &self.device);
+        let window = self.config.sliding_window;
+        let mut masked = Vec::with_capacity(batch * seq * seq);
+        for b in 0..batch {
+            let pos = &layout.positions[b * seq..(b + 1) * seq];
+            for i in 0..seq {
+                for j in 0..seq {
+                    let visible = layout.visible[(b * seq + i) * seq + j];
+                    // transformers masks key j for query i when i - j >= window.
+                    let outside_window =
+                        window.is_some_and(|w| pos[i].saturating_sub(pos[j]) as usize >= w);
+                    masked.push(!visible || outside_window);
+                }
+            }
+        }
+        let heads = self.config.num_attention_heads;
+        let mask =
+            Tensor::<3, Bool>::from_data(TensorData::new(masked, [batch, seq, seq]), &self.device)
+                .unsqueeze_dim::<4>(1)
+                .expand([batch, heads, seq, seq]);
+        Ok(self.forward_hidden(input_ids, &rope, Some(mask), point))
+    }
+
+    /// The decoder stack; `mask` (true = may not attend) replaces plain causality when given.
+    fn forward_hidden(
+        &self,
+        input_ids: Tensor<2, Int>,
+        rope: &RopeTables,
+        mask: Option<Tensor<4, Bool>>,
+        point: &PathPoint,
+    ) -> Tensor<3> {
         // Rows are gathered from the base and from each delta and then mixed: the same f32
         // operations per element as mixing the whole table first, without materialising a
         // mixed [vocab, hidden] table on a full-weight path.
@@ -81,7 +145,7 @@ impl CausalLm {
         }
         for layer in &self.layers {
             let normed = layer.input_layernorm.forward(h.clone(), point);
-            let attn = self.attention(&layer.self_attn, normed, &rope, window_mask.clone(), point);
+            let attn = self.attention(&layer.self_attn, normed, rope, mask.clone(), point);
             h = h + attn;
             let normed = layer.post_attention_layernorm.forward(h.clone(), point);
             let mlp = &layer.mlp;
