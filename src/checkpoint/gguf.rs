@@ -317,6 +317,14 @@ impl GgufFile {
         self.data_offset
     }
 
+    /// Drops the tokenizer's array metadata (`tokenizer.ggml.tokens`, `merges`, `scores`,
+    /// `token_type`: ~10 MiB parsed for a 49k vocabulary) once the tokenizer is built from it,
+    /// so an open checkpoint holds only what loading its weights needs.
+    pub fn drop_tokenizer_arrays(&mut self) {
+        self.metadata
+            .retain(|k, v| !(k.starts_with("tokenizer.ggml.") && matches!(v, GgufValue::Array(_))));
+    }
+
     pub fn metadata(&self) -> &BTreeMap<String, GgufValue> {
         &self.metadata
     }

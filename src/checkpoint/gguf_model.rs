@@ -187,6 +187,11 @@ impl GgufCheckpoint {
         &self.file
     }
 
+    /// See [`GgufFile::drop_tokenizer_arrays`].
+    pub fn drop_tokenizer_arrays(&mut self) {
+        self.file.drop_tokenizer_arrays();
+    }
+
     fn info(&self, hf: &str) -> Option<(&MappedTensor, &GgufTensorInfo)> {
         let mapped = self.names.get(hf)?;
         Some((mapped, self.file.tensor_info(&mapped.gguf_name)?))

@@ -67,10 +67,11 @@ pub fn open_model(path: &Path) -> Result<OpenedModel> {
             "pass the model folder (with config.json and tokenizer.json), not one of its files",
         ));
     }
-    let ckpt = GgufCheckpoint::open(path)?;
+    let mut ckpt = GgufCheckpoint::open(path)?;
     let config = ckpt.model_config()?;
     let tokenizer = tokenizer_from_gguf(ckpt.gguf())?;
     check_vocab(path, &config, &tokenizer)?;
+    ckpt.drop_tokenizer_arrays();
     Ok(OpenedModel {
         path: path.to_path_buf(),
         format: CheckpointFormat::Gguf,

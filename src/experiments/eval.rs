@@ -151,6 +151,30 @@ pub fn evaluate(
     })
 }
 
+/// Consecutive groups of `units` (point, row) holding at most `batch_size` sequences each (a row
+/// of several sequences counts each; a row larger than the budget goes alone), so a forward pass
+/// sees about as many tokens whether or not prompts are shared.
+fn sequence_batches<'a>(
+    units: &'a [(usize, usize)],
+    rows: &[PackedRow],
+    batch_size: usize,
+) -> Vec<&'a [(usize, usize)]> {
+    let mut out = Vec::new();
+    let (mut start, mut count) = (0, 0);
+    for (i, &(_, r)) in units.iter().enumerate() {
+        let n = rows[r].members.len();
+        if i > start && count + n > batch_size {
+            out.push(&units[start..i]);
+            (start, count) = (i, 0);
+        }
+        count += n;
+    }
+    if start < units.len() {
+        out.push(&units[start..]);
+    }
+    out
+}
+
 /// Scores every item at each path point: `[point][item]`. Requests sharing a prompt share a
 /// row; with several points (LoRA paths only), rows of different points share a batch, each
 /// with its own LoRA coefficients, so each weight is read once for all of them. Rows holding
@@ -197,7 +221,10 @@ pub fn score_at_points(
     let mut out: Vec<Vec<Option<ExampleScore>>> = vec![vec![None; items.len()]; points.len()];
     let mut done = 0;
     let total = items.len() * points.len();
-    for chunk in single.chunks(batch_size).chain(shared.chunks(batch_size)) {
+    let batches = sequence_batches(single, &rows, batch_size)
+        .into_iter()
+        .chain(sequence_batches(shared, &rows, batch_size));
+    for chunk in batches {
         if cancel.is_cancelled() {
             return Err(EvalError::Cancelled {
                 done: done / points.len(),
@@ -217,6 +244,7 @@ pub fn score_at_points(
             dense: first.dense.clone(),
         };
         let lps = packed_target_logprobs(model, &batch, &coeffs)?;
+        crate::compute::release_free_host_memory();
         for (&(p, r), members) in chunk.iter().zip(lps) {
             for (m, lp) in rows[r].members.iter().zip(members) {
                 let id = &items[m.sequence].id;
@@ -230,4 +258,38 @@ pub fn score_at_points(
         .into_iter()
         .map(|v| v.into_iter().flatten().collect())
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(members: usize) -> PackedRow {
+        PackedRow {
+            input_ids: vec![1],
+            positions: vec![0],
+            branch: vec![0],
+            members: (0..members)
+                .map(|m| crate::model::packing::PackedMember {
+                    sequence: m,
+                    targets: vec![],
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn batches_count_sequences_not_rows() {
+        let rows = vec![row(1), row(2), row(4), row(1), row(9), row(3)];
+        let units: Vec<(usize, usize)> = (0..rows.len()).map(|r| (0, r)).collect();
+        let batches = sequence_batches(&units, &rows, 4);
+        let sizes: Vec<Vec<usize>> = batches
+            .iter()
+            .map(|b| b.iter().map(|&(_, r)| rows[r].members.len()).collect())
+            .collect();
+        // 1+2 fit, 4 alone, 1 then 9 (over the budget) alone, 3.
+        assert_eq!(sizes, vec![vec![1, 2], vec![4], vec![1], vec![9], vec![3]]);
+        let total: usize = batches.iter().map(|b| b.len()).sum();
+        assert_eq!(total, units.len());
+    }
 }

@@ -283,7 +283,8 @@ pub fn run_sweep_job(
         Some(p) => {
             let t = open_model(p)?;
             check_compatible(&base, &t)?;
-            Some(t)
+            // Only the target's weights are needed from here on.
+            Some(t.tensors)
         }
         None => None,
     };
@@ -304,13 +305,23 @@ pub fn run_sweep_job(
         suite: req.suite.clone(),
         source,
     })?;
+    // The items are encoded: the tokenizer's tables go before the weights come in, so they do
+    // not add to the peak of loading two models.
+    let OpenedModel {
+        config: base_config,
+        tensors: base_tensors,
+        tokenizer,
+        ..
+    } = base;
+    drop(tokenizer);
+    crate::compute::release_free_host_memory();
     let endpoints = PathEndpoints {
         adapters: adapters.iter().collect(),
-        checkpoints: target.iter().map(|t| t.tensors.as_ref()).collect(),
+        checkpoints: target.iter().map(|t| t.as_ref()).collect(),
     };
     let model = CausalLm::load_path(
-        &base.config,
-        base.tensors.as_ref(),
+        &base_config,
+        base_tensors.as_ref(),
         &endpoints,
         &compute.device,
     )?;
@@ -318,7 +329,8 @@ pub fn run_sweep_job(
     // towards the sweep's memory.
     drop(endpoints);
     drop(target);
-    drop(base);
+    drop(base_tensors);
+    crate::compute::release_free_host_memory();
 
     on_start(&SweepStart {
         path: path_kind,

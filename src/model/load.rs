@@ -92,10 +92,16 @@ impl Loader<'_> {
             }
             deltas.push(self.upload(t.data, shape, transposed));
         }
-        Ok(PathParam {
+        let param = PathParam {
             base: self.upload(base.data, shape, transposed),
             deltas,
-        })
+        };
+        if !self.endpoints.checkpoints.is_empty() {
+            // The host copies just dropped would otherwise stay in glibc's heap (its mmap
+            // threshold grows after the first large free) and add up across a path's two models.
+            crate::compute::release_free_host_memory();
+        }
+        Ok(param)
     }
 
     fn upload<const D: usize>(

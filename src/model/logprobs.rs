@@ -12,8 +12,8 @@ use super::{
     transformer::{CausalLm, RowLayout},
 };
 
-/// Upper bound on the logits materialised at once (elements): 8 M f32 = 32 MiB.
-const MAX_LOGIT_ELEMENTS: usize = 8 * 1024 * 1024;
+/// Upper bound on the logits materialised at once (elements): 2 M f32 = 8 MiB.
+const MAX_LOGIT_ELEMENTS: usize = 2 * 1024 * 1024;
 
 /// One tokenised sequence with its loss mask (`target_mask[i]`: token `i` is a target,
 /// predicted from tokens `0..i`; `target_mask[0]` is ignored).
@@ -194,8 +194,8 @@ fn to_vec(t: Tensor<2>, device: &burn::tensor::Device) -> Result<Vec<f32>, Model
         })
 }
 
-/// Elements of one mixed output-head chunk (`[vocab rows, hidden]`): 4 M f32 = 16 MiB.
-const HEAD_CHUNK_ELEMENTS: usize = 4 * 1024 * 1024;
+/// Elements of one mixed output-head chunk (`[vocab rows, hidden]`): 1 M f32 = 4 MiB.
+const HEAD_CHUNK_ELEMENTS: usize = 1024 * 1024;
 
 /// Target log-probs when the output head moves along the path (full-weight paths): the mixed
 /// head `W₀ + Σ cₖ·Δₖ` is formed one vocabulary chunk at a time, never whole, and each row's

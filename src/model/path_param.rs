@@ -74,3 +74,17 @@ pub struct PathPoint {
     pub lora: Vec<Tensor<3>>,
     pub dense: Vec<f32>,
 }
+
+impl PathPoint {
+    /// The coefficients of batch rows `start..start + n`.
+    pub fn rows(&self, start: usize, n: usize) -> Self {
+        Self {
+            lora: self
+                .lora
+                .iter()
+                .map(|c| c.clone().narrow(0, start, n))
+                .collect(),
+            dense: self.dense.clone(),
+        }
+    }
+}

@@ -18,6 +18,10 @@ use super::{
 };
 use crate::checkpoint::model_config::ModelConfig;
 
+/// Most elements of one MLP activation (`rows × seq × intermediate`) a forward materialises at
+/// once: 1 M f32 = 4 MiB, which bounds the host memory a long batch adds on top of the weights.
+const MLP_ACTIVATION_ELEMENTS: usize = 1024 * 1024;
+
 /// Positions and visibility of every token of a batch `[batch, seq]`, for rows that are not
 /// plain causal sequences (see [`super::packing::PackedRow`]). Padding tokens should see
 /// themselves, so no softmax row is empty.
@@ -148,12 +152,16 @@ impl CausalLm {
             let attn = self.attention(&layer.self_attn, normed, rope, mask.clone(), point);
             h = h + attn;
             let normed = layer.post_attention_layernorm.forward(h.clone(), point);
-            let mlp = &layer.mlp;
-            let gate = silu(mlp.gate_proj.forward(normed.clone(), point));
-            let up = mlp.up_proj.forward(normed, point);
-            h = h + mlp.down_proj.forward(gate * up, point);
+            h = h + self.mlp(&layer.mlp, normed, point);
         }
         self.norm.forward(h, point)
+    }
+
+    /// `down(silu(gate(x)) · up(x))`, in groups of batch rows whose `[rows, seq, intermediate]`
+    /// activations stay under [`MLP_ACTIVATION_ELEMENTS`] (the MLP is the widest part of the
+    /// forward; rows are independent, so the result is the same as one call).
+    fn mlp(&self, mlp: &Mlp, x: Tensor<3>, point: &PathPoint) -> Tensor<3> {
+        mlp_in_row_groups(mlp, x, point, MLP_ACTIVATION_ELEMENTS)
     }
 
     /// The output projection `[vocab, hidden]` (the embedding when tied) as a path parameter (θ₀ and its dense deltas), so callers can mix
@@ -222,5 +230,81 @@ impl CausalLm {
         let out = attention(q, k, v, mask, None, options);
         let out = out.swap_dims(1, 2).reshape([batch, seq, nh * hd]);
         attn.o_proj.forward(out, point)
+    }
+}
+
+/// The MLP in groups of batch rows of at most `max_elements` activation elements each. On a
+/// full-weight path each group mixes its weights again: they are small next to the activations
+/// this bounds, and holding the three mixed matrices across groups would cost more memory.
+fn mlp_in_row_groups(mlp: &Mlp, x: Tensor<3>, point: &PathPoint, max_elements: usize) -> Tensor<3> {
+    let [batch, seq, _] = x.dims();
+    let width = mlp.gate_proj.out_features().max(1);
+    let rows = (max_elements / (seq * width).max(1)).clamp(1, batch.max(1));
+    let run = |x: Tensor<3>, point: &PathPoint| {
+        let gate = silu(mlp.gate_proj.forward(x.clone(), point));
+        let up = mlp.up_proj.forward(x, point);
+        mlp.down_proj.forward(gate * up, point)
+    };
+    if rows >= batch {
+        return run(x, point);
+    }
+    let parts = (0..batch)
+        .step_by(rows)
+        .map(|start| {
+            let n = rows.min(batch - start);
+            run(x.clone().narrow(0, start, n), &point.rows(start, n))
+        })
+        .collect();
+    Tensor::cat(parts, 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{checkpoint::open::open_model, checkpoint::peft::LoraAdapter};
+
+    #[test]
+    fn mlp_in_row_groups_equals_one_call() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny");
+        let opened = open_model(&dir.join("llama")).unwrap();
+        let adapter = LoraAdapter::open(dir.join("llama_lora")).unwrap();
+        let device = Device::flex();
+        let model = CausalLm::load(
+            &opened.config,
+            opened.tensors.as_ref(),
+            Some(&adapter),
+            &device,
+        )
+        .unwrap();
+        let [batch, seq, hidden] = [5, 7, model.config.hidden_size];
+        let data: Vec<f32> = (0..batch * seq * hidden)
+            .map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0)
+            .collect();
+        let x = Tensor::<3>::from_data(TensorData::new(data, [batch, seq, hidden]), &device);
+        // A different LoRA coefficient per row, so a row group must carry its own.
+        let point = PathPoint {
+            lora: vec![Tensor::<3>::from_data(
+                TensorData::new(vec![0.0f32, 0.5, 1.0, -0.5, 2.0], [batch, 1, 1]),
+                &device,
+            )],
+            dense: vec![],
+        };
+        let mlp = &model.layers[0].mlp;
+        let whole = mlp_in_row_groups(mlp, x.clone(), &point, usize::MAX).into_data();
+        let width = mlp.gate_proj.out_features();
+        for rows in [1, 2, 4] {
+            let grouped = mlp_in_row_groups(mlp, x.clone(), &point, rows * seq * width);
+            let (a, b) = (
+                whole.to_vec::<f32>().unwrap(),
+                grouped.into_data().to_vec::<f32>().unwrap(),
+            );
+            assert_eq!(a.len(), b.len());
+            let worst = a
+                .iter()
+                .zip(&b)
+                .map(|(p, q)| (p - q).abs())
+                .fold(0.0, f32::max);
+            assert!(worst < 1e-6, "{rows} rows per group: differs by {worst}");
+        }
     }
 }
