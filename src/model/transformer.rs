@@ -18,9 +18,8 @@ use super::{
 };
 use crate::checkpoint::model_config::ModelConfig;
 
-/// Most elements of one MLP activation (`rows × seq × intermediate`) a forward on the CPU
-/// materialises at once: 1 M f32 = 4 MiB, which bounds the host memory a long batch adds on top
-/// of the weights.
+/// Most elements of one MLP activation (`rows × seq × intermediate`) a forward materialises at
+/// once: 1 M f32 = 4 MiB, which bounds the host memory a long batch adds on top of the weights.
 const MLP_ACTIVATION_ELEMENTS: usize = 1024 * 1024;
 
 /// Positions and visibility of every token of a batch `[batch, seq]`, for rows that are not
@@ -162,14 +161,7 @@ impl CausalLm {
     /// activations stay under [`MLP_ACTIVATION_ELEMENTS`] (the MLP is the widest part of the
     /// forward; rows are independent, so the result is the same as one call).
     fn mlp(&self, mlp: &Mlp, x: Tensor<3>, point: &PathPoint) -> Tensor<3> {
-        // The bound is for host memory (the CPU backend's activations live beside the weights
-        // in RAM); on a GPU the groups would only multiply kernel launches.
-        let limit = if self.device == Device::flex() {
-            MLP_ACTIVATION_ELEMENTS
-        } else {
-            usize::MAX
-        };
-        mlp_in_row_groups(mlp, x, point, limit)
+        mlp_in_row_groups(mlp, x, point, MLP_ACTIVATION_ELEMENTS)
     }
 
     /// The output projection `[vocab, hidden]` (the embedding when tied) as a path parameter (θ₀ and its dense deltas), so callers can mix
