@@ -736,4 +736,33 @@ mod tests {
         assert!(ckpt.model_config().is_err());
         std::fs::remove_file(&path).ok();
     }
+
+    #[test]
+    fn dropping_tokenizer_arrays_keeps_config_and_weights() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/tiny_gguf/llama3.gguf");
+        let mut ckpt = GgufCheckpoint::open(&path).unwrap();
+        let config = serde_json::to_value(ckpt.model_config().unwrap()).unwrap();
+        let name = "model.layers.0.self_attn.q_proj.weight";
+        let before = ckpt.load_f32(name).unwrap();
+        assert!(ckpt.gguf().get("tokenizer.ggml.tokens").is_some());
+        let kept: Vec<String> = ckpt
+            .gguf()
+            .metadata()
+            .iter()
+            .filter(|(k, v)| !(k.starts_with("tokenizer.ggml.") && v.type_name() == "array"))
+            .map(|(k, _)| k.clone())
+            .collect();
+        ckpt.drop_tokenizer_arrays();
+        assert!(ckpt.gguf().get("tokenizer.ggml.tokens").is_none());
+        assert!(ckpt.gguf().get("tokenizer.ggml.merges").is_none());
+        let left: Vec<String> = ckpt.gguf().metadata().keys().cloned().collect();
+        assert_eq!(left, kept, "only the tokenizer's arrays go");
+        assert_eq!(
+            serde_json::to_value(ckpt.model_config().unwrap()).unwrap(),
+            config
+        );
+        let after = ckpt.load_f32(name).unwrap();
+        assert_eq!((before.shape, before.data), (after.shape, after.data));
+    }
 }
