@@ -295,8 +295,8 @@ mod tests {
         for rows in [1, 2, 4] {
             let grouped = mlp_in_row_groups(mlp, x.clone(), &point, rows * seq * width);
             let (a, b) = (
-                whole.to_vec::<f32>().unwrap(),
-                grouped.into_data().to_vec::<f32>().unwrap(),
+                whole.try_to_vec::<f32>().unwrap(),
+                grouped.into_data().try_to_vec::<f32>().unwrap(),
             );
             assert_eq!(a.len(), b.len());
             let worst = a
