@@ -96,6 +96,7 @@ fn max_packed_difference(kind: ComputeKind, case: &Case) -> (f32, usize) {
                 .map(|_| (0..chunk.len()).map(|k| coeff(b * 3 + k)).collect())
                 .collect(),
             dense: vec![],
+            ..Default::default()
         };
         let packed = packed_target_logprobs(&model, chunk, &coeffs).unwrap();
         for (k, (row, members)) in chunk.iter().zip(packed).enumerate() {
@@ -106,6 +107,7 @@ fn max_packed_difference(kind: ComputeKind, case: &Case) -> (f32, usize) {
                     &PathCoefficients {
                         lora: (0..slots).map(|_| vec![coeff(b * 3 + k)]).collect(),
                         dense: vec![],
+                        ..Default::default()
                     },
                 )
                 .unwrap()

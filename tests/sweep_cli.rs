@@ -311,7 +311,7 @@ fn killed_sweep_resumes_to_the_uninterrupted_result() {
     other[i] = "0:1:5".into();
     let out = basin(&other.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("different sweep"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("different run"));
     for d in [full, killed, s0, s1, merged] {
         let _ = std::fs::remove_dir_all(d);
     }

@@ -1,5 +1,5 @@
-//! Checkpoint readers: files in, named f32 tensors + resolved configs + tokenizers out.
-//! No burn modules here.
+//! Checkpoint readers: files in, named f32 tensors + resolved configs + tokenizers out; and the
+//! PEFT adapter writer training uses. No burn modules here.
 
 pub mod error;
 pub mod gguf;
@@ -11,6 +11,7 @@ pub mod hf_folder;
 pub mod model_config;
 pub mod open;
 pub mod peft;
+pub mod peft_writer;
 pub mod safetensors_file;
 pub mod tensors;
 pub mod tokenizer;

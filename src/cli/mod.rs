@@ -5,6 +5,7 @@ pub mod data;
 pub mod eval;
 pub mod progress;
 pub mod sweep;
+pub mod train;
 
 use clap::{Parser, Subcommand};
 
@@ -53,6 +54,8 @@ pub enum Command {
     Sweep(sweep::SweepArgs),
     /// Combine the result folders of a sharded sweep.
     Merge(sweep::MergeArgs),
+    /// LoRA fine-tuning (SFT) of a base model on chat data, with checkpoints; resumable.
+    Train(train::TrainArgs),
 }
 
 pub fn run(cli: &Cli) -> anyhow::Result<()> {
@@ -62,6 +65,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
         Some(Command::Data(cmd)) => data::run(cmd),
         Some(Command::Sweep(args)) => sweep::run(args),
         Some(Command::Merge(args)) => sweep::run_merge(args),
+        Some(Command::Train(args)) => train::run(args),
         // No subcommand: the desktop app.
         None => crate::gui::run_native(crate::gui::LaunchOptions {
             demo: cli.demo,

@@ -23,6 +23,10 @@ impl ProgressBar {
         self.0.set_position(p.done as u64);
         self.0.set_message(p.stage.clone());
     }
+    /// False when stderr is not a terminal (the bar draws nothing).
+    pub fn is_visible(&self) -> bool {
+        !self.0.is_hidden()
+    }
     /// Prints a line above the bar.
     pub fn println(&self, line: &str) {
         self.0.println(line);

@@ -34,6 +34,7 @@ impl PathPointSpec {
         PathCoefficients {
             lora: self.lora.iter().map(|&c| vec![c; n]).collect(),
             dense: self.dense.clone(),
+            ..Default::default()
         }
     }
 }
@@ -242,6 +243,7 @@ pub fn score_at_points(
                 })
                 .collect(),
             dense: first.dense.clone(),
+            ..Default::default()
         };
         let lps = packed_target_logprobs(model, &batch, &coeffs)?;
         crate::compute::release_free_host_memory();

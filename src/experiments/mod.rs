@@ -2,11 +2,16 @@
 
 pub mod bootstrap;
 pub mod eval;
+pub mod fingerprint;
 pub mod inputs;
 pub mod job;
 pub mod metrics;
+pub mod optim;
 pub mod path;
 pub mod suite;
 pub mod sweep;
 pub mod sweep_job;
 pub mod sweep_store;
+pub mod train;
+pub mod train_job;
+pub mod train_store;

@@ -3,12 +3,10 @@
 //! Run button both go through [`run_sweep_job`], so a folder written by one opens in the other.
 
 use std::collections::BTreeMap;
-use std::io::Read;
-use std::path::{Path, PathBuf};
-
-use sha2::{Digest, Sha256};
+use std::path::PathBuf;
 
 use super::{
+    fingerprint::fingerprints,
     inputs::{chat_template_of, encode_examples},
     path::PathKind,
     suite::{Suite, SuiteError},
@@ -122,58 +120,6 @@ pub struct SweepStart {
     pub metrics: usize,
     pub sequences_per_point: usize,
     pub device_label: String,
-}
-
-/// Files at most this large are hashed on every start; larger weight files are fingerprinted by
-/// size and modification time.
-const HASH_LIMIT_BYTES: u64 = 256 * 1024 * 1024;
-
-fn fingerprint(path: &Path) -> Result<String, SweepJobError> {
-    let io = |source| SweepJobError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let meta = std::fs::metadata(path).map_err(io)?;
-    if meta.len() > HASH_LIMIT_BYTES {
-        let mtime = meta
-            .modified()
-            .ok()
-            .and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_secs());
-        return Ok(format!("size:{},mtime:{mtime}", meta.len()));
-    }
-    let mut file = std::fs::File::open(path).map_err(io)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf).map_err(io)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(format!("sha256:{:x}", hasher.finalize()))
-}
-
-/// Fingerprints of a file, or of the files directly inside a folder.
-fn fingerprints(path: &Path, out: &mut BTreeMap<String, String>) -> Result<(), SweepJobError> {
-    if path.is_dir() {
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
-            .map_err(|source| SweepJobError::Io {
-                path: path.to_path_buf(),
-                source,
-            })?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.is_file())
-            .collect();
-        entries.sort();
-        for p in entries {
-            out.insert(p.display().to_string(), fingerprint(&p)?);
-        }
-    } else {
-        out.insert(path.display().to_string(), fingerprint(path)?);
-    }
-    Ok(())
 }
 
 /// Full-weight paths need the same architecture, shapes and tokenizer at both ends.

@@ -25,7 +25,7 @@ pub enum StoreError {
     },
     #[error("{}: {msg}", path.display())]
     Format { path: PathBuf, msg: String },
-    #[error("{}: this folder holds a different sweep ({diff}); use another --out or the same settings", path.display())]
+    #[error("{}: this folder holds a different run ({diff}); use another --out or the same settings", path.display())]
     SpecMismatch { path: PathBuf, diff: String },
     #[error("{0}")]
     Input(String),
@@ -138,6 +138,53 @@ pub fn shard_points(points: &[f64], i: usize, n: usize) -> Vec<f64> {
         .collect()
 }
 
+/// Creates `dir` and writes `run.json`, or checks that the `run.json` already there holds the
+/// same schema, spec and input fingerprints (a different one is refused, naming what differs).
+/// Every result folder (sweeps, training runs) starts with this.
+pub fn open_run_record(dir: &Path, record: &RunRecord) -> Result<(), StoreError> {
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let run_path = dir.join("run.json");
+    if run_path.exists() {
+        let text = std::fs::read_to_string(&run_path).map_err(io(&run_path))?;
+        let stored: RunRecord = serde_json::from_str(&text).map_err(|e| StoreError::Format {
+            path: run_path.clone(),
+            msg: format!("not a Basin run record: {e}"),
+        })?;
+        let mut diffs = Vec::new();
+        if stored.schema != record.schema {
+            diffs.push(format!("schema {} vs {}", stored.schema, record.schema));
+        }
+        diff_json("spec", &stored.spec, &record.spec, &mut diffs);
+        for (k, v) in &record.inputs {
+            match stored.inputs.get(k) {
+                Some(s) if s == v => {}
+                Some(_) => diffs.push(format!("input {k} changed")),
+                None => diffs.push(format!("input {k} is new")),
+            }
+        }
+        for k in stored
+            .inputs
+            .keys()
+            .filter(|k| !record.inputs.contains_key(*k))
+        {
+            diffs.push(format!("input {k} is gone"));
+        }
+        if !diffs.is_empty() {
+            return Err(StoreError::SpecMismatch {
+                path: dir.to_path_buf(),
+                diff: diffs.join("; "),
+            });
+        }
+    } else {
+        let json = serde_json::to_vec_pretty(record).map_err(|e| StoreError::Format {
+            path: run_path.clone(),
+            msg: e.to_string(),
+        })?;
+        write_atomic(&run_path, &json)?;
+    }
+    Ok(())
+}
+
 pub struct SweepStore {
     dir: PathBuf,
     results: BTreeMap<(String, String), MetricResult>,
@@ -147,47 +194,7 @@ pub struct SweepStore {
 impl SweepStore {
     /// Creates the folder (writing `run.json`) or reopens it, refusing a different spec.
     pub fn open_or_create(dir: &Path, record: &RunRecord) -> Result<SweepStore, StoreError> {
-        std::fs::create_dir_all(dir).map_err(io(dir))?;
-        let run_path = dir.join("run.json");
-        if run_path.exists() {
-            let text = std::fs::read_to_string(&run_path).map_err(io(&run_path))?;
-            let stored: RunRecord =
-                serde_json::from_str(&text).map_err(|e| StoreError::Format {
-                    path: run_path.clone(),
-                    msg: format!("not a Basin run record: {e}"),
-                })?;
-            let mut diffs = Vec::new();
-            if stored.schema != record.schema {
-                diffs.push(format!("schema {} vs {}", stored.schema, record.schema));
-            }
-            diff_json("spec", &stored.spec, &record.spec, &mut diffs);
-            for (k, v) in &record.inputs {
-                match stored.inputs.get(k) {
-                    Some(s) if s == v => {}
-                    Some(_) => diffs.push(format!("input {k} changed")),
-                    None => diffs.push(format!("input {k} is new")),
-                }
-            }
-            for k in stored
-                .inputs
-                .keys()
-                .filter(|k| !record.inputs.contains_key(*k))
-            {
-                diffs.push(format!("input {k} is gone"));
-            }
-            if !diffs.is_empty() {
-                return Err(StoreError::SpecMismatch {
-                    path: dir.to_path_buf(),
-                    diff: diffs.join("; "),
-                });
-            }
-        } else {
-            let json = serde_json::to_vec_pretty(record).map_err(|e| StoreError::Format {
-                path: run_path.clone(),
-                msg: e.to_string(),
-            })?;
-            write_atomic(&run_path, &json)?;
-        }
+        open_run_record(dir, record)?;
         let results_path = dir.join("results.jsonl");
         let results = read_results(&results_path)?;
         // Drop a torn last line (a kill mid-write) by rewriting the file from what parsed. This

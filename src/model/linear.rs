@@ -5,7 +5,7 @@
 //! per sequence (so one batch can hold several points of a LoRA path). PEFT's `scale` (alpha/r or
 //! alpha/√r) is folded into `B` when the adapter is loaded.
 
-use burn::tensor::{Tensor, module::linear};
+use burn::tensor::{Distribution, Tensor, module::linear};
 
 use super::path_param::{PathParam, PathPoint};
 
@@ -33,11 +33,8 @@ impl Linear {
         let mut y = linear(x.clone(), weight, bias);
         for (branch, scale) in self.lora.iter().zip(&point.lora) {
             if let Some(lora) = branch {
-                let delta = linear(
-                    linear(x.clone(), lora.a.clone(), None),
-                    lora.b.clone(),
-                    None,
-                );
+                let x = lora_dropout(x.clone(), point.lora_dropout);
+                let delta = linear(linear(x, lora.a.clone(), None), lora.b.clone(), None);
                 y = y + delta * scale.clone();
             }
         }
@@ -50,4 +47,16 @@ impl Linear {
     pub fn out_features(&self) -> usize {
         self.weight.dims()[1]
     }
+}
+
+/// PEFT's LoRA dropout (inverted dropout, as `torch.nn.Dropout` in training mode): each element
+/// is kept with probability `1 − p` and scaled by `1 / (1 − p)`. Draws from the device's
+/// generator, so a seeded device gives the same masks again.
+fn lora_dropout(x: Tensor<3>, p: f32) -> Tensor<3> {
+    if p <= 0.0 {
+        return x;
+    }
+    let keep = 1.0 - f64::from(p);
+    let mask = Tensor::<3>::random(x.dims(), Distribution::Bernoulli(keep), &x.device());
+    x * mask / keep
 }

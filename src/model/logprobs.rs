@@ -64,6 +64,65 @@ pub fn packed_target_logprobs(
     if rows.is_empty() {
         return Ok(Vec::new());
     }
+    let mut all = Vec::new();
+    for part in target_logprob_tensors(model, rows, coeffs)? {
+        all.extend(to_vec(part, &model.device)?);
+    }
+    let mut out = Vec::with_capacity(rows.len());
+    let mut offset = 0;
+    for row in rows {
+        let mut members = Vec::with_capacity(row.members.len());
+        for m in &row.members {
+            let n = m.targets.len();
+            let end = offset + n;
+            members.push(all.get(offset..end).map(<[f32]>::to_vec).ok_or_else(|| {
+                ModelError::Input(format!("{} target log-probs for {end} targets", all.len()))
+            })?);
+            offset = end;
+        }
+        out.push(members);
+    }
+    Ok(out)
+}
+
+/// Sum of the negative log-probs of every target of every member of `rows`, as a scalar tensor
+/// `[1]` that autodiff can differentiate (the training loss before normalisation), and the
+/// number of targets it sums. The same forward as [`packed_target_logprobs`].
+pub fn target_nll_sum(
+    model: &CausalLm,
+    rows: &[PackedRow],
+    coeffs: &PathCoefficients,
+) -> Result<(Tensor<1>, usize), ModelError> {
+    let n_targets: usize = rows
+        .iter()
+        .flat_map(|r| &r.members)
+        .map(|m| m.targets.len())
+        .sum();
+    if n_targets == 0 {
+        return Err(ModelError::Input(
+            "no masked-in target in the batch (nothing to train on)".into(),
+        ));
+    }
+    let parts = target_logprob_tensors(model, rows, coeffs)?;
+    let mut total: Option<Tensor<1>> = None;
+    for part in parts {
+        let s = part.sum();
+        total = Some(match total {
+            Some(t) => t + s,
+            None => s,
+        });
+    }
+    let total = total.ok_or_else(|| ModelError::Input("empty batch".into()))?;
+    Ok((total.neg(), n_targets))
+}
+
+/// The forward of a batch of rows: every target's log-prob, in row / member / target order, as
+/// `[n, 1]` tensors (one per chunk of the output head).
+fn target_logprob_tensors(
+    model: &CausalLm,
+    rows: &[PackedRow],
+    coeffs: &PathCoefficients,
+) -> Result<Vec<Tensor<2>>, ModelError> {
     let device = &model.device;
     let vocab = model.config.vocab_size;
     let batch = rows.len();
@@ -100,6 +159,11 @@ pub fn packed_target_logprobs(
                         row.len()
                     )));
                 }
+                if t as usize >= vocab {
+                    return Err(ModelError::Input(format!(
+                        "target id {t} is outside the model's vocabulary of {vocab} (wrong tokenizer?)"
+                    )));
+                }
                 predictors.push((r * seq_len + p) as i64);
                 targets.push(t as i64);
             }
@@ -112,19 +176,7 @@ pub fn packed_target_logprobs(
     } else {
         model.hidden_states(input, &point)
     };
-    let all = head_logprobs(model, hidden, &point, &predictors, &targets)?;
-    let mut out = Vec::with_capacity(batch);
-    let mut offset = 0;
-    for row in rows {
-        let mut members = Vec::with_capacity(row.members.len());
-        for m in &row.members {
-            let n = m.targets.len();
-            members.push(all[offset..offset + n].to_vec());
-            offset += n;
-        }
-        out.push(members);
-    }
-    Ok(out)
+    Ok(head_logprobs(model, hidden, &point, &predictors, &targets))
 }
 
 /// Positions and visibility of a batch of packed rows padded to `seq_len`; a padding token sees
@@ -159,7 +211,7 @@ fn head_logprobs(
     point: &PathPoint,
     rows: &[i64],
     targets: &[i64],
-) -> Result<Vec<f32>, ModelError> {
+) -> Vec<Tensor<2>> {
     let device = &model.device;
     let vocab = model.config.vocab_size;
     let [batch, seq_len, hidden_size] = hidden.dims();
@@ -168,17 +220,16 @@ fn head_logprobs(
     if head.deltas.is_empty() || point.dense.iter().all(|&c| c == 0.0) {
         let head_t = head.base.clone().transpose();
         let chunk = (MAX_LOGIT_ELEMENTS / vocab.max(1)).max(1);
-        let mut all = Vec::with_capacity(rows.len());
+        let mut parts = Vec::with_capacity(rows.len().div_ceil(chunk));
         for (row_chunk, target_chunk) in rows.chunks(chunk).zip(targets.chunks(chunk)) {
             let n = row_chunk.len();
             let idx = Tensor::<1, Int>::from_data(TensorData::new(row_chunk.to_vec(), [n]), device);
             let tgt =
                 Tensor::<2, Int>::from_data(TensorData::new(target_chunk.to_vec(), [n, 1]), device);
             let logits = flat.clone().select(0, idx).matmul(head_t.clone());
-            let lp = target_log_softmax(logits, tgt);
-            all.extend(to_vec(lp, device)?);
+            parts.push(target_log_softmax(logits, tgt));
         }
-        Ok(all)
+        parts
     } else {
         let v_chunk = HEAD_CHUNK_ELEMENTS / hidden_size.max(1);
         streamed_target_logprobs(&flat, head, &point.dense, rows, targets, v_chunk, device)
@@ -209,7 +260,7 @@ fn streamed_target_logprobs(
     targets: &[i64],
     v_chunk: usize,
     device: &burn::tensor::Device,
-) -> Result<Vec<f32>, ModelError> {
+) -> Vec<Tensor<2>> {
     let vocab = head.dims()[0];
     let v_chunk = v_chunk.clamp(1, vocab.max(1));
     let r_chunk = (MAX_LOGIT_ELEMENTS / v_chunk).max(1);
@@ -241,7 +292,7 @@ fn streamed_target_logprobs(
         for (x, tg, m, s, raw) in blocks.iter_mut() {
             let n = tg.len();
             let logits = x.clone().matmul(w_t.clone());
-            let m_new = m.clone().max_pair(logits.clone().max_dim(1));
+            let m_new = m.clone().max_pair(logits.clone().max_dim(1)).detach();
             // The target's raw logit, where it falls in this chunk.
             let local: Vec<i64> = tg
                 .iter()
@@ -260,11 +311,10 @@ fn streamed_target_logprobs(
         }
         v0 += len;
     }
-    let mut all = Vec::with_capacity(rows.len());
-    for (_, _, m, s, raw) in blocks {
-        all.extend(to_vec(raw - m - s.log(), device)?);
-    }
-    Ok(all)
+    blocks
+        .into_iter()
+        .map(|(_, _, m, s, raw)| raw - m - s.log())
+        .collect()
 }
 
 /// Row sums of `[rows, n]` in blocks of 1024 and then across blocks, which keeps the f32 rounding
@@ -294,8 +344,11 @@ fn blocked_row_sum(x: Tensor<2>) -> Tensor<2> {
 /// Written out rather than calling burn's `log_softmax`: on burn-flex that loses ~1e-4 over a
 /// 49k vocabulary. The exponentials are summed in blocks of 1024 and then across blocks, which
 /// keeps the f32 rounding error of the sum near that of a pairwise sum.
+///
+/// The shift by the row maximum is detached: log-softmax does not depend on it, so under
+/// autodiff its gradient would only add a scatter that cancels out.
 pub fn target_log_softmax(logits: Tensor<2>, targets: Tensor<2, Int>) -> Tensor<2> {
-    let max = logits.clone().max_dim(1);
+    let max = logits.clone().max_dim(1).detach();
     let shifted = logits - max;
     let target = shifted.clone().gather(1, targets);
     target - blocked_row_sum(shifted.exp()).log()
@@ -342,9 +395,16 @@ fn device_point(
             &model.device,
         ));
     }
+    if !(0.0..1.0).contains(&coeffs.lora_dropout) {
+        return Err(ModelError::Input(format!(
+            "LoRA dropout {} is not in [0, 1)",
+            coeffs.lora_dropout
+        )));
+    }
     Ok(PathPoint {
         lora,
         dense: coeffs.dense.clone(),
+        lora_dropout: coeffs.lora_dropout,
     })
 }
 
@@ -386,9 +446,11 @@ mod tests {
             .matmul(head.value(&coeffs).transpose());
         let expected = to_vec(target_log_softmax(logits, tgt), &device).unwrap();
         for v_chunk in [1, 7, 33, 99, 100, 1000] {
-            let got =
+            let got: Vec<f32> =
                 streamed_target_logprobs(&flat, &head, &coeffs, &rows, &targets, v_chunk, &device)
-                    .unwrap();
+                    .into_iter()
+                    .flat_map(|t| to_vec(t, &device).unwrap())
+                    .collect();
             assert_eq!(got.len(), n);
             for (g, e) in got.iter().zip(&expected) {
                 assert!((g - e).abs() < 1e-5, "chunk {v_chunk}: {g} vs {e}");

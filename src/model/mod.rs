@@ -9,4 +9,5 @@ pub mod norm;
 pub mod packing;
 pub mod path_param;
 pub mod rope;
+pub mod trainable;
 pub mod transformer;

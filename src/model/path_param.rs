@@ -66,6 +66,9 @@ pub struct PathCoefficients {
     /// `[slot][sequence]`
     pub lora: Vec<Vec<f32>>,
     pub dense: Vec<f32>,
+    /// Training only: the probability that PEFT's LoRA dropout zeroes an input element of a
+    /// LoRA branch (`B·A·dropout(x)`); 0 (evaluation) leaves the input as it is.
+    pub lora_dropout: f32,
 }
 
 /// [`PathCoefficients`] on the device: per LoRA slot a `[batch, 1, 1]` tensor.
@@ -73,6 +76,8 @@ pub struct PathCoefficients {
 pub struct PathPoint {
     pub lora: Vec<Tensor<3>>,
     pub dense: Vec<f32>,
+    /// See [`PathCoefficients::lora_dropout`].
+    pub lora_dropout: f32,
 }
 
 impl PathPoint {
@@ -85,6 +90,7 @@ impl PathPoint {
                 .map(|c| c.clone().narrow(0, start, n))
                 .collect(),
             dense: self.dense.clone(),
+            lora_dropout: self.lora_dropout,
         }
     }
 }

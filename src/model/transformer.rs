@@ -288,6 +288,7 @@ mod tests {
                 &device,
             )],
             dense: vec![],
+            lora_dropout: 0.0,
         };
         let mlp = &model.layers[0].mlp;
         let whole = mlp_in_row_groups(mlp, x.clone(), &point, usize::MAX).into_data();

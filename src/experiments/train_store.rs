@@ -1,0 +1,438 @@
+//! A training run's folder:
+//! - `run.json`: the recipe, the LoRA settings and the inputs' fingerprints (as a sweep's);
+//! - `train.jsonl`: one line per optimizer step, appended and fsync'd;
+//! - `checkpoints/samples-NNNNNN/`: the adapter after NNNNNN samples, every `--checkpoint-every`;
+//! - `resume/`: the latest state written on cancel; `final/`: the adapter at the end.
+//!
+//! Every state folder is a PEFT adapter (`adapter_config.json`, `adapter_model.safetensors`) plus
+//! `optimizer.safetensors` (AdamW moments under the factor's PEFT key + `.exp_avg` /
+//! `.exp_avg_sq`) and `trainer_state.json` (step, samples, tokens, elapsed time). A folder is
+//! written under a temporary name and renamed into place, `trainer_state.json` last, so a crash
+//! never leaves a half state that looks whole. Reopening picks the state with the most steps and
+//! cuts `train.jsonl` back to it.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::{
+    optim::AdamWState,
+    sweep_store::{RunRecord, StoreError, open_run_record, write_atomic},
+};
+use crate::{
+    checkpoint::{
+        error::CheckpointError,
+        peft::LoraAdapter,
+        peft_writer::{NamedF32, PeftModule, peft_key, write_f32_safetensors, write_peft_adapter},
+        safetensors_file::SafetensorsFile,
+    },
+    model::trainable::LoraFactors,
+};
+
+pub const TRAIN_SCHEMA: &str = "basin.train.v1";
+const STATE_SCHEMA: &str = "basin.train_state.v1";
+
+/// One line of `train.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    /// Optimizer steps done (1-based).
+    pub step: usize,
+    pub samples_seen: usize,
+    /// Masked target tokens of this step (what its loss averages over).
+    pub tokens: usize,
+    /// Tokens of this step's sequences (what the forward processed).
+    pub input_tokens: usize,
+    /// Mean masked target NLL of the step.
+    pub loss: f64,
+    /// Learning rate of this step's update.
+    pub lr: f64,
+    /// Global gradient L2 norm before clipping.
+    pub grad_norm: f64,
+    /// Training time so far, across resumes.
+    pub elapsed_s: f64,
+}
+
+/// Everything a run needs to continue exactly.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainState {
+    /// Optimizer steps done.
+    pub step: usize,
+    pub samples_seen: usize,
+    pub tokens_seen: usize,
+    pub elapsed_s: f64,
+    pub factors: Vec<LoraFactors>,
+    /// AdamW moments of each factor's (A, B).
+    pub moments: Vec<[AdamWState; 2]>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct TrainerStateFile {
+    schema: String,
+    step: usize,
+    samples_seen: usize,
+    tokens_seen: usize,
+    elapsed_s: f64,
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn ckpt(e: CheckpointError) -> StoreError {
+    StoreError::Input(e.to_string())
+}
+
+pub struct TrainStore {
+    dir: PathBuf,
+    /// `adapter_config.json` of every saved adapter.
+    adapter_config: serde_json::Value,
+    steps: Vec<StepRecord>,
+    log: File,
+}
+
+/// The name of the checkpoint after `samples` samples.
+pub fn checkpoint_name(samples: usize) -> String {
+    format!("samples-{samples:06}")
+}
+
+/// The checkpoints of a training folder, `(samples seen, folder)`, by samples; only complete ones.
+pub fn list_checkpoints(dir: &Path) -> Vec<(usize, PathBuf)> {
+    let mut out: Vec<(usize, PathBuf)> = std::fs::read_dir(dir.join("checkpoints"))
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().to_string();
+            let samples = name.strip_prefix("samples-")?.parse::<usize>().ok()?;
+            let path = e.path();
+            read_trainer_state(&path).ok()?;
+            Some((samples, path))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Reads `train.jsonl` (a torn last line from a kill is dropped).
+pub fn read_steps(path: &Path) -> Result<Vec<StepRecord>, StoreError> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io(path)(e)),
+    };
+    let lines: Vec<String> = BufReader::new(file)
+        .lines()
+        .collect::<Result<_, _>>()
+        .map_err(io(path))?;
+    let mut steps = Vec::with_capacity(lines.len());
+    for (i, line) in lines.iter().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<StepRecord>(line) {
+            Ok(r) => steps.push(r),
+            Err(_) if i + 1 == lines.len() => {}
+            Err(e) => {
+                return Err(StoreError::Format {
+                    path: path.to_path_buf(),
+                    msg: format!("line {}: {e}", i + 1),
+                });
+            }
+        }
+    }
+    Ok(steps)
+}
+
+fn read_trainer_state(dir: &Path) -> Result<TrainerStateFile, StoreError> {
+    let path = dir.join("trainer_state.json");
+    let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+    let s: TrainerStateFile = serde_json::from_str(&text).map_err(|e| StoreError::Format {
+        path: path.clone(),
+        msg: format!("not a Basin trainer state: {e}"),
+    })?;
+    if s.schema != STATE_SCHEMA {
+        return Err(StoreError::Format {
+            path,
+            msg: format!("schema {} (expected {STATE_SCHEMA})", s.schema),
+        });
+    }
+    Ok(s)
+}
+
+impl TrainStore {
+    /// Creates the folder or reopens it (refusing a different run); `adapter_config` is written
+    /// with every adapter saved.
+    pub fn open(
+        dir: &Path,
+        record: &RunRecord,
+        adapter_config: serde_json::Value,
+    ) -> Result<Self, StoreError> {
+        open_run_record(dir, record)?;
+        let log_path = dir.join("train.jsonl");
+        let steps = read_steps(&log_path)?;
+        let log = Self::open_log(&log_path)?;
+        let mut store = Self {
+            dir: dir.to_path_buf(),
+            adapter_config,
+            steps,
+            log,
+        };
+        // Rewrite without a torn last line before appending.
+        store.keep_steps_up_to(usize::MAX)?;
+        Ok(store)
+    }
+
+    fn open_log(path: &Path) -> Result<File, StoreError> {
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(io(path))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn steps(&self) -> &[StepRecord] {
+        &self.steps
+    }
+
+    /// Drops log lines after step `step` (a resume continues from a saved state).
+    pub fn keep_steps_up_to(&mut self, step: usize) -> Result<(), StoreError> {
+        let path = self.dir.join("train.jsonl");
+        self.steps.retain(|r| r.step <= step);
+        let mut text = String::new();
+        for r in &self.steps {
+            text.push_str(&step_line(&path, r)?);
+        }
+        write_atomic(&path, text.as_bytes())?;
+        // The rename replaced the file: append to the new one.
+        self.log = Self::open_log(&path)?;
+        Ok(())
+    }
+
+    pub fn append_step(&mut self, r: &StepRecord) -> Result<(), StoreError> {
+        let path = self.dir.join("train.jsonl");
+        let line = step_line(&path, r)?;
+        self.log.write_all(line.as_bytes()).map_err(io(&path))?;
+        self.log.sync_data().map_err(io(&path))?;
+        self.steps.push(r.clone());
+        Ok(())
+    }
+
+    /// Saves `checkpoints/samples-NNNNNN/` (and the same state as the resume point).
+    pub fn save_checkpoint(&mut self, state: &TrainState) -> Result<String, StoreError> {
+        let name = checkpoint_name(state.samples_seen);
+        let dir = self.dir.join("checkpoints").join(&name);
+        self.write_state_dir(&dir, state)?;
+        Ok(name)
+    }
+
+    /// Saves the state a cancelled run resumes from.
+    pub fn save_resume(&mut self, state: &TrainState) -> Result<(), StoreError> {
+        let dir = self.dir.join("resume");
+        self.write_state_dir(&dir, state)
+    }
+
+    /// Saves `final/`, the adapter at the end of the run.
+    pub fn save_final(&mut self, state: &TrainState) -> Result<(), StoreError> {
+        let dir = self.dir.join("final");
+        self.write_state_dir(&dir, state)
+    }
+
+    fn write_state_dir(&self, dir: &Path, state: &TrainState) -> Result<(), StoreError> {
+        let parent = dir.parent().unwrap_or(&self.dir);
+        std::fs::create_dir_all(parent).map_err(io(parent))?;
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        let pid = std::process::id();
+        let tmp = parent.join(format!(".{name}.partial-{pid}"));
+        let old = parent.join(format!(".{name}.old-{pid}"));
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+        let a_peft: Vec<Vec<f32>> = state.factors.iter().map(LoraFactors::a_peft).collect();
+        let b_peft: Vec<Vec<f32>> = state.factors.iter().map(LoraFactors::b_peft).collect();
+        let modules: Vec<PeftModule> = state
+            .factors
+            .iter()
+            .zip(a_peft.iter().zip(&b_peft))
+            .map(|(f, (a, b))| PeftModule {
+                module: &f.module,
+                rank: f.rank,
+                in_features: f.in_features,
+                out_features: f.out_features,
+                a,
+                b,
+            })
+            .collect();
+        write_peft_adapter(&tmp, &self.adapter_config, &modules).map_err(ckpt)?;
+        // Moments in PEFT's layout, so the optimizer file reads like the adapter beside it.
+        let mut moments = Vec::with_capacity(state.factors.len() * 4);
+        for (f, [ma, mb]) in state.factors.iter().zip(&state.moments) {
+            let a_shape = vec![f.rank, f.in_features];
+            let b_shape = vec![f.out_features, f.rank];
+            let ta = |v: &[f32]| crate::model::trainable::transpose(v, f.in_features, f.rank);
+            let tb = |v: &[f32]| crate::model::trainable::transpose(v, f.rank, f.out_features);
+            moments.push((
+                peft_key(&f.module, "lora_A"),
+                a_shape.clone(),
+                "exp_avg",
+                ta(&ma.exp_avg),
+            ));
+            moments.push((
+                peft_key(&f.module, "lora_A"),
+                a_shape,
+                "exp_avg_sq",
+                ta(&ma.exp_avg_sq),
+            ));
+            moments.push((
+                peft_key(&f.module, "lora_B"),
+                b_shape.clone(),
+                "exp_avg",
+                tb(&mb.exp_avg),
+            ));
+            moments.push((
+                peft_key(&f.module, "lora_B"),
+                b_shape,
+                "exp_avg_sq",
+                tb(&mb.exp_avg_sq),
+            ));
+        }
+        let named: Vec<NamedF32> = moments
+            .iter()
+            .map(|(key, shape, what, data)| NamedF32 {
+                name: format!("{key}.{what}"),
+                shape: shape.clone(),
+                data,
+            })
+            .collect();
+        write_f32_safetensors(&tmp.join("optimizer.safetensors"), &named).map_err(ckpt)?;
+        let meta = TrainerStateFile {
+            schema: STATE_SCHEMA.to_string(),
+            step: state.step,
+            samples_seen: state.samples_seen,
+            tokens_seen: state.tokens_seen,
+            elapsed_s: state.elapsed_s,
+        };
+        let json = serde_json::to_vec_pretty(&meta).map_err(|e| StoreError::Format {
+            path: tmp.clone(),
+            msg: e.to_string(),
+        })?;
+        write_atomic(&tmp.join("trainer_state.json"), &json)?;
+        if dir.exists() {
+            let _ = std::fs::remove_dir_all(&old);
+            std::fs::rename(dir, &old).map_err(io(dir))?;
+        }
+        std::fs::rename(&tmp, dir).map_err(io(dir))?;
+        let _ = std::fs::remove_dir_all(&old);
+        Ok(())
+    }
+
+    /// The saved state with the most steps (final, resume or a checkpoint), read into the
+    /// layout of `template` (same modules, ranks and shapes); `None` when nothing is saved.
+    pub fn latest_state(&self, template: &TrainState) -> Result<Option<TrainState>, StoreError> {
+        let mut candidates = vec![self.dir.join("final"), self.dir.join("resume")];
+        candidates.extend(list_checkpoints(&self.dir).into_iter().map(|(_, p)| p));
+        let mut best: Option<(usize, PathBuf, TrainerStateFile)> = None;
+        for dir in candidates {
+            let Ok(meta) = read_trainer_state(&dir) else {
+                continue;
+            };
+            if best.as_ref().is_none_or(|(s, _, _)| meta.step > *s) {
+                best = Some((meta.step, dir, meta));
+            }
+        }
+        let Some((_, dir, meta)) = best else {
+            return Ok(None);
+        };
+        Ok(Some(load_state(&dir, &meta, template)?))
+    }
+}
+
+fn step_line(path: &Path, r: &StepRecord) -> Result<String, StoreError> {
+    let mut line = serde_json::to_string(r).map_err(|e| StoreError::Format {
+        path: path.to_path_buf(),
+        msg: e.to_string(),
+    })?;
+    line.push('\n');
+    Ok(line)
+}
+
+fn load_state(
+    dir: &Path,
+    meta: &TrainerStateFile,
+    template: &TrainState,
+) -> Result<TrainState, StoreError> {
+    let adapter = LoraAdapter::open(dir).map_err(ckpt)?;
+    let opt_path = dir.join("optimizer.safetensors");
+    let opt = SafetensorsFile::open(&opt_path).map_err(ckpt)?;
+    let mismatch = |msg: String| StoreError::Format {
+        path: dir.to_path_buf(),
+        msg: format!("{msg}; this state does not fit the run (delete the folder to start over)"),
+    };
+    if adapter.modules.len() != template.factors.len() {
+        return Err(mismatch(format!(
+            "{} adapted modules, the run trains {}",
+            adapter.modules.len(),
+            template.factors.len()
+        )));
+    }
+    let mut factors = Vec::with_capacity(template.factors.len());
+    let mut moments = Vec::with_capacity(template.factors.len());
+    for f in &template.factors {
+        let m = adapter
+            .modules
+            .get(&f.module)
+            .ok_or_else(|| mismatch(format!("module `{}` is missing", f.module)))?;
+        let loaded = LoraFactors::from_peft(
+            &f.module,
+            &m.a.data,
+            &m.b.data,
+            f.rank,
+            f.in_features,
+            f.out_features,
+            f.scale,
+        )
+        .map_err(|e| mismatch(e.to_string()))?;
+        let read = |key: String, rows: usize, cols: usize| -> Result<Vec<f32>, StoreError> {
+            let t = opt.load_f32(&key).map_err(ckpt)?;
+            if t.data.len() != rows * cols {
+                return Err(mismatch(format!(
+                    "optimizer tensor `{key}` has shape {:?}",
+                    t.shape
+                )));
+            }
+            Ok(crate::model::trainable::transpose(&t.data, rows, cols))
+        };
+        let ka = peft_key(&f.module, "lora_A");
+        let kb = peft_key(&f.module, "lora_B");
+        let (r, i, o) = (f.rank, f.in_features, f.out_features);
+        moments.push([
+            AdamWState {
+                exp_avg: read(format!("{ka}.exp_avg"), r, i)?,
+                exp_avg_sq: read(format!("{ka}.exp_avg_sq"), r, i)?,
+            },
+            AdamWState {
+                exp_avg: read(format!("{kb}.exp_avg"), o, r)?,
+                exp_avg_sq: read(format!("{kb}.exp_avg_sq"), o, r)?,
+            },
+        ]);
+        factors.push(loaded);
+    }
+    Ok(TrainState {
+        step: meta.step,
+        samples_seen: meta.samples_seen,
+        tokens_seen: meta.tokens_seen,
+        elapsed_s: meta.elapsed_s,
+        factors,
+        moments,
+    })
+}
