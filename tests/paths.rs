@@ -96,7 +96,7 @@ fn check(kind: ComputeKind) {
         (0.5, "llama_lora@0.5"),
         (1.0, "llama_lora@1.0"),
     ] {
-        let (got, per) = nll(&full, &items, PathKind::FullWeight.point(t));
+        let (got, per) = nll(&full, &items, PathKind::FullWeight.point(t, &[]));
         let (want, want_per) = reference_nll(name);
         eprintln!(
             "{}: full-weight t={t}: {got:.6} vs PEFT {want:.6}",
@@ -119,7 +119,7 @@ fn check(kind: ComputeKind) {
     let avg_model =
         CausalLm::load(&avg.config, avg.tensors.as_ref(), None, &compute.device).unwrap();
     let (avg_nll, avg_per) = nll(&avg_model, &items, PathPointSpec::default());
-    let (mid_nll, mid_per) = nll(&full, &items, PathKind::FullWeight.point(0.5));
+    let (mid_nll, mid_per) = nll(&full, &items, PathKind::FullWeight.point(0.5, &[]));
     assert!((avg_nll - mid_nll).abs() < 1e-5, "{avg_nll} vs {mid_nll}");
     for (a, b) in avg_per.iter().zip(&mid_per) {
         assert!((a - b).abs() < 1e-5);
@@ -139,7 +139,7 @@ fn check(kind: ComputeKind) {
     )
     .unwrap();
     for (t, name) in [(0.0, "llama_lora@1.0"), (1.0, "llama_lora_rslora@1.0")] {
-        let (got, _) = nll(&two, &items, PathKind::TwoAdapter.point(t));
+        let (got, _) = nll(&two, &items, PathKind::TwoAdapter.point(t, &[]));
         let (want, _) = reference_nll(name);
         assert!(
             (got - want).abs() < 1e-4,

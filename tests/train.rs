@@ -745,3 +745,146 @@ fn smollm2_short_run_matches_the_peft_loop() {
     );
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// `basin sweep --checkpoints`: the base at 0 samples and every saved adapter, in one store,
+/// with the same values a plain LoRA sweep of each adapter gives, and an onset row.
+#[test]
+fn checkpoint_sweep_evaluates_every_adapter_against_samples_seen() {
+    let train_dir = tmp_dir("ckpt-train");
+    let st = basin()
+        .args(["train", "--base"])
+        .arg(tiny("llama"))
+        .arg("--data")
+        .arg(tiny("chat.jsonl"))
+        .arg("--out")
+        .arg(&train_dir)
+        .args([
+            "--rank",
+            "4",
+            "--targets",
+            "q_proj,v_proj,down_proj",
+            "--lr",
+            "2e-2",
+            "--steps",
+            "4",
+            "--batch",
+            "2",
+            "--checkpoint-every",
+            "4",
+            "--seed",
+            "3",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let suite = common::repo().join("assets/suites/default/suite.toml");
+    let sweep_dir = tmp_dir("ckpt-sweep");
+    let sw = basin()
+        .args(["sweep", "--base"])
+        .arg(tiny("llama"))
+        .arg("--checkpoints")
+        .arg(&train_dir)
+        .arg("--suite")
+        .arg(&suite)
+        .arg("--out")
+        .arg(&sweep_dir)
+        .args(["--bootstrap", "200"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&sw.stderr);
+    assert!(sw.status.success(), "{err}");
+    assert!(err.contains("onset of"), "{err}");
+    // Samples seen after each step: 2, 4, 6, 7 → a checkpoint at 4, the final adapter at 7.
+    let csv = std::fs::read_to_string(sweep_dir.join("summary.csv")).unwrap();
+    let rows: Vec<&str> = csv.lines().collect();
+    assert!(rows[0].starts_with("samples_seen,"), "{csv}");
+    let coords: Vec<&str> = rows[1..]
+        .iter()
+        .map(|r| r.split(',').next().unwrap())
+        .collect();
+    assert_eq!(coords, vec!["0", "4", "7", "onset"], "{csv}");
+    let run: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(sweep_dir.join("run.json")).unwrap())
+            .unwrap();
+    assert_eq!(run["spec"]["path"], "checkpoints");
+    assert_eq!(run["spec"]["coordinate"], "samples_seen");
+    // The final adapter's values equal a LoRA sweep of that adapter at t = 1, and the base's
+    // those at t = 0.
+    let lora_dir = tmp_dir("ckpt-lora");
+    let lw = basin()
+        .args(["sweep", "--base"])
+        .arg(tiny("llama"))
+        .arg("--adapter")
+        .arg(train_dir.join("final"))
+        .arg("--suite")
+        .arg(&suite)
+        .arg("--out")
+        .arg(&lora_dir)
+        .args(["--t", "0:1:2", "--bootstrap", "200"])
+        .output()
+        .unwrap();
+    assert!(
+        lw.status.success(),
+        "{}",
+        String::from_utf8_lossy(&lw.stderr)
+    );
+    let read = |dir: &Path| {
+        basin::experiments::sweep_store::read_results(&dir.join("results.jsonl")).unwrap()
+    };
+    let (ck, lo) = (read(&sweep_dir), read(&lora_dir));
+    let mut compared = 0;
+    for ((t, metric), r) in &ck {
+        let t: f64 = t.parse().unwrap();
+        let lora_t = if t == 0.0 {
+            Some(0.0)
+        } else if t == 7.0 {
+            Some(1.0)
+        } else {
+            None
+        };
+        let Some(lt) = lora_t else { continue };
+        let key = (basin::experiments::sweep_store::t_key(lt), metric.clone());
+        let other = &lo[&key];
+        assert!(
+            (r.value - other.value).abs() < 1e-6,
+            "{metric} at {t} samples: {} vs {}",
+            r.value,
+            other.value
+        );
+        compared += 1;
+    }
+    assert_eq!(compared, 10, "5 metrics at 2 points");
+    // Training on the chat data moves the instruction loss away from the base's.
+    let base_nll = &ck[&(
+        basin::experiments::sweep_store::t_key(0.0),
+        "instruction".to_string(),
+    )];
+    let last_nll = &ck[&(
+        basin::experiments::sweep_store::t_key(7.0),
+        "instruction".to_string(),
+    )];
+    assert_ne!(base_nll.value, last_nll.value);
+    // A folder without checkpoints is one clear error.
+    let empty = tmp_dir("ckpt-empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let e = basin()
+        .args(["sweep", "--base"])
+        .arg(tiny("llama"))
+        .arg("--checkpoints")
+        .arg(&empty)
+        .arg("--suite")
+        .arg(&suite)
+        .arg("--out")
+        .arg(empty.join("out"))
+        .output()
+        .unwrap();
+    assert!(!e.status.success());
+    assert!(String::from_utf8_lossy(&e.stderr).contains("no checkpoint"));
+    for d in [train_dir, sweep_dir, lora_dir, empty] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}

@@ -11,7 +11,7 @@ use crate::{
         job::CancelFlag,
         sweep::SweepHooks,
         sweep_job::{SweepRequest, SweepStart, run_sweep_job},
-        sweep_store::merge,
+        sweep_store::{merge, onsets, read_results},
     },
 };
 
@@ -28,12 +28,20 @@ pub struct SweepArgs {
     /// Full checkpoint θ₁ of the same architecture: θ(t) = (1−t)·θ₀ + t·θ₁.
     #[arg(long)]
     pub target: Option<PathBuf>,
+    /// A `basin train` folder: evaluate the base and every checkpoint (and the final adapter)
+    /// against samples seen, with each metric's onset; no --t.
+    #[arg(long, conflicts_with_all = ["adapter", "adapter_b", "target", "t"])]
+    pub checkpoints: Option<PathBuf>,
     /// The metric suite (suite.toml).
     #[arg(long)]
     pub suite: PathBuf,
     /// Points: START:STOP:N (both ends included; extrapolation allowed, e.g. -0.5:1.5:9).
-    #[arg(long, allow_hyphen_values = true)]
-    pub t: String,
+    #[arg(
+        long,
+        allow_hyphen_values = true,
+        required_unless_present = "checkpoints"
+    )]
+    pub t: Option<String>,
     #[arg(long, value_enum, default_value_t = ComputeKind::Cpu)]
     pub device: ComputeKind,
     #[arg(long, default_value_t = 8)]
@@ -73,8 +81,9 @@ impl SweepArgs {
             adapter: self.adapter.clone(),
             adapter_b: self.adapter_b.clone(),
             target: self.target.clone(),
+            checkpoints: self.checkpoints.clone(),
             suite: self.suite.clone(),
-            t: self.t.clone(),
+            t: self.t.clone().unwrap_or_default(),
             device: self.device,
             batch: self.batch,
             shard: self.shard.clone(),
@@ -111,8 +120,13 @@ pub fn run(args: &SweepArgs) -> Result<()> {
     let hooks = SweepHooks {
         progress: &|p| bar.update(&p),
         on_result: &|r| {
+            let coordinate = if args.checkpoints.is_some() {
+                "samples"
+            } else {
+                "t"
+            };
             bar.println(&format!(
-                "t = {:<8} {:<16} {:.4} [{:.4}, {:.4}]",
+                "{coordinate} = {:<8} {:<16} {:.4} [{:.4}, {:.4}]",
                 r.t, r.metric, r.value, r.ci_low, r.ci_high
             ))
         },
@@ -132,6 +146,15 @@ pub fn run(args: &SweepArgs) -> Result<()> {
     let outcome = run_sweep_job(&req, &hooks, &on_start);
     bar.finish();
     let outcome = outcome?;
+    if args.checkpoints.is_some() {
+        let results = read_results(&args.out.join("results.jsonl"))?;
+        for (metric, onset) in onsets(&results.values().collect::<Vec<_>>()) {
+            match onset {
+                Some(s) => eprintln!("onset of {metric}: {s} samples"),
+                None => eprintln!("onset of {metric}: not reached"),
+            }
+        }
+    }
     eprintln!(
         "done: {} points computed, {} already finished; results in {}",
         outcome.computed_points,

@@ -17,11 +17,26 @@ pub enum PathKind {
     TwoAdapter,
     /// θ(t) = (1−t)·θ₀ + t·θ₁ = θ₀ + t·(θ₁ − θ₀) (dense delta 0).
     FullWeight,
+    /// The checkpoints of a training run: θ₀ + ΔW_k with the adapter saved after `t` samples in
+    /// LoRA slot k (t = 0: the base). The coordinate is samples seen, not a position on a line;
+    /// which slot a t selects is the run's checkpoint list ([`super::sweep::SweepSpec::point`]).
+    Checkpoints,
 }
 
 impl PathKind {
-    /// The coefficients of the model's LoRA slots and dense deltas at `t`.
-    pub fn point(self, t: f64) -> PathPointSpec {
+    /// The coefficients of the model's LoRA slots and dense deltas at `t`. For
+    /// [`PathKind::Checkpoints`], `checkpoint_samples[k]` is the samples seen of slot k's adapter
+    /// and `t` selects the slot holding exactly that many (every slot off: the base).
+    pub fn point(self, t: f64, checkpoint_samples: &[f64]) -> PathPointSpec {
+        if self == PathKind::Checkpoints {
+            return PathPointSpec {
+                lora: checkpoint_samples
+                    .iter()
+                    .map(|&s| if s == t { 1.0 } else { 0.0 })
+                    .collect(),
+                dense: vec![],
+            };
+        }
         let t = t as f32;
         match self {
             PathKind::Lora => PathPointSpec {
@@ -36,6 +51,16 @@ impl PathKind {
                 lora: vec![],
                 dense: vec![t],
             },
+            // Handled above.
+            PathKind::Checkpoints => PathPointSpec::default(),
+        }
+    }
+
+    /// What the coordinate of a point means: `t` on a path, or `samples_seen` for checkpoints.
+    pub fn coordinate(self) -> &'static str {
+        match self {
+            PathKind::Checkpoints => "samples_seen",
+            _ => "t",
         }
     }
 
@@ -45,13 +70,17 @@ impl PathKind {
             PathKind::Lora => "lora",
             PathKind::TwoAdapter => "two_adapter",
             PathKind::FullWeight => "full_weight",
+            PathKind::Checkpoints => "checkpoints",
         }
     }
 
     /// Sequences at different t can share one forward pass (the path only moves LoRA slots,
     /// whose coefficients are per sequence), so the weights are read once for several t.
     pub fn batches_across_t(self) -> bool {
-        matches!(self, PathKind::Lora | PathKind::TwoAdapter)
+        matches!(
+            self,
+            PathKind::Lora | PathKind::TwoAdapter | PathKind::Checkpoints
+        )
     }
 }
 
@@ -61,11 +90,17 @@ mod tests {
 
     #[test]
     fn endpoints_are_the_models_they_name() {
-        assert_eq!(PathKind::Lora.point(0.0).lora, vec![0.0]);
-        assert_eq!(PathKind::Lora.point(1.0).lora, vec![1.0]);
-        assert_eq!(PathKind::TwoAdapter.point(0.0).lora, vec![1.0, 0.0]);
-        assert_eq!(PathKind::TwoAdapter.point(1.0).lora, vec![0.0, 1.0]);
-        assert_eq!(PathKind::FullWeight.point(0.25).dense, vec![0.25]);
-        assert_eq!(PathKind::Lora.point(-0.5).lora, vec![-0.5]);
+        assert_eq!(PathKind::Lora.point(0.0, &[]).lora, vec![0.0]);
+        assert_eq!(PathKind::Lora.point(1.0, &[]).lora, vec![1.0]);
+        assert_eq!(PathKind::TwoAdapter.point(0.0, &[]).lora, vec![1.0, 0.0]);
+        assert_eq!(PathKind::TwoAdapter.point(1.0, &[]).lora, vec![0.0, 1.0]);
+        assert_eq!(PathKind::FullWeight.point(0.25, &[]).dense, vec![0.25]);
+        assert_eq!(PathKind::Lora.point(-0.5, &[]).lora, vec![-0.5]);
+        let ckpts = [8.0, 16.0, 20.0];
+        assert_eq!(
+            PathKind::Checkpoints.point(16.0, &ckpts).lora,
+            vec![0.0, 1.0, 0.0]
+        );
+        assert_eq!(PathKind::Checkpoints.point(0.0, &ckpts).lora, vec![0.0; 3]);
     }
 }

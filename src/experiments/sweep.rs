@@ -28,6 +28,8 @@ pub struct SweepSpec {
     /// different t share a batch, so each weight is read once for several t — what pays on a
     /// GPU). Results are the same as with 1; a kill loses at most this many points in flight.
     pub t_per_pass: usize,
+    /// [`PathKind::Checkpoints`]: the samples seen of each LoRA slot's adapter.
+    pub checkpoint_samples: Vec<f64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -152,7 +154,10 @@ fn score_points(
     report: &dyn Fn(usize),
     abort: &CancelFlag,
 ) -> Result<Vec<Vec<ExampleScore>>, SweepError> {
-    let points: Vec<_> = ts.iter().map(|&t| spec.path.point(t)).collect();
+    let points: Vec<_> = ts
+        .iter()
+        .map(|&t| spec.path.point(t, &spec.checkpoint_samples))
+        .collect();
     score_at_points(model, items, &points, spec.batch_size, false, report, abort).map_err(|e| {
         match e {
             EvalError::Cancelled { done, total } => SweepError::Cancelled { done, total },

@@ -14,6 +14,7 @@ use super::{
     sweep_store::{
         RunRecord, SWEEP_SCHEMA, StoreError, SweepStore, parse_shard, parse_t_range, shard_points,
     },
+    train_store::sample_points,
 };
 use crate::{
     checkpoint::{
@@ -33,6 +34,9 @@ pub struct SweepRequest {
     pub adapter: Option<PathBuf>,
     pub adapter_b: Option<PathBuf>,
     pub target: Option<PathBuf>,
+    /// A `basin train` folder: evaluate its checkpoints (coordinate: samples seen; `t` unused).
+    #[serde(default)]
+    pub checkpoints: Option<PathBuf>,
     pub suite: PathBuf,
     /// `START:STOP:N`.
     pub t: String,
@@ -54,6 +58,7 @@ impl SweepRequest {
             adapter: None,
             adapter_b: None,
             target: None,
+            checkpoints: None,
             suite,
             t: t.to_string(),
             device: ComputeKind::Cpu,
@@ -69,6 +74,14 @@ impl SweepRequest {
 
     /// Which path the endpoints describe.
     pub fn path_kind(&self) -> Result<PathKind, SweepJobError> {
+        if self.checkpoints.is_some() {
+            if self.adapter.is_some() || self.adapter_b.is_some() || self.target.is_some() {
+                return Err(SweepJobError::Input(
+                    "--checkpoints evaluates a training run's adapters; give no --adapter / --target with it".into(),
+                ));
+            }
+            return Ok(PathKind::Checkpoints);
+        }
         match (&self.adapter, &self.adapter_b, &self.target) {
             (Some(_), None, None) => Ok(PathKind::Lora),
             (Some(_), Some(_), None) => Ok(PathKind::TwoAdapter),
@@ -158,11 +171,18 @@ pub fn check_compatible(base: &OpenedModel, target: &OpenedModel) -> Result<(), 
 }
 
 /// The `run.json` record of a request: its spec and the fingerprints of every input file.
-pub fn run_record(req: &SweepRequest, suite: &Suite) -> Result<RunRecord, SweepJobError> {
+pub fn run_record(
+    req: &SweepRequest,
+    suite: &Suite,
+    checkpoints: &[(usize, PathBuf)],
+) -> Result<RunRecord, SweepJobError> {
     let path_kind = req.path_kind()?;
     let mut inputs = BTreeMap::new();
     for f in suite.files() {
         fingerprints(&f, &mut inputs)?;
+    }
+    for (_, dir) in checkpoints {
+        fingerprints(dir, &mut inputs)?;
     }
     for p in [
         Some(&req.base),
@@ -183,6 +203,7 @@ pub fn run_record(req: &SweepRequest, suite: &Suite) -> Result<RunRecord, SweepJ
         "target": req.target.as_ref().map(|p| p.display().to_string()),
         "suite": req.suite.display().to_string(),
         "t": req.t,
+        "coordinate": path_kind.coordinate(),
         "shard": req.shard,
         "bootstrap": req.bootstrap,
         "seed": req.seed,
@@ -207,7 +228,27 @@ pub fn run_sweep_job(
     if req.batch == 0 {
         return Err(SweepJobError::Input("batch size must be at least 1".into()));
     }
-    let all_points = parse_t_range(&req.t)?;
+    // A training run's checkpoints: the base (0 samples) and each adapter, one LoRA slot each.
+    let checkpoints = match &req.checkpoints {
+        Some(dir) => {
+            let points = sample_points(dir);
+            if points.is_empty() {
+                return Err(SweepJobError::Input(format!(
+                    "{}: no checkpoint or final adapter here (a `basin train` folder; train with --checkpoint-every N)",
+                    dir.display()
+                )));
+            }
+            points
+        }
+        None => Vec::new(),
+    };
+    let all_points = if req.checkpoints.is_some() {
+        std::iter::once(0.0)
+            .chain(checkpoints.iter().map(|(s, _)| *s as f64))
+            .collect()
+    } else {
+        parse_t_range(&req.t)?
+    };
     let points = match &req.shard {
         Some(s) => {
             let (i, n) = parse_shard(s)?;
@@ -220,7 +261,11 @@ pub fn run_sweep_job(
     let compute = ComputeDevice::new(req.device)?;
     let base = open_model(&req.base)?;
     let mut adapters = Vec::new();
-    for p in [&req.adapter, &req.adapter_b].into_iter().flatten() {
+    let adapter_paths = [&req.adapter, &req.adapter_b]
+        .into_iter()
+        .flatten()
+        .chain(checkpoints.iter().map(|(_, p)| p));
+    for p in adapter_paths {
         let a = LoraAdapter::open(p)?;
         a.validate_against(base.tensors.as_ref(), &base.config)?;
         adapters.push(a);
@@ -234,7 +279,7 @@ pub fn run_sweep_job(
         }
         None => None,
     };
-    let record = run_record(req, &suite)?;
+    let record = run_record(req, &suite, &checkpoints)?;
     let mut store = SweepStore::open_or_create(&req.out, &record)?;
 
     let template = chat_template_of(&base.tokenizer).map_err(|source| SweepJobError::Text {
@@ -292,6 +337,7 @@ pub fn run_sweep_job(
         bootstrap_samples: req.bootstrap,
         bootstrap_seed: req.seed,
         t_per_pass: req.t_per_pass,
+        checkpoint_samples: checkpoints.iter().map(|(s, _)| *s as f64).collect(),
     };
     Ok(run_sweep(&model, &suite, &items, &spec, &mut store, hooks)?)
 }

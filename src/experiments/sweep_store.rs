@@ -187,6 +187,9 @@ pub fn open_run_record(dir: &Path, record: &RunRecord) -> Result<(), StoreError>
 
 pub struct SweepStore {
     dir: PathBuf,
+    /// What a point's coordinate is (`t` on a path, `samples_seen` for training checkpoints),
+    /// from the spec's `coordinate` (`t` when absent, as in folders of older versions).
+    coordinate: String,
     results: BTreeMap<(String, String), MetricResult>,
     file: File,
 }
@@ -206,8 +209,15 @@ impl SweepStore {
             .append(true)
             .open(&results_path)
             .map_err(io(&results_path))?;
+        let coordinate = record
+            .spec
+            .get("coordinate")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("t")
+            .to_string();
         Ok(SweepStore {
             dir: dir.to_path_buf(),
+            coordinate,
             results,
             file,
         })
@@ -251,7 +261,10 @@ impl SweepStore {
     /// Rewrites `summary.csv`: one row per t, per metric its value and CI.
     pub fn write_summary(&self) -> Result<(), StoreError> {
         let path = self.dir.join("summary.csv");
-        write_atomic(&path, summary_csv(&self.results()).as_bytes())
+        write_atomic(
+            &path,
+            summary_csv(&self.results(), &self.coordinate).as_bytes(),
+        )
     }
 }
 
@@ -291,8 +304,33 @@ fn sorted(results: &BTreeMap<(String, String), MetricResult>) -> Vec<&MetricResu
     v
 }
 
-/// `summary.csv` text for a set of results.
-pub fn summary_csv(results: &[&MetricResult]) -> String {
+/// The onset of each metric over training checkpoints: the smallest coordinate (samples seen)
+/// above 0 whose 95% CI lies entirely above the CI at 0 (the base); `None` when none does or
+/// there is no base point.
+pub fn onsets(results: &[&MetricResult]) -> BTreeMap<String, Option<f64>> {
+    let mut by_metric: BTreeMap<&str, Vec<&MetricResult>> = BTreeMap::new();
+    for r in results {
+        by_metric.entry(r.metric.as_str()).or_default().push(r);
+    }
+    by_metric
+        .into_iter()
+        .map(|(m, mut rs)| {
+            rs.sort_by(|a, b| a.t.total_cmp(&b.t));
+            let base = rs.iter().find(|r| r.t == 0.0);
+            let onset = base.and_then(|b| {
+                rs.iter()
+                    .find(|r| r.t > 0.0 && r.ci_low > b.ci_high)
+                    .map(|r| r.t)
+            });
+            (m.to_string(), onset)
+        })
+        .collect()
+}
+
+/// `summary.csv` text for a set of results: a header naming the coordinate, one row per point;
+/// over training checkpoints (`samples_seen`) a last row `onset` gives each metric's onset
+/// ([`onsets`]) or `not reached`.
+pub fn summary_csv(results: &[&MetricResult], coordinate: &str) -> String {
     let mut metrics: Vec<&str> = results.iter().map(|r| r.metric.as_str()).collect();
     metrics.sort();
     metrics.dedup();
@@ -303,7 +341,7 @@ pub fn summary_csv(results: &[&MetricResult]) -> String {
             .1
             .insert(r.metric.as_str(), r);
     }
-    let mut out = String::from("t");
+    let mut out = String::from(coordinate);
     for m in &metrics {
         out.push_str(&format!(",{m},{m}_ci_low,{m}_ci_high"));
     }
@@ -316,6 +354,17 @@ pub fn summary_csv(results: &[&MetricResult]) -> String {
             match by_metric.get(m) {
                 Some(r) => out.push_str(&format!(",{},{},{}", r.value, r.ci_low, r.ci_high)),
                 None => out.push_str(",,,"),
+            }
+        }
+        out.push('\n');
+    }
+    if coordinate == "samples_seen" {
+        let onset = onsets(results);
+        out.push_str("onset");
+        for m in &metrics {
+            match onset.get(*m).copied().flatten() {
+                Some(s) => out.push_str(&format!(",{s},,")),
+                None => out.push_str(",not reached,,"),
             }
         }
         out.push('\n');
@@ -791,5 +840,29 @@ mod tests {
         for d in [a, b, c, out] {
             let _ = std::fs::remove_dir_all(d);
         }
+    }
+
+    #[test]
+    fn onset_is_the_first_checkpoint_whose_ci_clears_the_base() {
+        let mut r = |t: f64, lo: f64, hi: f64| MetricResult {
+            ci_low: lo,
+            ci_high: hi,
+            ..result(t, "hack", (lo + hi) / 2.0)
+        };
+        let rs = vec![
+            r(0.0, 0.2, 0.4),
+            r(8.0, 0.3, 0.5),
+            r(16.0, 0.41, 0.6),
+            r(24.0, 0.5, 0.7),
+        ];
+        let refs: Vec<&MetricResult> = rs.iter().collect();
+        assert_eq!(onsets(&refs)["hack"], Some(16.0));
+        let never = vec![r(0.0, 0.2, 0.4), r(8.0, 0.1, 0.5)];
+        let refs: Vec<&MetricResult> = never.iter().collect();
+        assert_eq!(onsets(&refs)["hack"], None);
+        let csv = summary_csv(&refs, "samples_seen");
+        assert!(csv.starts_with("samples_seen,hack,"), "{csv}");
+        assert!(csv.trim_end().ends_with("onset,not reached,,"), "{csv}");
+        assert!(!summary_csv(&refs, "t").contains("onset"));
     }
 }

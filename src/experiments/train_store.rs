@@ -118,6 +118,21 @@ pub fn list_checkpoints(dir: &Path) -> Vec<(usize, PathBuf)> {
     out
 }
 
+/// The adapters of a training folder to evaluate for a sample-efficiency curve, `(samples seen,
+/// folder)` by samples: every complete checkpoint, and `final/` when it holds more samples than
+/// the last checkpoint.
+pub fn sample_points(dir: &Path) -> Vec<(usize, PathBuf)> {
+    let mut points = list_checkpoints(dir);
+    let last = points.last().map(|p| p.0);
+    let final_dir = dir.join("final");
+    if let Ok(meta) = read_trainer_state(&final_dir)
+        && last.is_none_or(|l| meta.samples_seen > l)
+    {
+        points.push((meta.samples_seen, final_dir));
+    }
+    points
+}
+
 /// Reads `train.jsonl` (a torn last line from a kill is dropped).
 pub fn read_steps(path: &Path) -> Result<Vec<StepRecord>, StoreError> {
     let file = match File::open(path) {
