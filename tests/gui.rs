@@ -419,3 +419,81 @@ fn a_cli_result_folder_opens_and_the_last_session_persists() {
     );
     let _ = std::fs::remove_dir_all(&runs);
 }
+
+/// The Train tab: train the tiny llama on a worker thread with a live loss curve and checkpoints,
+/// then "Evaluate checkpoints" plots the suite against samples seen in the Path tab; a training
+/// folder opens again without recomputing.
+#[test]
+fn train_tab_trains_then_evaluates_checkpoints() {
+    let runs = scratch("train");
+    let mut h = harness(demo_launch(&runs));
+    step_until(&mut h, Duration::from_secs(60), "the demo's reports", |a| {
+        a.all_reports_settled()
+    });
+    let tiny = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny");
+    let out = runs.join("my-training");
+    {
+        let panel = &mut h.state_mut().train;
+        panel.base = tiny.join("llama").display().to_string();
+        panel.data = tiny.join("chat.jsonl").display().to_string();
+        panel.out = out.display().to_string();
+        panel.rank = 4;
+        panel.targets = "q_proj,v_proj".into();
+        panel.lr = 1e-2;
+        panel.steps = 4;
+        panel.batch = 2;
+        panel.checkpoint_every = 4;
+    }
+    h.get_by_label("Train").click();
+    h.step();
+    h.get_by_label("Start training").click();
+    h.step();
+    assert!(
+        h.state().train_job.is_some(),
+        "Start training started nothing"
+    );
+    step_until(&mut h, Duration::from_secs(120), "the training run", |a| {
+        a.train_job.is_none()
+    });
+    let panel = &h.state().train;
+    assert!(!panel.running);
+    assert_eq!(panel.log.len(), 4, "{}", panel.status);
+    assert_eq!(
+        panel.log.iter().map(|r| r.samples_seen).collect::<Vec<_>>(),
+        vec![2, 4, 6, 7]
+    );
+    let samples: Vec<usize> = panel.checkpoints.iter().map(|c| c.0).collect();
+    assert_eq!(
+        samples,
+        vec![4, 7],
+        "checkpoint at 4 samples and the final adapter at 7"
+    );
+    assert!(out.join("final/adapter_model.safetensors").exists());
+
+    h.get_by_label("Evaluate checkpoints").click();
+    h.step();
+    assert!(
+        h.state().is_running(),
+        "Evaluate checkpoints started no sweep"
+    );
+    step_until(
+        &mut h,
+        Duration::from_secs(180),
+        "the checkpoint sweep",
+        |a| !a.is_running(),
+    );
+    let app = h.state();
+    let run = app.runs.last().unwrap();
+    assert_eq!(run.coordinate, "samples_seen");
+    assert_eq!(run.t_values(), vec![0.0, 4.0, 7.0]);
+    assert!(app.tab == basin::gui::app::Tab::Path);
+
+    // The folder opens again in a fresh app (nothing recomputed).
+    let mut h2 = harness(demo_launch(&runs));
+    h2.state_mut().open_training_folder(&out);
+    h2.step();
+    assert_eq!(h2.state().train.log.len(), 4);
+    assert_eq!(h2.state().train.checkpoints.len(), 2);
+    assert!(h2.state().train_job.is_none());
+    let _ = std::fs::remove_dir_all(&runs);
+}

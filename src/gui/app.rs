@@ -16,10 +16,11 @@ use super::{
     demo::demo_paths,
     export::{self, PngTarget},
     frame_times::FrameLog,
-    jobs::{self, JobEvent, JobSink, Slot, SweepJob, Tagged},
+    jobs::{self, JobEvent, JobSink, Slot, SweepJob, Tagged, TrainJob},
     reports::{ModelReport, SuiteReport, is_adapter_path},
     run_view::RunView,
     session::{Persisted, SESSION_SCHEMA, STORAGE_KEY, Session, SessionRun, SweepSettings},
+    train_panel::{TrainCommand, TrainPanel},
 };
 
 /// A report being built, built, or failed.
@@ -61,6 +62,7 @@ impl<T> InputSlot<T> {
 pub enum Tab {
     Path,
     Items,
+    Train,
     Log,
 }
 
@@ -102,6 +104,9 @@ pub struct BasinApp {
     pub gpu_label: Result<String, String>,
     pub runs: Vec<RunView>,
     pub sweep: Option<SweepJob>,
+    /// The Train tab (owns its settings and the shown training run).
+    pub train: TrainPanel,
+    pub train_job: Option<TrainJob>,
     /// Sweeps cancelled while their worker finishes its batch.
     pub detached: Vec<JoinHandle<()>>,
     pub tab: Tab,
@@ -233,6 +238,8 @@ impl BasinApp {
             gpu_label,
             runs: Vec::new(),
             sweep: None,
+            train: TrainPanel::default(),
+            train_job: None,
             detached: Vec::new(),
             tab: Tab::Path,
             delta: false,
@@ -441,14 +448,18 @@ impl BasinApp {
 
     /// Starts a sweep on a worker thread into a new result folder.
     pub fn start_sweep(&mut self) {
+        match self.sweep_request() {
+            Ok(r) => self.start_sweep_request(r),
+            Err(e) => self.error(e),
+        }
+    }
+
+    /// Starts `req` on a worker thread (into a fresh folder if `req.out` is taken).
+    pub fn start_sweep_request(&mut self, mut req: SweepRequest) {
         if self.sweep.is_some() {
             self.error("a sweep is already running");
             return;
         }
-        let mut req = match self.sweep_request() {
-            Ok(r) => r,
-            Err(e) => return self.error(e),
-        };
         // Two runs started within one second get distinct folders.
         let mut out = req.out.clone();
         let mut k = 2;
@@ -462,12 +473,19 @@ impl BasinApp {
             .file_name()
             .map(|n| n.to_string_lossy().to_string())
             .unwrap_or_default();
-        self.runs.push(RunView::new(req.out.clone(), label));
+        let mut view = RunView::new(req.out.clone(), label);
+        if let Ok(kind) = req.path_kind() {
+            view.coordinate = kind.coordinate().to_string();
+        }
+        self.runs.push(view);
         let id = self.job_id();
         self.job_dirs.push((id, req.out.clone()));
+        let points = match &req.checkpoints {
+            Some(dir) => format!("the checkpoints of {}", dir.display()),
+            None => format!("t = {}", req.t),
+        };
         self.log(format!(
-            "sweep started: t = {} on {:?}, results in {}",
-            req.t,
+            "sweep started: {points} on {:?}, results in {}",
             req.device,
             req.out.display()
         ));
@@ -477,6 +495,90 @@ impl BasinApp {
                 self.sweeps_started += 1;
             }
             Err(e) => self.error(format!("could not start a worker thread: {e}")),
+        }
+    }
+
+    /// Carries out what the Train tab asked for.
+    pub fn train_command(&mut self, command: TrainCommand) {
+        match command {
+            TrainCommand::Start(req) => self.start_training(*req),
+            TrainCommand::Cancel => {
+                if let Some(job) = &self.train_job {
+                    job.cancel.cancel();
+                    self.train.status = "stopping after the step in flight...".into();
+                    self.log("training: stopping after the step in flight");
+                }
+            }
+            TrainCommand::EvaluateCheckpoints { train_dir, base } => {
+                let Some(suite) = self.suite.path_buf() else {
+                    return self
+                        .error("choose a suite (Data, left) to evaluate the checkpoints with");
+                };
+                let name = train_dir
+                    .file_name()
+                    .map(|n| n.to_string_lossy().to_string())
+                    .unwrap_or_else(|| "train".into());
+                let out = self.runs_dir.join(format!(
+                    "{}-{}-checkpoints",
+                    timestamp(),
+                    export::file_stem(&name)
+                ));
+                let mut req = SweepRequest::new(base, suite, "", out);
+                req.checkpoints = Some(train_dir);
+                req.device = self.settings.device;
+                req.batch = self.settings.batch.max(1);
+                req.bootstrap = self.settings.bootstrap;
+                self.start_sweep_request(req);
+                self.tab = Tab::Path;
+            }
+        }
+    }
+
+    /// Starts a training run on a worker thread (a new folder unless the panel names one; the
+    /// same folder resumes).
+    pub fn start_training(&mut self, mut req: crate::experiments::train_job::TrainRequest) {
+        if self.train_job.is_some() {
+            return self.error("a training run is already going");
+        }
+        if req.out.as_os_str().is_empty() {
+            let name = req
+                .data
+                .file_stem()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_else(|| "data".into());
+            req.out = self.runs_dir.join(format!(
+                "{}-train-{}",
+                timestamp(),
+                export::file_stem(&name)
+            ));
+        }
+        let id = self.job_id();
+        self.train.on_started(&req.out);
+        self.log(format!(
+            "training started: {} on {}, {:?}; results in {}",
+            req.base.display(),
+            req.data.display(),
+            req.device,
+            req.out.display()
+        ));
+        match jobs::spawn_train(&self.sink, id, req) {
+            Ok(job) => self.train_job = Some(job),
+            Err(e) => {
+                self.train.on_finished(format!("could not start: {e}"));
+                self.error(format!("could not start a worker thread: {e}"));
+            }
+        }
+    }
+
+    /// Shows a `basin train` folder in the Train tab.
+    pub fn open_training_folder(&mut self, dir: &Path) {
+        match self.train.open_run(dir) {
+            Ok(()) => {
+                self.remember(dir);
+                self.tab = Tab::Train;
+                self.log(format!("opened training run {}", dir.display()));
+            }
+            Err(e) => self.error(e),
         }
     }
 
@@ -604,6 +706,72 @@ impl BasinApp {
                     (Ok(_), None) => self.log("a cancelled sweep's worker finished"),
                     (Err(e), None) => self.log(format!("a cancelled sweep's worker stopped: {e}")),
                 }
+            }
+            JobEvent::TrainStarted(info) => {
+                if self.train_job.as_ref().map(|j| j.id) != Some(id) {
+                    return;
+                }
+                let resumed = if info.resumed_at > 0 {
+                    format!(", resuming after step {}", info.resumed_at)
+                } else {
+                    String::new()
+                };
+                self.log(format!(
+                    "training: {} examples, {} LoRA modules ({} parameters), {} steps on {}{resumed}",
+                    info.examples,
+                    info.modules,
+                    info.trainable_parameters,
+                    info.total_steps,
+                    info.device_label
+                ));
+                if info.resumed_at > 0
+                    && let Some(dir) = self.train_job.as_ref().map(|j| j.request.out.clone())
+                {
+                    // Show the steps done before this run.
+                    let _ = self.train.open_run(&dir);
+                    self.train.running = true;
+                }
+            }
+            JobEvent::TrainProgress(p) => {
+                if self.train_job.as_ref().map(|j| j.id) == Some(id) {
+                    self.train.on_progress(p);
+                }
+            }
+            JobEvent::TrainStep(r) => {
+                if self.train_job.as_ref().map(|j| j.id) == Some(id) {
+                    self.train.on_step(r);
+                }
+            }
+            JobEvent::TrainCheckpoint(name) => {
+                if self.train_job.as_ref().map(|j| j.id) == Some(id) {
+                    self.train.on_checkpoint();
+                    self.log(format!("training: checkpoint {name}"));
+                }
+            }
+            JobEvent::TrainFinished(result) => {
+                let Some(job) = self.train_job.take_if(|j| j.id == id) else {
+                    return;
+                };
+                let secs = job.started.elapsed().as_secs_f64();
+                let message = match result {
+                    Ok(o) if o.cancelled => format!(
+                        "stopped after step {}/{} ({secs:.1} s); Start resumes it",
+                        o.steps_done, o.total_steps
+                    ),
+                    Ok(o) => format!(
+                        "finished: {} steps ({} now, {secs:.1} s); adapter in {}",
+                        o.total_steps,
+                        o.steps_computed,
+                        job.request.out.join("final").display()
+                    ),
+                    Err(e) => {
+                        self.error(format!("training failed: {e}"));
+                        format!("failed: {e}")
+                    }
+                };
+                self.log(format!("training {message}"));
+                self.train.on_finished(message);
+                self.detached.push(job.thread);
             }
             JobEvent::Exported(result) => {
                 match &result {
@@ -877,7 +1045,11 @@ impl BasinApp {
                 if ui.button("Open result folder...").clicked()
                     && let Some(p) = rfd::FileDialog::new().pick_folder()
                 {
-                    self.open_result_folder(&p);
+                    if p.join("train.jsonl").exists() {
+                        self.open_training_folder(&p);
+                    } else {
+                        self.open_result_folder(&p);
+                    }
                 }
                 ui.separator();
                 if ui.button("Export report...").clicked()
@@ -956,12 +1128,19 @@ impl eframe::App for BasinApp {
                 ui.separator();
                 ui.selectable_value(&mut self.tab, Tab::Path, "Path");
                 ui.selectable_value(&mut self.tab, Tab::Items, "Items");
+                ui.selectable_value(&mut self.tab, Tab::Train, "Train");
                 ui.selectable_value(&mut self.tab, Tab::Log, "Log");
             });
             ui.separator();
             match self.tab {
                 Tab::Path => super::path_tab::path_tab_ui(self, ui),
                 Tab::Items => super::items_tab::items_tab_ui(self, ui),
+                Tab::Train => {
+                    let suite_ready = matches!(self.suite.report, ReportState::Ready(_));
+                    for command in self.train.ui(ui, suite_ready) {
+                        self.train_command(command);
+                    }
+                }
                 Tab::Log => log_tab_ui(self, ui),
             }
         });
@@ -980,6 +1159,9 @@ impl eframe::App for BasinApp {
     fn on_exit(&mut self) {
         if let Some(job) = &self.sweep {
             job.abort.cancel();
+        }
+        if let Some(job) = &self.train_job {
+            job.cancel.cancel();
         }
         if let Some(log) = &self.frame_log
             && let Err(e) = log.write()

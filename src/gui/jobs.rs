@@ -11,6 +11,9 @@ use crate::experiments::{
     metrics::MetricResult,
     sweep::{SweepHooks, SweepOutcome},
     sweep_job::{SweepRequest, run_sweep_job},
+    train::{TrainHooks, TrainOutcome},
+    train_job::{TrainRequest, TrainStart, run_train_job},
+    train_store::StepRecord,
 };
 
 use super::{
@@ -51,6 +54,38 @@ pub enum JobEvent {
     SweepFinished(Result<SweepOutcome, String>),
     /// An export finished (message for the log) or failed.
     Exported(Result<String, String>),
+    TrainStarted(TrainStartInfo),
+    TrainProgress(Progress),
+    TrainStep(StepRecord),
+    /// A checkpoint folder was written (its name).
+    TrainCheckpoint(String),
+    TrainFinished(Result<TrainOutcome, String>),
+}
+
+#[derive(Debug, Clone)]
+pub struct TrainStartInfo {
+    pub examples: usize,
+    pub modules: usize,
+    pub trainable_parameters: usize,
+    pub total_steps: usize,
+    pub resumed_at: usize,
+    pub device_label: String,
+}
+
+/// Runs a job's body, turning a panic (a bug, a device failure deep in a backend) into an
+/// error, so every job ends with a finished event and the app never shows "running" forever.
+pub fn run_guarded<T>(body: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) {
+        Ok(r) => r,
+        Err(payload) => {
+            let msg = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(format!("the worker crashed: {msg}"))
+        }
+    }
 }
 
 /// Events tagged with the job they come from.
@@ -169,7 +204,9 @@ pub fn spawn_sweep(sink: &JobSink, id: u64, request: SweepRequest) -> std::io::R
                         }),
                     )
                 };
-                let result = run_sweep_job(&request, &hooks, &on_start).map_err(|e| error_text(&e));
+                let result = run_guarded(|| {
+                    run_sweep_job(&request, &hooks, &on_start).map_err(|e| error_text(&e))
+                });
                 sink.send(id, JobEvent::SweepFinished(result));
             })?
     };
@@ -182,4 +219,73 @@ pub fn spawn_sweep(sink: &JobSink, id: u64, request: SweepRequest) -> std::io::R
         info: None,
         thread,
     })
+}
+
+/// A training run on a worker thread.
+pub struct TrainJob {
+    pub id: u64,
+    pub request: TrainRequest,
+    /// Stops after the step in flight (the state is saved for a resume).
+    pub cancel: CancelFlag,
+    pub started: Instant,
+    pub thread: JoinHandle<()>,
+}
+
+pub fn spawn_train(sink: &JobSink, id: u64, request: TrainRequest) -> std::io::Result<TrainJob> {
+    let cancel = CancelFlag::new();
+    let thread = {
+        let sink = sink.clone();
+        let cancel = cancel.clone();
+        let request = request.clone();
+        std::thread::Builder::new()
+            .name("basin-train".into())
+            .spawn(move || {
+                let hooks = TrainHooks {
+                    progress: &|p| sink.send(id, JobEvent::TrainProgress(p)),
+                    on_step: &|r| sink.send(id, JobEvent::TrainStep(r.clone())),
+                    on_checkpoint: &|name| {
+                        sink.send(id, JobEvent::TrainCheckpoint(name.to_string()))
+                    },
+                    cancel: &cancel,
+                };
+                let on_start = |s: &TrainStart| {
+                    sink.send(
+                        id,
+                        JobEvent::TrainStarted(TrainStartInfo {
+                            examples: s.examples,
+                            modules: s.modules,
+                            trainable_parameters: s.trainable_parameters,
+                            total_steps: s.total_steps,
+                            resumed_at: s.resumed_at,
+                            device_label: s.device_label.clone(),
+                        }),
+                    )
+                };
+                let result = run_guarded(|| {
+                    run_train_job(&request, &hooks, &on_start).map_err(|e| error_text(&e))
+                });
+                sink.send(id, JobEvent::TrainFinished(result));
+            })?
+    };
+    Ok(TrainJob {
+        id,
+        request,
+        cancel,
+        started: Instant::now(),
+        thread,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panicking_job_ends_with_its_message() {
+        let r: Result<(), String> = run_guarded(|| panic!("device lost"));
+        assert_eq!(r, Err("the worker crashed: device lost".into()));
+        let r: Result<u8, String> = run_guarded(|| panic!("{}", String::from("owned")));
+        assert!(r.unwrap_err().contains("owned"));
+        assert_eq!(run_guarded(|| Ok::<_, String>(3)), Ok(3));
+    }
 }

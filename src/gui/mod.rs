@@ -17,6 +17,7 @@ pub mod path_tab;
 pub mod reports;
 pub mod run_view;
 pub mod session;
+pub mod train_panel;
 
 use std::path::PathBuf;
 

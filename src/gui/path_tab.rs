@@ -136,7 +136,16 @@ pub fn path_tab_ui(app: &mut BasinApp, ui: &mut egui::Ui) {
             if runs.iter().filter(|r| r.visible).count() > 1 {
                 plot = plot.legend(Legend::default().position(egui_plot::Corner::LeftTop));
             }
-            let response = plot.x_axis_label("t").show(ui, |plot_ui| {
+            let x_label = if runs
+                .iter()
+                .filter(|r| r.visible && !r.results.is_empty())
+                .all(|r| r.coordinate == "samples_seen")
+            {
+                "samples seen"
+            } else {
+                "t"
+            };
+            let response = plot.x_axis_label(x_label).show(ui, |plot_ui| {
                 let mut points = Vec::new();
                 for (i, run) in runs.iter().enumerate().filter(|(_, r)| r.visible) {
                     let series = run.series(metric);
@@ -173,6 +182,14 @@ pub fn path_tab_ui(app: &mut BasinApp, ui: &mut egui::Ui) {
                     );
                     for [t, y] in ys {
                         points.push((i, t, y));
+                    }
+                    if let Some(onset) = run.onset(metric) {
+                        plot_ui.add(
+                            VLine::new(format!("{} onset", run.label), onset)
+                                .color(color)
+                                .style(egui_plot::LineStyle::dashed_loose())
+                                .width(1.5),
+                        );
                     }
                 }
                 // The hovered t stays marked after the pointer leaves (linked plots draw

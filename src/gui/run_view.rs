@@ -21,6 +21,8 @@ pub struct RunView {
     pub results: Vec<MetricResult>,
     /// Metric names in suite order (order of first arrival).
     pub metric_order: Vec<String>,
+    /// What the x coordinate is: `t` (a path) or `samples_seen` (training checkpoints).
+    pub coordinate: String,
 }
 
 impl RunView {
@@ -32,6 +34,7 @@ impl RunView {
             record: None,
             results: Vec::new(),
             metric_order: Vec::new(),
+            coordinate: "t".into(),
         }
     }
 
@@ -53,6 +56,9 @@ impl RunView {
             .map(|n| n.to_string_lossy().to_string())
             .unwrap_or_else(|| dir.display().to_string());
         let mut view = Self::new(dir.to_path_buf(), label);
+        if let Some(c) = record.spec.get("coordinate").and_then(|c| c.as_str()) {
+            view.coordinate = c.to_string();
+        }
         view.record = Some(record);
         let mut all: Vec<MetricResult> = results.into_values().collect();
         all.sort_by(|a, b| a.t.total_cmp(&b.t));
@@ -60,6 +66,19 @@ impl RunView {
             view.push(r);
         }
         Ok(view)
+    }
+
+    /// Over training checkpoints: the samples seen at which `metric`'s CI first clears the
+    /// base's ([`crate::experiments::sweep_store::onsets`]); `None` on a path or when not reached.
+    pub fn onset(&self, metric: &str) -> Option<f64> {
+        if self.coordinate != "samples_seen" {
+            return None;
+        }
+        let series = self.series(metric);
+        crate::experiments::sweep_store::onsets(&series)
+            .get(metric)
+            .copied()
+            .flatten()
     }
 
     /// Adds (or replaces) one result.
