@@ -154,7 +154,7 @@ fn check(kind: ComputeKind) {
         &compute.device,
     )
     .unwrap();
-    let (at_half, _) = nll(&lora, &items, PathKind::Lora.point(0.5));
+    let (at_half, _) = nll(&lora, &items, PathKind::Lora.point(0.5, &[]));
     let (want_half, _) = reference_nll("llama_lora@0.5");
     assert!((at_half - want_half).abs() < 1e-4);
     let _ = std::fs::remove_dir_all(&dir);

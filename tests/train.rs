@@ -460,6 +460,19 @@ fn request(out: &Path, device: ComputeKind, steps: usize) -> TrainRequest {
     req
 }
 
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
 fn train(req: &TrainRequest, stop_after: Option<usize>) -> basin::experiments::train::TrainOutcome {
     let cancel = CancelFlag::new();
     let hooks = TrainHooks {
@@ -504,6 +517,28 @@ fn a_cancelled_then_resumed_run_ends_where_an_uninterrupted_one_does() {
         fa == fb,
         "the resumed run's adapter differs from the uninterrupted one's"
     );
+    // A crash after the checkpoint at 9 samples (step 5): only the log and the checkpoints are
+    // on disk. Rerunning resumes from that checkpoint, drops the two logged steps after it and
+    // ends with the same adapter.
+    let crashed = tmp_dir("crashed");
+    copy_dir(&whole, &crashed);
+    std::fs::remove_dir_all(crashed.join("final")).unwrap();
+    std::fs::remove_dir_all(crashed.join("checkpoints/samples-000013")).unwrap();
+    assert_eq!(read_steps(&crashed.join("train.jsonl")).unwrap().len(), 7);
+    let again = train(&request(&crashed, ComputeKind::Cpu, 7), None);
+    assert_eq!((again.steps_done, again.steps_computed), (7, 2));
+    let key = |v: &[basin::experiments::train_store::StepRecord]| -> Vec<(usize, usize, f64, f64)> {
+        v.iter()
+            .map(|r| (r.step, r.samples_seen, r.loss, r.grad_norm))
+            .collect()
+    };
+    assert_eq!(
+        key(&read_steps(&crashed.join("train.jsonl")).unwrap()),
+        key(&a)
+    );
+    let fc = std::fs::read(crashed.join("final/adapter_model.safetensors")).unwrap();
+    assert!(fa == fc, "the adapter resumed after a crash differs");
+    let _ = std::fs::remove_dir_all(&crashed);
     // Checkpoints each time 4 more samples are seen; batches of 2 over 7 examples (the last
     // batch of an epoch holds 1) see 2, 4, 6, 7, 9, 11, 13 samples after each step.
     let ckpts: Vec<usize> = list_checkpoints(&whole)
