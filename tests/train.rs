@@ -159,6 +159,26 @@ fn one_step_gradients_equal_peft() {
     eprintln!("worst relative gradient difference vs PEFT: {worst:.2e}");
 }
 
+/// `basin eval`'s token-weighted mean NLL of the tiny chat examples under an adapter.
+fn eval_mean_nll(model: impl AsRef<std::ffi::OsStr>, adapter: &Path) -> f64 {
+    let eval = basin()
+        .args(["eval", "--model"])
+        .arg(model)
+        .arg("--adapter")
+        .arg(adapter)
+        .arg("--data")
+        .arg(tiny("chat.jsonl"))
+        .output()
+        .unwrap();
+    assert!(
+        eval.status.success(),
+        "{}",
+        String::from_utf8_lossy(&eval.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&eval.stdout).unwrap();
+    report["mean_nll"].as_f64().unwrap()
+}
+
 fn basin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_basin"))
 }
@@ -255,22 +275,7 @@ fn short_run_matches_the_peft_loop_and_its_adapter_loads() {
             assert!((a - b).abs() < 1e-4, "{name}: {a} vs {b}");
         }
     }
-    let eval = basin()
-        .args(["eval", "--model"])
-        .arg(tiny("llama"))
-        .arg("--adapter")
-        .arg(out.join("final"))
-        .arg("--data")
-        .arg(tiny("chat.jsonl"))
-        .output()
-        .unwrap();
-    assert!(
-        eval.status.success(),
-        "{}",
-        String::from_utf8_lossy(&eval.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&eval.stdout).unwrap();
-    let nll = report["mean_nll"].as_f64().unwrap();
+    let nll = eval_mean_nll(tiny("llama"), &out.join("final"));
     let want_nll = reference["final_mean_nll"].as_f64().unwrap();
     assert!(
         (nll - want_nll).abs() < 1e-3,
@@ -754,22 +759,7 @@ fn smollm2_short_run_matches_the_peft_loop() {
         steps[5].loss < steps[1].loss - 0.05,
         "the loss did not go down: {steps:?}"
     );
-    let eval = basin()
-        .args(["eval", "--model"])
-        .arg(&gguf)
-        .arg("--adapter")
-        .arg(out.join("final"))
-        .arg("--data")
-        .arg(tiny("chat.jsonl"))
-        .output()
-        .unwrap();
-    assert!(
-        eval.status.success(),
-        "{}",
-        String::from_utf8_lossy(&eval.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&eval.stdout).unwrap();
-    let nll = report["mean_nll"].as_f64().unwrap();
+    let nll = eval_mean_nll(&gguf, &out.join("final"));
     let want_nll = reference["final_mean_nll"].as_f64().unwrap();
     assert!(
         (nll - want_nll).abs() < 1e-3,

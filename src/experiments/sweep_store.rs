@@ -289,7 +289,12 @@ fn rewrite_if_torn(
 
 /// One `results.jsonl` line, newline included.
 fn result_line(path: &Path, r: &MetricResult) -> Result<String, StoreError> {
-    let mut line = serde_json::to_string(r).map_err(|e| StoreError::Format {
+    json_line(path, r)
+}
+
+/// One JSON-lines record of a store file (`path` names it in errors), newline included.
+pub fn json_line<T: Serialize>(path: &Path, value: &T) -> Result<String, StoreError> {
+    let mut line = serde_json::to_string(value).map_err(|e| StoreError::Format {
         path: path.to_path_buf(),
         msg: e.to_string(),
     })?;

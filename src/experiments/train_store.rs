@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     optim::AdamWState,
-    sweep_store::{RunRecord, StoreError, open_run_record, write_atomic},
+    sweep_store::{RunRecord, StoreError, json_line, open_run_record, write_atomic},
 };
 use crate::{
     checkpoint::{
@@ -224,7 +224,7 @@ impl TrainStore {
         self.steps.retain(|r| r.step <= step);
         let mut text = String::new();
         for r in &self.steps {
-            text.push_str(&step_line(&path, r)?);
+            text.push_str(&json_line(&path, r)?);
         }
         write_atomic(&path, text.as_bytes())?;
         // The rename replaced the file: append to the new one.
@@ -234,7 +234,7 @@ impl TrainStore {
 
     pub fn append_step(&mut self, r: &StepRecord) -> Result<(), StoreError> {
         let path = self.dir.join("train.jsonl");
-        let line = step_line(&path, r)?;
+        let line = json_line(&path, r)?;
         self.log.write_all(line.as_bytes()).map_err(io(&path))?;
         self.log.sync_data().map_err(io(&path))?;
         self.steps.push(r.clone());
@@ -370,15 +370,6 @@ impl TrainStore {
         };
         Ok(Some(load_state(&dir, &meta, template)?))
     }
-}
-
-fn step_line(path: &Path, r: &StepRecord) -> Result<String, StoreError> {
-    let mut line = serde_json::to_string(r).map_err(|e| StoreError::Format {
-        path: path.to_path_buf(),
-        msg: e.to_string(),
-    })?;
-    line.push('\n');
-    Ok(line)
 }
 
 fn load_state(
