@@ -501,3 +501,107 @@ fn several_t_per_pass_give_the_same_results() {
         let _ = std::fs::remove_dir_all(&four);
     }
 }
+
+/// `basin suite check` on the tiny llama + its adapter and the default suite: every paired and
+/// choice metric under the three scoring forms, flags that agree with the CIs, the declared form
+/// as the value `basin sweep` reports, and one-line errors.
+#[test]
+fn suite_check_reports_every_form_and_its_flags() {
+    let dir = std::env::temp_dir().join(format!("basin-suite-check-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("check.json");
+    let o = basin(&[
+        "suite",
+        "check",
+        "--model",
+        &tiny_llama(),
+        "--adapter",
+        &tiny_lora(),
+        "--suite",
+        &suite(),
+        "--bootstrap",
+        "200",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("verdict") && err.contains("hack_ood"), "{err}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(report["schema"], "basin.suite_check.v1");
+    let metrics = report["metrics"].as_array().unwrap();
+    assert_eq!(metrics.len(), 5);
+    for m in metrics {
+        let forms = m["forms"].as_object().unwrap();
+        if m["kind"] == "instruction" {
+            assert_eq!(forms.len(), 1);
+            continue;
+        }
+        assert_eq!(forms.len(), 3, "{m}");
+        let declared = &forms[m["score"].as_str().unwrap()];
+        let (lo, hi) = (
+            declared["ci_low"].as_f64().unwrap(),
+            declared["ci_high"].as_f64().unwrap(),
+        );
+        assert_eq!(m["floor"].as_bool().unwrap(), lo <= 0.05, "{m}");
+        assert_eq!(m["ceiling"].as_bool().unwrap(), hi >= 0.95, "{m}");
+        let rho = m["length_rho"].as_f64();
+        assert_eq!(
+            m["length_confound"].as_bool().unwrap(),
+            rho.is_some_and(|r| r.abs() > 0.3)
+        );
+        assert!(!m["verdict"].as_str().unwrap().is_empty());
+    }
+    assert_eq!(
+        metrics[2]["score"], "per_byte",
+        "choices default to per byte"
+    );
+    assert_eq!(
+        metrics[0]["score"], "per_token",
+        "pairs default to per token"
+    );
+    // The declared form's value is what a sweep at the same point reports.
+    let sweep_dir = dir.join("sweep");
+    let o = basin(&[
+        "sweep",
+        "--base",
+        &tiny_llama(),
+        "--adapter",
+        &tiny_lora(),
+        "--suite",
+        &suite(),
+        "--t",
+        "1:1:1",
+        "--bootstrap",
+        "200",
+        "--out",
+        sweep_dir.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let results =
+        basin::experiments::sweep_store::read_results(&sweep_dir.join("results.jsonl")).unwrap();
+    for m in metrics {
+        let name = m["name"].as_str().unwrap().to_string();
+        let r = results.values().find(|r| r.metric == name).unwrap();
+        let form = m["score"].as_str().unwrap_or("nll");
+        let v = m["forms"][form]["value"].as_f64().unwrap();
+        assert!(
+            (r.value - v).abs() < 1e-9,
+            "{name}: sweep {} vs check {v}",
+            r.value
+        );
+    }
+    let o = basin(&[
+        "suite",
+        "check",
+        "--model",
+        &tiny_llama(),
+        "--suite",
+        "/nonexistent/s.toml",
+    ]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent/s.toml"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod data;
 pub mod eval;
 pub mod progress;
+pub mod suite;
 pub mod sweep;
 pub mod train;
 
@@ -56,6 +57,9 @@ pub enum Command {
     Merge(sweep::MergeArgs),
     /// LoRA fine-tuning (SFT) of a base model on chat data, with checkpoints; resumable.
     Train(train::TrainArgs),
+    /// Metric suites: check that each metric can show a change (floor, ceiling, length confound).
+    #[command(subcommand)]
+    Suite(suite::SuiteCommand),
 }
 
 pub fn run(cli: &Cli) -> anyhow::Result<()> {
@@ -66,6 +70,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
         Some(Command::Sweep(args)) => sweep::run(args),
         Some(Command::Merge(args)) => sweep::run_merge(args),
         Some(Command::Train(args)) => train::run(args),
+        Some(Command::Suite(cmd)) => suite::run(cmd),
         // No subcommand: the desktop app.
         None => crate::gui::run_native(crate::gui::LaunchOptions {
             demo: cli.demo,

@@ -90,18 +90,24 @@ pub struct MetricEntry {
     pub description: String,
 }
 
-/// Renders a `suite.toml` in the format of the paths issue.
+/// Renders a `suite.toml` in the format of the paths issue. Paired and choice metrics declare
+/// their length-controlled scoring form (`per_token` for pairs, `per_byte` for choices).
 pub fn suite_toml(name: &str, metrics: &[MetricEntry]) -> String {
     let mut s = format!("name = {}\nversion = 1\n", toml_string(name));
     for m in metrics {
         let _ = write!(
             s,
-            "\n[[metric]]\nname = {}\nkind = {}\nfile = {}\ndescription = {}\n",
+            "\n[[metric]]\nname = {}\nkind = {}\nfile = {}\n",
             toml_string(&m.name),
             toml_string(&m.kind),
             toml_string(&m.file),
-            toml_string(&m.description)
         );
+        match m.kind.as_str() {
+            "paired" => s.push_str("score = \"per_token\"\n"),
+            "choice" => s.push_str("score = \"per_byte\"\n"),
+            _ => {}
+        }
+        let _ = writeln!(s, "description = {}", toml_string(&m.description));
     }
     s
 }
@@ -131,5 +137,6 @@ mod tests {
             v["metric"][0]["description"].as_str(),
             Some("P(\"hack\")\n")
         );
+        assert_eq!(v["metric"][0]["score"].as_str(), Some("per_token"));
     }
 }

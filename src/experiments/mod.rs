@@ -9,6 +9,7 @@ pub mod metrics;
 pub mod optim;
 pub mod path;
 pub mod suite;
+pub mod suite_check;
 pub mod sweep;
 pub mod sweep_job;
 pub mod sweep_store;

@@ -52,6 +52,59 @@ pub enum MetricKind {
     Choice,
 }
 
+/// How a `paired` or `choice` metric compares responses of different lengths (`score` in
+/// `suite.toml`): by summed log-prob (`sum`, lm-eval-harness' `acc`), by log-prob per scored
+/// token (`per_token`) or per UTF-8 byte of the response text (`per_byte`, lm-eval-harness'
+/// `acc_norm`). Summed log-probs favour short responses, so the defaults are length-controlled:
+/// per token for pairs, per byte for choices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Scoring {
+    // The discriminants index per-form arrays (`Scoring::ALL` order).
+    Sum = 0,
+    PerToken = 1,
+    PerByte = 2,
+}
+
+impl Scoring {
+    pub const ALL: [Scoring; 3] = [Scoring::Sum, Scoring::PerToken, Scoring::PerByte];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scoring::Sum => "sum",
+            Scoring::PerToken => "per_token",
+            Scoring::PerByte => "per_byte",
+        }
+    }
+
+    /// The default of a metric kind (instruction metrics have no scoring form).
+    pub fn default_for(kind: MetricKind) -> Option<Scoring> {
+        match kind {
+            MetricKind::Instruction => None,
+            MetricKind::Paired => Some(Scoring::PerToken),
+            MetricKind::Choice => Some(Scoring::PerByte),
+        }
+    }
+
+    /// A response's log-prob under this form: `sum` over `tokens` scored tokens of a text of
+    /// `bytes` UTF-8 bytes. No tokens (or bytes) → −∞, which never wins a comparison.
+    pub fn normalise(self, sum: f64, tokens: usize, bytes: usize) -> f64 {
+        let per = |n: usize| {
+            if n == 0 {
+                f64::NEG_INFINITY
+            } else {
+                sum / n as f64
+            }
+        };
+        match self {
+            Scoring::Sum if tokens == 0 => f64::NEG_INFINITY,
+            Scoring::Sum => sum,
+            Scoring::PerToken => per(tokens),
+            Scoring::PerByte => per(bytes),
+        }
+    }
+}
+
 impl MetricKind {
     pub fn as_str(self) -> &'static str {
         match self {
@@ -85,6 +138,9 @@ struct MetricToml {
     file: Spanned<String>,
     #[serde(default)]
     description: Option<String>,
+    /// `sum`, `per_token` or `per_byte` (paired and choice metrics; see [`Scoring`]).
+    #[serde(default)]
+    score: Option<Spanned<String>>,
 }
 
 /// 1-based line of byte offset `at` in `text`.
@@ -141,6 +197,8 @@ impl MetricItems {
 pub struct Metric {
     pub name: String,
     pub kind: MetricKind,
+    /// The scoring form its value uses (`None` for instruction metrics).
+    pub score: Option<Scoring>,
     pub file: PathBuf,
     pub description: Option<String>,
     pub items: MetricItems,
@@ -229,6 +287,30 @@ impl Suite {
                     ));
                 }
             };
+            let score = match &m.score {
+                None => Scoring::default_for(kind),
+                Some(sp) if kind == MetricKind::Instruction => {
+                    return Err(at(
+                        sp.span(),
+                        format!(
+                            "metric `{name}`: `score` applies to paired and choice metrics, not instruction"
+                        ),
+                    ));
+                }
+                Some(sp) => match sp.get_ref().as_str() {
+                    "sum" => Some(Scoring::Sum),
+                    "per_token" => Some(Scoring::PerToken),
+                    "per_byte" => Some(Scoring::PerByte),
+                    other => {
+                        return Err(at(
+                            sp.span(),
+                            format!(
+                                "metric `{name}` has unknown score `{other}` (scores: sum, per_token, per_byte)"
+                            ),
+                        ));
+                    }
+                },
+            };
             let file = dir.join(m.file.get_ref());
             if !file.is_file() {
                 return Err(at(
@@ -247,6 +329,7 @@ impl Suite {
             metrics.push(Metric {
                 name,
                 kind,
+                score,
                 file,
                 description: m.description,
                 items,
@@ -609,6 +692,50 @@ mod tests {
             ]
         );
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn scoring_forms_default_to_length_control_and_are_checked() {
+        let dir = good("score");
+        let s = Suite::load(dir.join("suite.toml")).unwrap();
+        // Suites without `score` (older versions) load with the length-controlled defaults.
+        let forms: Vec<Option<Scoring>> = s.metrics.iter().map(|m| m.score).collect();
+        assert_eq!(
+            forms,
+            vec![None, Some(Scoring::PerToken), Some(Scoring::PerByte)]
+        );
+        std::fs::write(
+            dir.join("suite.toml"),
+            TOML.replace(
+                "file = \"ch.jsonl\"",
+                "file = \"ch.jsonl\"\nscore = \"sum\"",
+            ),
+        )
+        .unwrap();
+        let s = Suite::load(dir.join("suite.toml")).unwrap();
+        assert_eq!(s.metrics[2].score, Some(Scoring::Sum));
+        let _ = std::fs::remove_dir_all(&dir);
+        let e = err_with(
+            "score-bad",
+            "suite.toml",
+            &TOML.replace(
+                "file = \"ch.jsonl\"",
+                "file = \"ch.jsonl\"\nscore = \"mean\"",
+            ),
+        );
+        assert!(
+            e.contains("suite.toml:19:") && e.contains("unknown score `mean`"),
+            "{e}"
+        );
+        let e = err_with(
+            "score-ins",
+            "suite.toml",
+            &TOML.replace(
+                "file = \"ins.jsonl\"",
+                "file = \"ins.jsonl\"\nscore = \"sum\"",
+            ),
+        );
+        assert!(e.contains("not instruction"), "{e}");
     }
 
     #[test]

@@ -849,7 +849,7 @@ mod tests {
 
     #[test]
     fn onset_is_the_first_checkpoint_whose_ci_clears_the_base() {
-        let mut r = |t: f64, lo: f64, hi: f64| MetricResult {
+        let r = |t: f64, lo: f64, hi: f64| MetricResult {
             ci_low: lo,
             ci_high: hi,
             ..result(t, "hack", (lo + hi) / 2.0)
