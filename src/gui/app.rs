@@ -1098,7 +1098,7 @@ impl BasinApp {
 impl eframe::App for BasinApp {
     fn ui(&mut self, ui: &mut egui::Ui, frame: &mut eframe::Frame) {
         self.poll_jobs();
-        let running = self.sweep.is_some();
+        let running = self.sweep.is_some() || self.train_job.is_some();
         if let Some(log) = &mut self.frame_log {
             log.record(frame.info().cpu_usage, running);
         }
