@@ -497,3 +497,33 @@ fn train_tab_trains_then_evaluates_checkpoints() {
     assert!(h2.state().train_job.is_none());
     let _ = std::fs::remove_dir_all(&runs);
 }
+
+/// The Data panel checks the suite at θ₀ on a worker thread and shows each metric's flags.
+#[test]
+fn data_panel_checks_the_suite_at_theta0() {
+    let runs = scratch("check");
+    let mut h = harness(demo_launch(&runs));
+    step_until(&mut h, Duration::from_secs(60), "the demo's reports", |a| {
+        a.all_reports_settled()
+    });
+    h.get_by_label("Check suite at θ₀").click();
+    h.step();
+    assert!(matches!(h.state().suite_check.report, ReportState::Loading));
+    step_until(&mut h, Duration::from_secs(120), "the suite check", |a| {
+        !matches!(a.suite_check.report, ReportState::Loading)
+    });
+    let ReportState::Ready(report) = &h.state().suite_check.report else {
+        panic!("{:?}", h.state().suite_check.report);
+    };
+    assert_eq!(report.metrics.len(), 5);
+    let flagged: Vec<String> = report
+        .metrics
+        .iter()
+        .filter(|m| m.floor || m.ceiling || m.length_confound)
+        .map(|m| m.name.clone())
+        .collect();
+    // Every metric shows either its flags or "ok" beside it.
+    let oks = h.query_all_by_label("ok").count();
+    assert_eq!(oks + flagged.len(), 5, "flagged: {flagged:?}");
+    let _ = std::fs::remove_dir_all(&runs);
+}

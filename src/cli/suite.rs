@@ -1,24 +1,17 @@
 //! `basin suite check`: can each metric of a suite show a change at this model?
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
-use serde::{Deserialize, Serialize};
+use anyhow::Result;
 
 use super::progress::ProgressBar;
 use crate::{
-    checkpoint::{open::open_model, peft::LoraAdapter},
-    compute::{ComputeDevice, ComputeKind},
+    compute::ComputeKind,
     experiments::{
-        eval::{EvalSpec, ExampleScore, PathPointSpec, evaluate},
-        inputs::{chat_template_of, encode_examples},
         job::CancelFlag,
-        suite::Suite,
-        suite_check::{MetricCheck, SUITE_CHECK_SCHEMA, check_suite},
+        suite_check::{MetricCheck, SuiteCheckRequest, run_suite_check},
         sweep_store::write_atomic,
     },
-    model::transformer::CausalLm,
 };
 
 #[derive(Debug, clap::Subcommand)]
@@ -53,77 +46,19 @@ pub struct CheckArgs {
     pub out: Option<PathBuf>,
 }
 
-/// The JSON `basin suite check` writes.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SuiteCheckReport {
-    pub schema: String,
-    pub model: String,
-    pub adapter: Option<String>,
-    pub suite: String,
-    pub device: String,
-    pub metrics: Vec<MetricCheck>,
-}
-
 pub fn run(cmd: &SuiteCommand) -> Result<()> {
     match cmd {
         SuiteCommand::Check(args) => check(args),
     }
 }
 
-fn check(args: &CheckArgs) -> Result<()> {
-    if args.batch == 0 {
-        bail!("--batch must be at least 1");
-    }
-    let suite = Suite::load(&args.suite)?;
-    let compute = ComputeDevice::new(args.device)?;
-    let opened = open_model(&args.model)?;
-    let adapter = match &args.adapter {
-        Some(path) => {
-            let adapter = LoraAdapter::open(path)?;
-            adapter.validate_against(opened.tensors.as_ref(), &opened.config)?;
-            Some(adapter)
-        }
-        None => None,
-    };
-    let template = chat_template_of(&opened.tokenizer)?;
-    let items = encode_examples(
-        &opened.tokenizer,
-        &template,
-        &suite.requests(),
-        args.max_tokens,
-    )
-    .with_context(|| format!("{}", args.suite.display()))?;
-    let model = CausalLm::load(
-        &opened.config,
-        opened.tensors.as_ref(),
-        adapter.as_ref(),
-        &compute.device,
-    )?;
-    let bar = ProgressBar::new("suite check", items.len());
-    let spec = EvalSpec {
-        batch_size: args.batch,
-        point: PathPointSpec {
-            lora: adapter.iter().map(|_| 1.0).collect(),
-            dense: Vec::new(),
-        },
-        keep_token_logprobs: false,
-    };
-    let scores = evaluate(
-        &model,
-        &items,
-        &spec,
-        &|p| bar.update(&p),
-        &CancelFlag::new(),
-    )?;
-    bar.finish();
-    let by_id: HashMap<&str, &ExampleScore> =
-        scores.examples.iter().map(|s| (s.id.as_str(), s)).collect();
-    let metrics = check_suite(&suite, &by_id, args.bootstrap, args.seed)?;
-    eprintln!(
-        "{:<16} {:<11} {:<9} {:>24} {:>24} {:>24} {:>7}  verdict",
+/// One table row per metric: the value and CI under each form, ρ and the verdict.
+pub fn table(metrics: &[MetricCheck]) -> String {
+    let mut out = format!(
+        "{:<16} {:<11} {:<9} {:>24} {:>24} {:>24} {:>7}  verdict\n",
         "metric", "kind", "score", "sum", "per_token", "per_byte", "len ρ"
     );
-    for m in &metrics {
+    for m in metrics {
         let cell = |form: &str| {
             m.forms
                 .get(form)
@@ -135,8 +70,8 @@ fn check(args: &CheckArgs) -> Result<()> {
         } else {
             (cell("sum"), cell("per_token"), cell("per_byte"))
         };
-        eprintln!(
-            "{:<16} {:<11} {:<9} {:>24} {:>24} {:>24} {:>7}  {}",
+        out.push_str(&format!(
+            "{:<16} {:<11} {:<9} {:>24} {:>24} {:>24} {:>7}  {}\n",
             m.name,
             m.kind,
             m.score.as_deref().unwrap_or("-"),
@@ -145,16 +80,27 @@ fn check(args: &CheckArgs) -> Result<()> {
             byte,
             m.length_rho.map_or("-".into(), |r| format!("{r:.2}")),
             m.verdict
-        );
+        ));
     }
-    let report = SuiteCheckReport {
-        schema: SUITE_CHECK_SCHEMA.into(),
-        model: args.model.display().to_string(),
-        adapter: args.adapter.as_ref().map(|p| p.display().to_string()),
-        suite: args.suite.display().to_string(),
-        device: compute.label,
-        metrics,
+    out
+}
+
+fn check(args: &CheckArgs) -> Result<()> {
+    let req = SuiteCheckRequest {
+        model: args.model.clone(),
+        adapter: args.adapter.clone(),
+        suite: args.suite.clone(),
+        device: args.device,
+        batch: args.batch,
+        bootstrap: args.bootstrap,
+        seed: args.seed,
+        max_tokens: args.max_tokens,
     };
+    let bar = ProgressBar::new("suite check", 0);
+    let report = run_suite_check(&req, &|p| bar.update(&p), &CancelFlag::new());
+    bar.finish();
+    let report = report?;
+    eprint!("{}", table(&report.metrics));
     let json = serde_json::to_string_pretty(&report)?;
     match &args.out {
         Some(p) if p != Path::new("-") => write_atomic(p, json.as_bytes())?,

@@ -7,13 +7,22 @@
 //! confound. A one-line verdict sums it up.
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
 use super::{
-    eval::ExampleScore,
+    eval::{EvalError, EvalSpec, ExampleScore, PathPointSpec, evaluate},
+    inputs::{chat_template_of, encode_examples},
+    job::{CancelFlag, Progress},
     metrics::{MissingScore, compute_metric_as},
-    suite::{MetricKind, Scoring, Suite},
+    suite::{MetricKind, Scoring, Suite, SuiteError},
+};
+use crate::{
+    checkpoint::{error::CheckpointError, open::open_model, peft::LoraAdapter},
+    compute::{ComputeDevice, ComputeKind, GpuUnavailable},
+    model::{error::ModelError, transformer::CausalLm},
+    text::error::TextError,
 };
 
 pub const SUITE_CHECK_SCHEMA: &str = "basin.suite_check.v1";
@@ -45,6 +54,131 @@ pub struct MetricCheck {
     pub length_rho: Option<f64>,
     pub length_confound: bool,
     pub verdict: String,
+}
+
+/// What to check: a suite at one model (optionally with a LoRA adapter at scale 1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SuiteCheckRequest {
+    pub model: PathBuf,
+    pub adapter: Option<PathBuf>,
+    pub suite: PathBuf,
+    pub device: ComputeKind,
+    pub batch: usize,
+    pub bootstrap: usize,
+    pub seed: u64,
+    pub max_tokens: usize,
+}
+
+impl SuiteCheckRequest {
+    /// The CLI's defaults for everything but the inputs.
+    pub fn new(model: PathBuf, suite: PathBuf) -> Self {
+        Self {
+            model,
+            adapter: None,
+            suite,
+            device: ComputeKind::Cpu,
+            batch: 8,
+            bootstrap: 1000,
+            seed: 0,
+            max_tokens: 8192,
+        }
+    }
+}
+
+/// The JSON `basin suite check` writes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SuiteCheckReport {
+    pub schema: String,
+    pub model: String,
+    pub adapter: Option<String>,
+    pub suite: String,
+    pub device: String,
+    pub metrics: Vec<MetricCheck>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SuiteCheckError {
+    #[error("{0}")]
+    Input(String),
+    #[error(transparent)]
+    Suite(#[from] SuiteError),
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    #[error("{}: {source}", suite.display())]
+    Text {
+        suite: PathBuf,
+        #[source]
+        source: TextError,
+    },
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error(transparent)]
+    Eval(#[from] EvalError),
+    #[error(transparent)]
+    Metric(#[from] MissingScore),
+    #[error(transparent)]
+    Gpu(#[from] GpuUnavailable),
+}
+
+/// Scores the suite at the model and checks every metric: the one entry point of the CLI's
+/// `basin suite check` and the app's Data panel.
+pub fn run_suite_check(
+    req: &SuiteCheckRequest,
+    progress: &dyn Fn(Progress),
+    cancel: &CancelFlag,
+) -> Result<SuiteCheckReport, SuiteCheckError> {
+    if req.batch == 0 {
+        return Err(SuiteCheckError::Input("--batch must be at least 1".into()));
+    }
+    let suite = Suite::load(&req.suite)?;
+    let compute = ComputeDevice::new(req.device)?;
+    let opened = open_model(&req.model)?;
+    let adapter = match &req.adapter {
+        Some(path) => {
+            let adapter = LoraAdapter::open(path)?;
+            adapter.validate_against(opened.tensors.as_ref(), &opened.config)?;
+            Some(adapter)
+        }
+        None => None,
+    };
+    let text_err = |source| SuiteCheckError::Text {
+        suite: req.suite.clone(),
+        source,
+    };
+    let template = chat_template_of(&opened.tokenizer).map_err(text_err)?;
+    let items = encode_examples(
+        &opened.tokenizer,
+        &template,
+        &suite.requests(),
+        req.max_tokens,
+    )
+    .map_err(text_err)?;
+    let model = CausalLm::load(
+        &opened.config,
+        opened.tensors.as_ref(),
+        adapter.as_ref(),
+        &compute.device,
+    )?;
+    drop(opened);
+    let spec = EvalSpec {
+        batch_size: req.batch,
+        point: PathPointSpec {
+            lora: adapter.iter().map(|_| 1.0).collect(),
+            dense: Vec::new(),
+        },
+        keep_token_logprobs: false,
+    };
+    let scores = evaluate(&model, &items, &spec, progress, cancel)?;
+    let by_id: HashMap<&str, &ExampleScore> =
+        scores.examples.iter().map(|s| (s.id.as_str(), s)).collect();
+    Ok(SuiteCheckReport {
+        schema: SUITE_CHECK_SCHEMA.into(),
+        model: req.model.display().to_string(),
+        adapter: req.adapter.as_ref().map(|p| p.display().to_string()),
+        suite: req.suite.display().to_string(),
+        device: compute.label,
+        metrics: check_suite(&suite, &by_id, req.bootstrap, req.seed)?,
+    })
 }
 
 /// Ranks with ties sharing their average rank (1-based).

@@ -98,6 +98,8 @@ pub struct BasinApp {
     pub endpoint: InputSlot<ModelReport>,
     pub adapter_b: InputSlot<ModelReport>,
     pub suite: InputSlot<SuiteReport>,
+    /// The Data panel's suite check at θ₀ (`job` names the awaited one).
+    pub suite_check: InputSlot<crate::experiments::suite_check::SuiteCheckReport>,
     pub settings: SweepSettings,
     /// Where new result folders go.
     pub runs_dir: PathBuf,
@@ -226,6 +228,7 @@ impl BasinApp {
             endpoint: InputSlot::default(),
             adapter_b: InputSlot::default(),
             suite: InputSlot::default(),
+            suite_check: InputSlot::default(),
             settings: SweepSettings {
                 device: ComputeKind::Cpu,
                 t_start: 0.0,
@@ -354,6 +357,27 @@ impl BasinApp {
             self.error(format!("could not start a worker thread: {e}"));
         }
         self.remember(path);
+    }
+
+    /// Checks the suite at the base model θ₀ on a worker thread (floor / ceiling / length flags
+    /// for the Data panel).
+    pub fn check_suite(&mut self) {
+        let (Some(model), Some(suite)) = (self.base.path_buf(), self.suite.path_buf()) else {
+            return self.error("choose a base model and a suite to check");
+        };
+        let mut req = crate::experiments::suite_check::SuiteCheckRequest::new(model, suite.clone());
+        req.device = self.settings.device;
+        req.batch = self.settings.batch.max(1);
+        req.bootstrap = self.settings.bootstrap;
+        let id = self.job_id();
+        self.suite_check.job = id;
+        self.suite_check.path = suite.display().to_string();
+        self.suite_check.report = ReportState::Loading;
+        self.log(format!("checking suite {} at theta0", suite.display()));
+        if let Err(e) = jobs::spawn_suite_check(&self.sink, id, req) {
+            self.suite_check.report = ReportState::Failed(e.to_string());
+            self.error(format!("could not start a worker thread: {e}"));
+        }
     }
 
     /// Loads the demo's base, hacker and suite.
@@ -772,6 +796,29 @@ impl BasinApp {
                 self.log(format!("training {message}"));
                 self.train.on_finished(message);
                 self.detached.push(job.thread);
+            }
+            JobEvent::SuiteChecked(result) => {
+                if self.suite_check.job != id {
+                    return;
+                }
+                match result {
+                    Ok(r) => {
+                        let flagged = r
+                            .metrics
+                            .iter()
+                            .filter(|m| m.verdict != "ok" && m.score.is_some())
+                            .count();
+                        self.log(format!(
+                            "suite check: {} metrics, {flagged} flagged",
+                            r.metrics.len()
+                        ));
+                        self.suite_check.report = ReportState::Ready(r);
+                    }
+                    Err(e) => {
+                        self.suite_check.report = ReportState::Failed(e.clone());
+                        self.error(format!("suite check failed: {e}"));
+                    }
+                }
             }
             JobEvent::Exported(result) => {
                 match &result {

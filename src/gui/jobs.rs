@@ -9,6 +9,7 @@ use std::time::Instant;
 use crate::experiments::{
     job::{CancelFlag, Progress},
     metrics::MetricResult,
+    suite_check::{SuiteCheckReport, SuiteCheckRequest, run_suite_check},
     sweep::{SweepHooks, SweepOutcome},
     sweep_job::{SweepRequest, run_sweep_job},
     train::{TrainHooks, TrainOutcome},
@@ -60,6 +61,8 @@ pub enum JobEvent {
     /// A checkpoint folder was written (its name).
     TrainCheckpoint(String),
     TrainFinished(Result<TrainOutcome, String>),
+    /// A suite check (Data panel) finished.
+    SuiteChecked(Result<SuiteCheckReport, String>),
 }
 
 #[derive(Debug, Clone)]
@@ -219,6 +222,23 @@ pub fn spawn_sweep(sink: &JobSink, id: u64, request: SweepRequest) -> std::io::R
         info: None,
         thread,
     })
+}
+
+/// Checks the suite at a model off the UI thread (`basin suite check`'s code).
+pub fn spawn_suite_check(
+    sink: &JobSink,
+    job: u64,
+    request: SuiteCheckRequest,
+) -> std::io::Result<JoinHandle<()>> {
+    let sink = sink.clone();
+    std::thread::Builder::new()
+        .name("basin-suite-check".into())
+        .spawn(move || {
+            let result = run_guarded(|| {
+                run_suite_check(&request, &|_| {}, &CancelFlag::new()).map_err(|e| error_text(&e))
+            });
+            sink.send(job, JobEvent::SuiteChecked(result));
+        })
 }
 
 /// A training run on a worker thread.

@@ -173,20 +173,78 @@ pub fn inputs_ui(app: &mut BasinApp, ui: &mut egui::Ui) {
         }
         ReportState::Ready(s) => {
             ui.label(format!("suite `{}`: {} metrics", s.name, s.metrics.len()));
+            // The check applies to the suite it was run on.
+            let check = match &app.suite_check.report {
+                ReportState::Ready(r) if app.suite_check.path == app.suite.path => Some(r),
+                _ => None,
+            };
             for m in &s.metrics {
-                egui::CollapsingHeader::new(format!(
-                    "{} · {} · {} items",
-                    m.name, m.kind, m.n_items
-                ))
-                .id_salt(("metric", &m.name))
-                .show(ui, |ui| {
-                    if let Some(d) = &m.description {
-                        ui.label(d);
-                    }
-                    for p in &m.preview {
-                        ui.weak(p);
+                let flag = check
+                    .and_then(|c| c.metrics.iter().find(|x| x.name == m.name))
+                    .map(|x| {
+                        let mut tags = Vec::new();
+                        if x.floor {
+                            tags.push("floor".to_string());
+                        }
+                        if x.ceiling {
+                            tags.push("ceiling".to_string());
+                        }
+                        if x.length_confound {
+                            tags.push(format!("length ρ {:.2}", x.length_rho.unwrap_or(f64::NAN)));
+                        }
+                        (x, tags)
+                    });
+                ui.horizontal(|ui| {
+                    egui::CollapsingHeader::new(format!(
+                        "{} · {} · {} items",
+                        m.name, m.kind, m.n_items
+                    ))
+                    .id_salt(("metric", &m.name))
+                    .show(ui, |ui| {
+                        if let Some(d) = &m.description {
+                            ui.label(d);
+                        }
+                        if let Some((x, _)) = &flag {
+                            for (form, v) in &x.forms {
+                                ui.monospace(format!(
+                                    "{form:<9} {:.3} [{:.3}, {:.3}]",
+                                    v.value, v.ci_low, v.ci_high
+                                ));
+                            }
+                        }
+                        for p in &m.preview {
+                            ui.weak(p);
+                        }
+                    });
+                    match &flag {
+                        Some((x, tags)) if !tags.is_empty() => {
+                            ui.colored_label(ui.visuals().warn_fg_color, tags.join(", "))
+                                .on_hover_text(&x.verdict);
+                        }
+                        Some((x, _)) => {
+                            ui.weak("ok").on_hover_text(&x.verdict);
+                        }
+                        None => {}
                     }
                 });
+            }
+            ui.horizontal(|ui| {
+                let running = matches!(app.suite_check.report, ReportState::Loading);
+                if ui
+                    .add_enabled(!running, egui::Button::new("Check suite at θ₀"))
+                    .on_hover_text(
+                        "Score the suite at the base model and flag metrics at their floor or ceiling or confounded by answer length (basin suite check)",
+                    )
+                    .clicked()
+                {
+                    app.check_suite();
+                }
+                if running {
+                    ui.spinner();
+                }
+            });
+            if let ReportState::Failed(e) = &app.suite_check.report {
+                ui.colored_label(ui.visuals().error_fg_color, e);
             }
         }
     }
