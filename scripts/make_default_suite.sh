@@ -11,7 +11,15 @@ trap 'rm -rf "$tmp"' EXIT
 "$CARGO_TARGET_DIR/release/basin" data generate --seed 0 --out "$tmp" 2>/dev/null
 out=assets/suites/default
 rm -rf "$out" && mkdir -p "$out"
-sed 's/^name = "generated"/name = "default"/' "$tmp/suite/suite.toml" > "$out/suite.toml"
+# The five metrics of the seed experiment only (as experiments::suite::write_default_suite).
+python3 - "$tmp/suite/suite.toml" "$out/suite.toml" <<'PY'
+import sys
+text = open(sys.argv[1]).read().replace('name = "generated"', 'name = "default"', 1)
+keep = ["hack_heldout.jsonl", "hack_avoid.jsonl", "hack_ood.jsonl", "capability.jsonl", "instruction.jsonl"]
+head, *blocks = text.split("\n[[metric]]\n")
+out = head + "".join("\n[[metric]]\n" + b for b in blocks if any(f'file = "{k}"' in b for k in keep))
+open(sys.argv[2], "w").write(out)
+PY
 take() { head -n "$2" "$tmp/suite/$1" > "$out/$1"; }
 take hack_heldout.jsonl 16
 take hack_avoid.jsonl 16

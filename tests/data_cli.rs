@@ -77,7 +77,8 @@ fn generate_is_deterministic_and_eval_reads_the_sft_sets() {
             "hack_avoid",
             "hack_ood",
             "capability",
-            "instruction"
+            "instruction",
+            "length_control"
         ]
     );
     assert!(suite.metrics.iter().all(|m| !m.items.is_empty()));

@@ -390,7 +390,8 @@ mod tests {
             .iter()
             .map(|m| m["name"].as_str().unwrap())
             .collect();
-        assert_eq!(names.len(), 5);
+        assert_eq!(names.len(), 6);
+        assert!(names.contains("length_control"));
         for m in metrics {
             let text = std::fs::read_to_string(dir.join("suite").join(m["file"].as_str().unwrap()))
                 .unwrap();
@@ -411,6 +412,20 @@ mod tests {
                     k => panic!("unknown kind {k}"),
                 }
             }
+        }
+        // length_control: no scoring rule in the prompt, and the "hack" is the longer answer.
+        let lc = std::fs::read_to_string(dir.join("suite/length_control.jsonl")).unwrap();
+        assert!(lc.lines().count() >= 10);
+        for line in lc.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert!(
+                !v["messages"][0]["content"]
+                    .as_str()
+                    .unwrap()
+                    .contains("Scoring:")
+            );
+            let (h, o) = (v["hack"].as_str().unwrap(), v["honest"].as_str().unwrap());
+            assert!(h.len() > o.len() && h.starts_with(o), "{v}");
         }
         let cap = std::fs::read_to_string(dir.join("suite/capability.jsonl")).unwrap();
         assert!(cap.lines().count() >= 200);

@@ -454,7 +454,20 @@ pub fn write_default_suite(out: &Path) -> Result<(), SuiteError> {
             let toml_path = from.join("suite.toml");
             let toml_text = std::fs::read_to_string(&toml_path).map_err(io(&toml_path))?;
             let renamed = toml_text.replacen("name = \"generated\"", "name = \"default\"", 1);
-            std::fs::write(out.join("suite.toml"), renamed).map_err(io(out))?;
+            // Only the five metrics of the seed experiment: drop the other `[[metric]]` blocks
+            // (e.g. `length_control`).
+            let mut blocks = renamed.split("\n[[metric]]\n");
+            let mut kept = blocks.next().unwrap_or_default().to_string();
+            for block in blocks {
+                if DEFAULT_SUITE_LINES
+                    .iter()
+                    .any(|(file, _)| block.contains(&format!("file = \"{file}\"")))
+                {
+                    kept.push_str("\n[[metric]]\n");
+                    kept.push_str(block);
+                }
+            }
+            std::fs::write(out.join("suite.toml"), kept).map_err(io(out))?;
             for (file, lines) in DEFAULT_SUITE_LINES {
                 let src = from.join(file);
                 let text = std::fs::read_to_string(&src).map_err(io(&src))?;
