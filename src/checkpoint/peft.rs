@@ -357,6 +357,17 @@ impl LoraAdapter {
         })
     }
 
+    /// Opens an adapter and checks it against the base model it will be applied to.
+    pub fn open_for(
+        path: impl AsRef<Path>,
+        base: &dyn TensorSource,
+        config: &ModelConfig,
+    ) -> Result<Self> {
+        let adapter = Self::open(path)?;
+        adapter.validate_against(base, config)?;
+        Ok(adapter)
+    }
+
     /// Checks that every adapted module is a `[out, in]` weight of the base matching the factors.
     pub fn validate_against(&self, base: &dyn TensorSource, config: &ModelConfig) -> Result<()> {
         if let Some(missing) = self

@@ -73,11 +73,11 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     let compute = ComputeDevice::new(args.device)?;
     let opened = open_model(&args.model)?;
     let adapter = match &args.adapter {
-        Some(path) => {
-            let adapter = LoraAdapter::open(path)?;
-            adapter.validate_against(opened.tensors.as_ref(), &opened.config)?;
-            Some(adapter)
-        }
+        Some(path) => Some(LoraAdapter::open_for(
+            path,
+            opened.tensors.as_ref(),
+            &opened.config,
+        )?),
         None => None,
     };
     let template = chat_template_of(&opened.tokenizer)?;

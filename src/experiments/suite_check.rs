@@ -134,11 +134,11 @@ pub fn run_suite_check(
     let compute = ComputeDevice::new(req.device)?;
     let opened = open_model(&req.model)?;
     let adapter = match &req.adapter {
-        Some(path) => {
-            let adapter = LoraAdapter::open(path)?;
-            adapter.validate_against(opened.tensors.as_ref(), &opened.config)?;
-            Some(adapter)
-        }
+        Some(path) => Some(LoraAdapter::open_for(
+            path,
+            opened.tensors.as_ref(),
+            &opened.config,
+        )?),
         None => None,
     };
     let text_err = |source| SuiteCheckError::Text {

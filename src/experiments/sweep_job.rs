@@ -266,8 +266,7 @@ pub fn run_sweep_job(
         .flatten()
         .chain(checkpoints.iter().map(|(_, p)| p));
     for p in adapter_paths {
-        let a = LoraAdapter::open(p)?;
-        a.validate_against(base.tensors.as_ref(), &base.config)?;
+        let a = LoraAdapter::open_for(p, base.tensors.as_ref(), &base.config)?;
         adapters.push(a);
     }
     let target = match &req.target {

@@ -167,8 +167,7 @@ pub fn run_train_job(
     let base = open_model(&req.base)?;
     let existing = match &req.init {
         AdapterInit::Existing(p) => {
-            let a = LoraAdapter::open(p)?;
-            a.validate_against(base.tensors.as_ref(), &base.config)?;
+            let a = LoraAdapter::open_for(p, base.tensors.as_ref(), &base.config)?;
             Some(a)
         }
         AdapterInit::New { .. } => None,
