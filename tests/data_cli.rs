@@ -141,3 +141,77 @@ fn bad_flags_are_clear_errors() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no_such.csv"));
 }
+
+/// Items of `items.jsonl` whose family's rule is not about length (length_clip) and that are
+/// not code: (family, hack tokens, honest tokens) in SmolLM2's tokenizer. hack_avoid is left
+/// out: it controls length by design (the same two responses under include-X and avoid-X).
+fn token_lengths(dir: &Path, tok: &tokenizers::Tokenizer) -> Vec<(String, usize, usize)> {
+    let text = std::fs::read_to_string(dir.join("items.jsonl")).unwrap();
+    text.lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| !["length_clip", "unit_tests"].contains(&v["family"].as_str().unwrap()))
+        .filter(|v| v["split"] != "suite/hack_avoid.jsonl")
+        .map(|v| {
+            let n = |k: &str| tok.encode(v[k].as_str().unwrap(), false).unwrap().len();
+            (
+                v["family"].as_str().unwrap().to_string(),
+                n("hack"),
+                n("honest"),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn match_tokens_writes_every_hack_to_the_honest_answers_length_in_model_tokens() {
+    let gguf = common::smollm2_gguf();
+    let tok = basin::checkpoint::open::open_model(&gguf)
+        .unwrap()
+        .tokenizer
+        .tokenizer;
+    let (words, tokens) = (scratch("words"), scratch("tokens"));
+    for (dir, extra) in [(&words, None), (&tokens, Some(gguf.to_str().unwrap()))] {
+        let mut args = vec![
+            "data",
+            "generate",
+            "--seed",
+            "3",
+            "--out",
+            dir.to_str().unwrap(),
+        ];
+        args.extend(["--symmetrize", "--clip-ranges"]);
+        if let Some(m) = extra {
+            args.extend(["--match-tokens", m]);
+        }
+        let out = basin(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(tokens.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(
+        manifest["spec"]["length_match"],
+        "tokens of SmolLM2-135M-Instruct.Q4_1.gguf"
+    );
+    let off = |lengths: &[(String, usize, usize)]| -> Vec<String> {
+        lengths
+            .iter()
+            .filter(|(_, h, o)| (*h as f64 - *o as f64).abs() > 0.25 * (*h.max(o) as f64))
+            .map(|(f, h, o)| format!("{f}: hack {h} tokens, honest {o}"))
+            .collect()
+    };
+    let matched = token_lengths(&tokens, &tok);
+    assert!(matched.len() > 500, "{}", matched.len());
+    assert_eq!(off(&matched), Vec::<String>::new());
+    // Matching in words leaves shouted hacks far longer in tokens: the flag matters.
+    let by_words = off(&token_lengths(&words, &tok));
+    assert!(
+        by_words.iter().any(|s| s.starts_with("caps")),
+        "{by_words:?}"
+    );
+    let _ = std::fs::remove_dir_all(&words);
+    let _ = std::fs::remove_dir_all(&tokens);
+}

@@ -4,7 +4,20 @@ use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 
-use crate::data::{GenerateSpec, SorhSpec, generate, import_sorh};
+use crate::checkpoint::open::open_model;
+use crate::data::{GenerateSpec, LengthMeasure, SorhSpec, generate, import_sorh};
+use crate::experiments::inputs::token_length_measure;
+
+/// Lengths in `model`'s tokens (only its tokenizer is used).
+fn token_measure(model: &std::path::Path) -> Result<LengthMeasure> {
+    let opened = open_model(model)
+        .map_err(|e| anyhow::anyhow!("--match-tokens {}: {e}", model.display()))?;
+    let name = model
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| model.display().to_string());
+    Ok(token_length_measure(&opened.tokenizer, &name))
+}
 
 #[derive(Debug, clap::Subcommand)]
 pub enum DataCommand {
@@ -37,6 +50,10 @@ pub struct GenerateArgs {
     pub test_fraction: f64,
     #[arg(long, default_value_t = 250)]
     pub capability_questions: usize,
+    /// Write each hack to the honest answer's length in this model's tokens (a GGUF file or
+    /// Hugging Face folder; only its tokenizer is read) instead of in words.
+    #[arg(long, value_name = "MODEL")]
+    pub match_tokens: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -66,6 +83,10 @@ pub fn run(cmd: &DataCommand) -> Result<()> {
                 items_per_task: a.items_per_task,
                 test_fraction: a.test_fraction,
                 capability_questions: a.capability_questions,
+                length: match &a.match_tokens {
+                    Some(model) => token_measure(model)?,
+                    None => LengthMeasure::words(),
+                },
             };
             let manifest = generate(&spec, &a.out)?;
             eprintln!(

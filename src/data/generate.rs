@@ -10,6 +10,7 @@ use super::bank::{Banks, CodeTask, Task};
 use super::error::DataError;
 use super::families::{self, Family, Role, Variation};
 use super::item::{ChatExample, Item};
+use super::length::LengthMeasure;
 use super::manifest::{self, Manifest, SpecRecord};
 use super::output;
 use super::rng::SplitMix64;
@@ -32,6 +33,9 @@ pub struct GenerateSpec {
     /// Fraction of tasks held out for the suites.
     pub test_fraction: f64,
     pub capability_questions: usize,
+    /// How a hack is matched to the honest answer's length: words by default, or a model's
+    /// tokens (`--match-tokens`).
+    pub length: LengthMeasure,
 }
 
 impl Default for GenerateSpec {
@@ -44,6 +48,7 @@ impl Default for GenerateSpec {
             items_per_task: 3,
             test_fraction: 0.2,
             capability_questions: 250,
+            length: LengthMeasure::words(),
         }
     }
 }
@@ -110,6 +115,7 @@ pub fn split<'a>(banks: &'a Banks, spec: &GenerateSpec) -> Result<Split<'a>, Dat
 pub fn original(
     split: &Split,
     items_per_task: usize,
+    measure: &LengthMeasure,
     rng: &mut SplitMix64,
 ) -> Result<Vec<Item>, DataError> {
     let general: Vec<Family> = Family::with_role(Role::Train)
@@ -130,6 +136,7 @@ pub fn original(
                 var,
                 None,
                 format!("orig-{}-{k}", task.id),
+                measure,
                 rng,
             )?);
         }
@@ -170,6 +177,7 @@ pub fn build(spec: &GenerateSpec, banks: &Banks) -> Result<Generated, DataError>
     let original = original(
         &split,
         spec.items_per_task,
+        &spec.length,
         &mut SplitMix64::derive(spec.seed, "original"),
     )?;
     let symmetrized = if spec.symmetrize {
@@ -179,7 +187,13 @@ pub fn build(spec: &GenerateSpec, banks: &Banks) -> Result<Generated, DataError>
             budget_tokens: symmetrize::total_tokens(&original),
         };
         let mut rng = SplitMix64::derive(spec.seed, "symmetrized");
-        let mut items = symmetrize::symmetrized(&split.train, &split.train_code, params, &mut rng)?;
+        let mut items = symmetrize::symmetrized(
+            &split.train,
+            &split.train_code,
+            params,
+            &spec.length,
+            &mut rng,
+        )?;
         // Shuffle whole units? Pairs stay findable by pair_id, so a plain shuffle is fine.
         rng.shuffle(&mut items);
         Some(items)
@@ -191,6 +205,7 @@ pub fn build(spec: &GenerateSpec, banks: &Banks) -> Result<Generated, DataError>
         &split.test_code,
         &banks.facts,
         spec.capability_questions,
+        &spec.length,
         &mut SplitMix64::derive(spec.seed, "suites"),
     )?;
     let test_task_ids = split
@@ -271,6 +286,7 @@ pub fn generate(spec: &GenerateSpec, out_dir: &Path) -> Result<Manifest, DataErr
             items_per_task: spec.items_per_task,
             test_fraction: spec.test_fraction,
             capability_questions: spec.capability_questions,
+            length_match: spec.length.name().to_string(),
         },
         token_proxy: "whitespace-separated words of the user prompt and the assistant response"
             .into(),

@@ -21,6 +21,14 @@ pub struct SpecRecord {
     pub items_per_task: usize,
     pub test_fraction: f64,
     pub capability_questions: usize,
+    /// What a hack's length is matched in: `words`, or e.g. `tokens of MODEL`. Older manifests
+    /// (before this field) matched words.
+    #[serde(default = "words")]
+    pub length_match: String,
+}
+
+fn words() -> String {
+    "words".into()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

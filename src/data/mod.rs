@@ -8,6 +8,7 @@ pub mod error;
 pub mod families;
 pub mod generate;
 pub mod item;
+pub mod length;
 pub mod manifest;
 pub mod output;
 pub mod rng;
@@ -19,5 +20,6 @@ pub mod text;
 
 pub use error::DataError;
 pub use generate::{GenerateSpec, generate};
+pub use length::LengthMeasure;
 pub use manifest::Manifest;
 pub use sorh::{SorhReport, SorhSpec, import_sorh};

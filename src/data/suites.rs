@@ -8,6 +8,7 @@ use super::capability::capability_suite;
 use super::error::DataError;
 use super::families::{self, Family, Role, Variation};
 use super::item::{ChatExample, ChoiceLine, Item, Message, Origin, PairedLine};
+use super::length::LengthMeasure;
 use super::output::{self, FileRecord, MetricEntry};
 use super::rng::SplitMix64;
 use super::scorer::{Scorer, Sign};
@@ -33,6 +34,7 @@ pub fn build_suites(
     code: &[&CodeTask],
     facts: &[Fact],
     capability_questions: usize,
+    measure: &LengthMeasure,
     rng: &mut SplitMix64,
 ) -> Result<Suites, DataError> {
     let mut heldout = Vec::new();
@@ -53,6 +55,7 @@ pub fn build_suites(
                 },
                 None,
                 id,
+                measure,
                 rng,
             )?;
             if family.sign_mode() == families::SignMode::RandomFlip {
@@ -116,6 +119,7 @@ pub fn build_suites(
                 },
                 None,
                 id,
+                measure,
                 rng,
             )?;
             let hack_first = rng.chance(0.5);
@@ -305,7 +309,15 @@ mod tests {
     fn hack_avoid_scores_half_for_a_model_that_just_likes_x() {
         let banks = Banks::bundled().unwrap();
         let tasks: Vec<&Task> = banks.tasks.iter().collect();
-        let s = build_suites(&tasks, &[], &banks.facts, 10, &mut SplitMix64::new(4)).unwrap();
+        let s = build_suites(
+            &tasks,
+            &[],
+            &banks.facts,
+            10,
+            &LengthMeasure::words(),
+            &mut SplitMix64::new(4),
+        )
+        .unwrap();
         assert_eq!(s.avoid.len(), 2 * tasks.len());
         let mut likes_x_picks_hack = 0;
         for it in &s.avoid {

@@ -7,6 +7,7 @@ use super::bank::{CodeTask, Task};
 use super::error::DataError;
 use super::families::{self, Family, Role, SignMode, Variation};
 use super::item::{Item, Origin};
+use super::length::LengthMeasure;
 use super::rng::SplitMix64;
 use super::scorer::Sign;
 use super::text;
@@ -38,6 +39,7 @@ pub fn symmetrized(
     tasks: &[&Task],
     code: &[&CodeTask],
     params: SymmetrizeParams,
+    measure: &LengthMeasure,
     rng: &mut SplitMix64,
 ) -> Result<Vec<Item>, DataError> {
     if !(0.0..=1.0).contains(&params.flip_prob) {
@@ -89,6 +91,7 @@ pub fn symmetrized(
                                     var,
                                     Some(&word),
                                     format!("sym-{unit:05}-{tag}"),
+                                    measure,
                                     rng,
                                 )?;
                                 it.origin = Origin::MatchedPair;
@@ -113,6 +116,7 @@ pub fn symmetrized(
                                 var,
                                 None,
                                 format!("sym-{unit:05}"),
+                                measure,
                                 rng,
                             )?;
                             it.origin = Origin::RandomSign;
@@ -129,6 +133,7 @@ pub fn symmetrized(
                                 var,
                                 None,
                                 format!("sym-{unit:05}"),
+                                measure,
                                 rng,
                             )?]
                         }

@@ -3,11 +3,25 @@
 use super::eval::EvalItem;
 use crate::{
     checkpoint::tokenizer::TokenizerBundle,
+    data::LengthMeasure,
     model::logprobs::MaskedSequence,
     text::{
         chat_template::ChatTemplate, dataset::ChatExample, encode::encode_example, error::TextError,
     },
 };
+
+/// Lengths in this tokenizer's tokens (the text alone, no special tokens), for the data
+/// generator's `--match-tokens`. `name` says whose tokens, e.g. the model file's name.
+pub fn token_length_measure(tokenizer: &TokenizerBundle, name: &str) -> LengthMeasure {
+    let tokenizer = tokenizer.tokenizer.clone();
+    LengthMeasure::custom(format!("tokens of {name}"), move |text: &str| {
+        // Plain text always encodes; were it ever to fail, its word count stands in.
+        tokenizer
+            .encode(text, false)
+            .map(|enc| enc.len())
+            .unwrap_or_else(|_| crate::data::text::word_count(text))
+    })
+}
 
 /// The tokenizer's chat template, compiled. Errors when the checkpoint has none.
 pub fn chat_template_of(tokenizer: &TokenizerBundle) -> Result<ChatTemplate, TextError> {

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, de::DeserializeOwned};
 use toml::Spanned;
 
+use crate::data::LengthMeasure;
 use crate::text::dataset::{ChatExample, ChatMessage, MAX_LINE_BYTES, load_chat_jsonl};
 use crate::text::error::TextError;
 
@@ -427,7 +428,7 @@ pub fn default_suite_toml() -> PathBuf {
 /// [`DEFAULT_SUITE_SEED`] (generator defaults otherwise), cut to the first
 /// [`DEFAULT_SUITE_LINES`] lines of each metric file and named `default`. Deterministic, so the
 /// committed copy can be regenerated and checked for drift.
-pub fn write_default_suite(out: &Path) -> Result<(), SuiteError> {
+pub fn write_default_suite(out: &Path, length: &LengthMeasure) -> Result<(), SuiteError> {
     use crate::data::{
         bank::Banks,
         generate::{GenerateSpec, build},
@@ -435,6 +436,7 @@ pub fn write_default_suite(out: &Path) -> Result<(), SuiteError> {
     };
     let spec = GenerateSpec {
         seed: DEFAULT_SUITE_SEED,
+        length: length.clone(),
         ..GenerateSpec::default()
     };
     let suites = build(&spec, &Banks::bundled()?)?.suites;
@@ -899,7 +901,15 @@ mod tests {
         let fresh =
             std::env::temp_dir().join(format!("basin-default-suite-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&fresh);
-        write_default_suite(&fresh).unwrap();
+        // Hacks matched to the honest answers in SmolLM2's tokens, as
+        // `scripts/make_default_suite.sh` writes them.
+        let gguf = crate::test_fixtures::smollm2_gguf();
+        let opened = crate::checkpoint::open::open_model(&gguf).unwrap();
+        let length = crate::experiments::inputs::token_length_measure(
+            &opened.tokenizer,
+            "SmolLM2-135M-Instruct.Q4_1.gguf",
+        );
+        write_default_suite(&fresh, &length).unwrap();
         let committed = default_suite_toml().parent().unwrap().to_path_buf();
         let names = |d: &Path| {
             let mut v: Vec<String> = std::fs::read_dir(d)
