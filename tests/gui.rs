@@ -527,3 +527,40 @@ fn data_panel_checks_the_suite_at_theta0() {
     assert_eq!(oks + flagged.len(), 5, "flagged: {flagged:?}");
     let _ = std::fs::remove_dir_all(&runs);
 }
+
+/// `basin --demo --train`: the Train tab comes up with the demo's training set and starts at
+/// once; the loss falls, checkpoints appear, and the run ends in the UI.
+#[test]
+fn demo_train_on_start_trains_the_demo_adapter() {
+    let runs = scratch("demo-train");
+    let mut h = harness(LaunchOptions {
+        train_on_start: true,
+        ..demo_launch(&runs)
+    });
+    h.step();
+    assert!(h.state().tab == basin::gui::app::Tab::Train);
+    assert!(
+        h.state().train_job.is_some(),
+        "{:?}",
+        h.state().train.status
+    );
+    step_until(
+        &mut h,
+        Duration::from_secs(240),
+        "the demo training run",
+        |a| a.train_job.is_none(),
+    );
+    let panel = &h.state().train;
+    assert!(!panel.running);
+    // 96 chats × 3 epochs in batches of 8.
+    assert_eq!(panel.log.len(), 36, "{}", panel.status);
+    let mean = |r: &[basin::experiments::train_store::StepRecord]| {
+        r.iter().map(|s| s.loss).sum::<f64>() / r.len() as f64
+    };
+    let (first, last) = (mean(&panel.log[..12]), mean(&panel.log[24..]));
+    assert!(last < 0.85 * first, "loss {first} → {last}");
+    // Checkpoints every 64 samples plus the final adapter.
+    let samples: Vec<usize> = panel.checkpoints.iter().map(|c| c.0).collect();
+    assert_eq!(samples, vec![64, 128, 192, 256, 288]);
+    let _ = std::fs::remove_dir_all(&runs);
+}

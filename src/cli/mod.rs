@@ -28,7 +28,12 @@ pub struct Cli {
     /// (window) Start a sweep as soon as the window opens.
     #[arg(long)]
     pub run: bool,
-    /// (window) When the first sweep finishes, save a screenshot of the window here.
+    /// (window) Start the Train tab's run as soon as the window opens (the demo: LoRA on the
+    /// demo base with the demo's training chats).
+    #[arg(long, conflicts_with = "run")]
+    pub train: bool,
+    /// (window) When the first sweep (or with --train, the training run) finishes, save a
+    /// screenshot of the window here.
     #[arg(long)]
     pub screenshot: Option<std::path::PathBuf>,
     /// (window) Close the window once the screenshot is saved.
@@ -76,6 +81,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
             demo: cli.demo,
             session: cli.session.clone(),
             run_on_start: cli.run,
+            train_on_start: cli.train,
             screenshot: cli.screenshot.clone(),
             quit_when_done: cli.quit_after_screenshot,
             log_frame_times: cli.log_frame_times.clone(),

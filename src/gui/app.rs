@@ -211,6 +211,13 @@ impl BasinApp {
         if launch.run_on_start {
             app.start_sweep();
         }
+        if launch.train_on_start {
+            app.tab = Tab::Train;
+            match app.train.request(Path::new("")) {
+                Ok(req) => app.start_training(req),
+                Err(e) => app.error(format!("--train: {e}")),
+            }
+        }
         app
     }
 
@@ -391,6 +398,16 @@ impl BasinApp {
         self.settings.t_stop = 1.0;
         self.settings.t_points = 11;
         self.settings.device = ComputeKind::Cpu;
+        // The Train tab: a new LoRA on the demo base, trained on the demo's hack chats, with
+        // checkpoints to evaluate (a few seconds on a laptop CPU).
+        if !self.train.running {
+            self.train.base = d.base.display().to_string();
+            self.train.data = d.train_data.display().to_string();
+            self.train.epochs = 3;
+            self.train.steps = 0;
+            self.train.lr = 2e-3;
+            self.train.checkpoint_every = 64;
+        }
         self.log("opened the demo: tiny llama base, LoRA reward hacker, demo suite");
     }
 
@@ -718,7 +735,7 @@ impl BasinApp {
                             run.visible = visible;
                         }
                         self.detached.push(job.thread);
-                        self.after_sweep();
+                        self.after_first_job();
                     }
                     (Err(e), Some(job)) => {
                         self.error(format!("sweep failed: {e}"));
@@ -796,6 +813,9 @@ impl BasinApp {
                 self.log(format!("training {message}"));
                 self.train.on_finished(message);
                 self.detached.push(job.thread);
+                if self.launch.train_on_start {
+                    self.after_first_job();
+                }
             }
             JobEvent::SuiteChecked(result) => {
                 if self.suite_check.job != id {
@@ -830,7 +850,9 @@ impl BasinApp {
         }
     }
 
-    fn after_sweep(&mut self) {
+    /// When the launch's job ends (the first sweep, or the `--train` run): the frame-time log
+    /// and the launch's screenshot.
+    fn after_first_job(&mut self) {
         if let Some(log) = &self.frame_log
             && let Err(e) = log.write()
         {

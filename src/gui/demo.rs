@@ -27,6 +27,8 @@ pub struct DemoPaths {
     pub base: PathBuf,
     pub hacker: PathBuf,
     pub suite: PathBuf,
+    /// SFT chats for the Train tab (reward hacks of the generator's training families).
+    pub train_data: PathBuf,
 }
 
 pub fn demo_paths() -> DemoPaths {
@@ -35,5 +37,6 @@ pub fn demo_paths() -> DemoPaths {
         base: d.join("base"),
         hacker: d.join("hacker"),
         suite: d.join("suite").join("suite.toml"),
+        train_data: d.join("train.jsonl"),
     }
 }

@@ -18,13 +18,13 @@ impl FrameLog {
         }
     }
 
-    pub fn record(&mut self, cpu_s: Option<f32>, sweep_running: bool) {
+    pub fn record(&mut self, cpu_s: Option<f32>, job_running: bool) {
         if let Some(s) = cpu_s {
-            self.frames.push((s * 1000.0, sweep_running));
+            self.frames.push((s * 1000.0, job_running));
         }
     }
 
-    /// (p50, p99, n) of frames recorded while a sweep ran.
+    /// (p50, p99, n) of frames recorded while a job (sweep or training) ran.
     pub fn percentiles_while_running(&self) -> Option<(f32, f32, usize)> {
         let mut v: Vec<f32> = self.frames.iter().filter(|f| f.1).map(|f| f.0).collect();
         if v.is_empty() {
@@ -38,14 +38,14 @@ impl FrameLog {
     /// Writes the CSV (and a summary line on stderr).
     pub fn write(&self) -> std::io::Result<()> {
         let mut f = std::io::BufWriter::new(std::fs::File::create(&self.path)?);
-        writeln!(f, "frame,cpu_ms,sweep_running")?;
+        writeln!(f, "frame,cpu_ms,job_running")?;
         for (i, (ms, running)) in self.frames.iter().enumerate() {
             writeln!(f, "{i},{ms:.3},{}", u8::from(*running))?;
         }
         f.flush()?;
         if let Some((p50, p99, n)) = self.percentiles_while_running() {
             eprintln!(
-                "frame times while a sweep ran: p50 {p50:.2} ms, p99 {p99:.2} ms over {n} frames ({})",
+                "frame times while a job ran: p50 {p50:.2} ms, p99 {p99:.2} ms over {n} frames ({})",
                 self.path.display()
             );
         }

@@ -32,6 +32,8 @@ pub struct LaunchOptions {
     pub session: Option<PathBuf>,
     /// Start a sweep as soon as the window opens.
     pub run_on_start: bool,
+    /// Start the Train tab's run as soon as the window opens.
+    pub train_on_start: bool,
     /// When the first sweep finishes, save a screenshot of the window here.
     pub screenshot: Option<PathBuf>,
     /// Close the window once the screenshot is saved (scripts).
