@@ -303,8 +303,10 @@ pub fn run_training(
                 ga.iter_mut().zip(&da).for_each(|(x, y)| *x += y);
                 gb.iter_mut().zip(&db).for_each(|(x, y)| *x += y);
             }
+            // No trim here: the next batch reuses these blocks (handing them back made every
+            // step fault its activations in again as zeroed pages; see
+            // `compute::keep_freed_host_memory`). The job trims once when it ends.
             drop(leaves);
-            crate::compute::release_free_host_memory();
         }
         let mut flat: Vec<&mut [f32]> = grads
             .iter_mut()

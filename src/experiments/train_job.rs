@@ -296,9 +296,11 @@ pub fn run_train_job(
         resumed_at: state.step,
         device_label: compute.label.clone(),
     });
-    Ok(run_training(
-        &mut model, &items, spec, state, &mut store, hooks,
-    )?)
+    let outcome = run_training(&mut model, &items, spec, state, &mut store, hooks);
+    drop(model);
+    // The steps kept their freed blocks for reuse; hand them back now the run is over.
+    crate::compute::release_free_host_memory();
+    Ok(outcome?)
 }
 
 /// Cuts each sequence to `max_len` tokens; an example left without a target is an error.
