@@ -88,6 +88,12 @@ pub fn run(cmd: &DataCommand) -> Result<()> {
                     None => LengthMeasure::words(),
                 },
             };
+            if a.match_tokens.is_none() {
+                eprintln!(
+                    "note: hacks are matched to the honest answers' length in words; \
+                     --match-tokens MODEL matches them in that model's tokens"
+                );
+            }
             let manifest = generate(&spec, &a.out)?;
             eprintln!(
                 "wrote {} (manifest.json: seed {})",
