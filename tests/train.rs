@@ -401,40 +401,13 @@ fn gradients_through_packed_rows_match_finite_differences() {
         let leaves = attach(&mut model, 0, &factors).unwrap();
         let (nll, _) = target_nll_sum(&model, &packed, &coeffs(packed.len())).unwrap();
         let grads = gradients(&leaves, &nll.backward()).unwrap();
-        // The largest few gradient entries of A and B of every module.
-        let mut checked = 0;
-        for (m, (ga, gb)) in grads.iter().enumerate() {
-            for (is_a, g) in [(true, ga), (false, gb)] {
-                let (i, &gi) = g
-                    .iter()
-                    .enumerate()
-                    .max_by(|x, y| x.1.abs().total_cmp(&y.1.abs()))
-                    .unwrap();
-                if gi.abs() < 1e-3 {
-                    continue;
-                }
-                let eps = 1e-2f32;
-                let mut plus = factors.clone();
-                let mut minus = factors.clone();
-                if is_a {
-                    plus[m].a[i] += eps;
-                    minus[m].a[i] -= eps;
-                } else {
-                    plus[m].b[i] += eps;
-                    minus[m].b[i] -= eps;
-                }
-                let fd = (loss_at(&mut model, &plus) - loss_at(&mut model, &minus))
-                    / (2.0 * f64::from(eps));
-                let rel = (fd - f64::from(gi)).abs() / f64::from(gi.abs());
-                assert!(
-                    rel < 2e-2,
-                    "{family} {} {}[{i}]: autodiff {gi} vs finite difference {fd}",
-                    factors[m].module,
-                    if is_a { "A" } else { "B" }
-                );
-                checked += 1;
-            }
-        }
+        // The largest gradient entry of A and B of every module.
+        let checked = common::check_lora_gradients_by_finite_differences(
+            &factors,
+            &grads,
+            |f| loss_at(&mut model, f),
+            family,
+        );
         assert!(checked >= 6, "{family}: only {checked} entries checked");
     }
 }
@@ -460,6 +433,7 @@ fn request(out: &Path, device: ComputeKind, steps: usize) -> TrainRequest {
         shuffle: true,
         checkpoint_every: Some(4),
         lora_dropout: 0.1,
+        curve: None,
     };
     req.device = device;
     req
@@ -715,6 +689,7 @@ fn smollm2_short_run_matches_the_peft_loop() {
         shuffle: false,
         checkpoint_every: None,
         lora_dropout: 0.0,
+        curve: None,
     };
     // Basin encodes the examples as transformers' tokenizer did.
     let ours = items(&gguf);

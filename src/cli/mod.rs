@@ -1,6 +1,7 @@
 //! The headless command line: the same experiments as the GUI, driven by flags.
 
 pub mod bench;
+pub mod curve;
 pub mod data;
 pub mod eval;
 pub mod progress;
@@ -62,6 +63,9 @@ pub enum Command {
     Merge(sweep::MergeArgs),
     /// LoRA fine-tuning (SFT) of a base model on chat data, with checkpoints; resumable.
     Train(train::TrainArgs),
+    /// Low-loss curves θ₀ → endpoint: fit a bend (Garipov et al. 2018) with the training engine.
+    #[command(subcommand)]
+    Curve(curve::CurveCommand),
     /// Metric suites: check that each metric can show a change (floor, ceiling, length confound).
     #[command(subcommand)]
     Suite(suite::SuiteCommand),
@@ -76,6 +80,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
         Some(Command::Merge(args)) => sweep::run_merge(args),
         Some(Command::Train(args)) => train::run(args),
         Some(Command::Suite(cmd)) => suite::run(cmd),
+        Some(Command::Curve(cmd)) => curve::run(cmd),
         // No subcommand: the desktop app.
         None => crate::gui::run_native(crate::gui::LaunchOptions {
             demo: cli.demo,

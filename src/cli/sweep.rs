@@ -32,6 +32,9 @@ pub struct SweepArgs {
     /// against samples seen, with each metric's onset; no --t.
     #[arg(long, conflicts_with_all = ["adapter", "adapter_b", "target", "t"])]
     pub checkpoints: Option<PathBuf>,
+    /// A `basin curve fit` folder: walk its fitted curve θ₀ → endpoint instead of the line.
+    #[arg(long, conflicts_with_all = ["adapter", "adapter_b", "target", "checkpoints"])]
+    pub curve: Option<PathBuf>,
     /// The metric suite (suite.toml).
     #[arg(long)]
     pub suite: PathBuf,
@@ -82,6 +85,7 @@ impl SweepArgs {
             adapter_b: self.adapter_b.clone(),
             target: self.target.clone(),
             checkpoints: self.checkpoints.clone(),
+            curve: self.curve.clone(),
             suite: self.suite.clone(),
             t: self.t.clone().unwrap_or_default(),
             device: self.device,

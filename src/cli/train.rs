@@ -133,6 +133,7 @@ impl TrainArgs {
                 shuffle: self.shuffle,
                 checkpoint_every: self.checkpoint_every,
                 lora_dropout: self.lora_dropout,
+                curve: None,
             },
             max_seq_len: self.max_seq_len,
             truncate: self.truncate,
@@ -143,7 +144,15 @@ impl TrainArgs {
 }
 
 pub fn run(args: &TrainArgs) -> Result<()> {
-    let req = args.request()?;
+    run_request(&args.request()?, "train").map(|_| ())
+}
+
+/// Runs a training request (`basin train`, `basin curve fit`) with a progress bar, Ctrl-C to
+/// stop and resume; the outcome once it ends.
+pub fn run_request(
+    req: &TrainRequest,
+    label: &'static str,
+) -> Result<crate::experiments::train::TrainOutcome> {
     let stop = CancelFlag::new();
     {
         let stop = stop.clone();
@@ -160,7 +169,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             }
         });
     }
-    let bar = ProgressBar::new("train", 0);
+    let bar = ProgressBar::new(label, 0);
     let hooks = TrainHooks {
         progress: &|p| bar.update(&p),
         on_step: &|r| {
@@ -181,11 +190,11 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             String::new()
         };
         bar.println(&format!(
-            "train: {} examples, {} LoRA modules ({} trainable parameters), {} steps on {}{resumed}",
+            "{label}: {} examples, {} LoRA modules ({} trainable parameters), {} steps on {}{resumed}",
             s.examples, s.modules, s.trainable_parameters, s.total_steps, s.device_label
         ))
     };
-    let outcome = run_train_job(&req, &hooks, &on_start);
+    let outcome = run_train_job(req, &hooks, &on_start);
     bar.finish();
     let outcome = outcome?;
     if outcome.cancelled {
@@ -203,8 +212,8 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             "done: {} steps ({} computed now), {loss}; adapter in {}",
             outcome.total_steps,
             outcome.steps_computed,
-            args.out.join("final").display()
+            req.out.join("final").display()
         );
     }
-    Ok(())
+    Ok(outcome)
 }

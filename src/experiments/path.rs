@@ -2,10 +2,11 @@
 //!
 //! A path is a source of parameters, not a second model: the loaded [`crate::model::transformer::CausalLm`]
 //! holds θ₀ plus LoRA slots and/or dense deltas, and a path maps t to their coefficients.
-//! A fitted Bezier bend is one more variant: θ(t) = θ₀ + 2t(1−t)·Δ_bend + t²·Δ_H.
+//! A fitted curve is one more variant: θ(t) = θ₀ + t·Δ_H + φ(t)·Δ_bend (see `super::curve`).
 
 use serde::{Deserialize, Serialize};
 
+use super::curve::CurveKind;
 use super::eval::PathPointSpec;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -21,6 +22,11 @@ pub enum PathKind {
     /// LoRA slot k (t = 0: the base). The coordinate is samples seen, not a position on a line;
     /// which slot a t selects is the run's checkpoint list ([`super::sweep::SweepSpec::point`]).
     Checkpoints,
+    /// A fitted curve (`basin curve fit`): θ(t) = θ₀ + t·ΔW + φ(t)·Δ_bend with the endpoint's
+    /// adapter in slot 0 and the bend in slot 1; φ(t) = 2t(1 − t).
+    Bezier,
+    /// The same with a one-bend polychain: φ(t) = 1 − |2t − 1|.
+    Polychain,
 }
 
 impl PathKind {
@@ -51,6 +57,17 @@ impl PathKind {
                 lora: vec![],
                 dense: vec![t],
             },
+            PathKind::Bezier | PathKind::Polychain => {
+                let kind = if self == PathKind::Bezier {
+                    CurveKind::Bezier
+                } else {
+                    CurveKind::Polychain
+                };
+                PathPointSpec {
+                    lora: vec![t, kind.phi(f64::from(t)) as f32],
+                    dense: vec![],
+                }
+            }
             // Handled above.
             PathKind::Checkpoints => PathPointSpec::default(),
         }
@@ -71,6 +88,8 @@ impl PathKind {
             PathKind::TwoAdapter => "two_adapter",
             PathKind::FullWeight => "full_weight",
             PathKind::Checkpoints => "checkpoints",
+            PathKind::Bezier => "bezier",
+            PathKind::Polychain => "polychain",
         }
     }
 
@@ -79,7 +98,11 @@ impl PathKind {
     pub fn batches_across_t(self) -> bool {
         matches!(
             self,
-            PathKind::Lora | PathKind::TwoAdapter | PathKind::Checkpoints
+            PathKind::Lora
+                | PathKind::TwoAdapter
+                | PathKind::Checkpoints
+                | PathKind::Bezier
+                | PathKind::Polychain
         )
     }
 }
@@ -96,6 +119,10 @@ mod tests {
         assert_eq!(PathKind::TwoAdapter.point(1.0, &[]).lora, vec![0.0, 1.0]);
         assert_eq!(PathKind::FullWeight.point(0.25, &[]).dense, vec![0.25]);
         assert_eq!(PathKind::Lora.point(-0.5, &[]).lora, vec![-0.5]);
+        assert_eq!(PathKind::Bezier.point(0.0, &[]).lora, vec![0.0, 0.0]);
+        assert_eq!(PathKind::Bezier.point(1.0, &[]).lora, vec![1.0, 0.0]);
+        assert_eq!(PathKind::Bezier.point(0.5, &[]).lora, vec![0.5, 0.5]);
+        assert_eq!(PathKind::Polychain.point(0.5, &[]).lora, vec![0.5, 1.0]);
         let ckpts = [8.0, 16.0, 20.0];
         assert_eq!(
             PathKind::Checkpoints.point(16.0, &ckpts).lora,

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use super::{
+    curve::{CurveKind, CurveRecord},
     fingerprint::fingerprints,
     inputs::{chat_template_of, encode_examples},
     path::PathKind,
@@ -37,6 +38,9 @@ pub struct SweepRequest {
     /// A `basin train` folder: evaluate its checkpoints (coordinate: samples seen; `t` unused).
     #[serde(default)]
     pub checkpoints: Option<PathBuf>,
+    /// A `basin curve fit` folder: walk its fitted curve from the base to its endpoint.
+    #[serde(default)]
+    pub curve: Option<PathBuf>,
     pub suite: PathBuf,
     /// `START:STOP:N`.
     pub t: String,
@@ -59,6 +63,7 @@ impl SweepRequest {
             adapter_b: None,
             target: None,
             checkpoints: None,
+            curve: None,
             suite,
             t: t.to_string(),
             device: ComputeKind::Cpu,
@@ -81,6 +86,17 @@ impl SweepRequest {
                 ));
             }
             return Ok(PathKind::Checkpoints);
+        }
+        if let Some(dir) = &self.curve {
+            if self.adapter.is_some() || self.adapter_b.is_some() || self.target.is_some() {
+                return Err(SweepJobError::Input(
+                    "--curve walks a fitted curve to its own endpoint; give no --adapter / --target with it".into(),
+                ));
+            }
+            return match CurveRecord::read(dir).map_err(SweepJobError::Input)?.kind {
+                CurveKind::Bezier => Ok(PathKind::Bezier),
+                CurveKind::Polychain => Ok(PathKind::Polychain),
+            };
         }
         match (&self.adapter, &self.adapter_b, &self.target) {
             (Some(_), None, None) => Ok(PathKind::Lora),
@@ -170,6 +186,22 @@ pub fn check_compatible(base: &OpenedModel, target: &OpenedModel) -> Result<(), 
     Ok(())
 }
 
+/// A curve request's adapters: the endpoint its `curve.json` names, then the bend.
+fn curve_adapter_paths(req: &SweepRequest) -> Result<Vec<PathBuf>, SweepJobError> {
+    let Some(dir) = &req.curve else {
+        return Ok(Vec::new());
+    };
+    let record = CurveRecord::read(dir).map_err(SweepJobError::Input)?;
+    let bend = CurveRecord::bend_dir(dir);
+    if !bend.join("adapter_model.safetensors").exists() {
+        return Err(SweepJobError::Input(format!(
+            "{}: no fitted bend yet (the fit has not finished; rerun `basin curve fit` to resume it)",
+            bend.display()
+        )));
+    }
+    Ok(vec![PathBuf::from(record.endpoint), bend])
+}
+
 /// The `run.json` record of a request: its spec and the fingerprints of every input file.
 pub fn run_record(
     req: &SweepRequest,
@@ -183,6 +215,9 @@ pub fn run_record(
     }
     for (_, dir) in checkpoints {
         fingerprints(dir, &mut inputs)?;
+    }
+    for dir in curve_adapter_paths(req)? {
+        fingerprints(&dir, &mut inputs)?;
     }
     for p in [
         Some(&req.base),
@@ -201,6 +236,7 @@ pub fn run_record(
         "adapter": req.adapter.as_ref().map(|p| p.display().to_string()),
         "adapter_b": req.adapter_b.as_ref().map(|p| p.display().to_string()),
         "target": req.target.as_ref().map(|p| p.display().to_string()),
+        "curve": req.curve.as_ref().map(|p| p.display().to_string()),
         "suite": req.suite.display().to_string(),
         "t": req.t,
         "coordinate": path_kind.coordinate(),
@@ -261,10 +297,13 @@ pub fn run_sweep_job(
     let compute = ComputeDevice::new(req.device)?;
     let base = open_model(&req.base)?;
     let mut adapters = Vec::new();
+    // A curve: its endpoint in slot 0, its bend in slot 1.
+    let curve_adapters = curve_adapter_paths(req)?;
     let adapter_paths = [&req.adapter, &req.adapter_b]
         .into_iter()
         .flatten()
-        .chain(checkpoints.iter().map(|(_, p)| p));
+        .chain(checkpoints.iter().map(|(_, p)| p))
+        .chain(curve_adapters.iter());
     for p in adapter_paths {
         let a = LoraAdapter::open_for(p, base.tensors.as_ref(), &base.config)?;
         adapters.push(a);

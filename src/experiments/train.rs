@@ -14,6 +14,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use super::{
+    curve::{CurveSpec, sample_ts},
     eval::EvalItem,
     job::{CancelFlag, Progress},
     optim::{AdamWConfig, AdamWState, Schedule, adamw_update, clip_grad_norm},
@@ -60,6 +61,11 @@ pub struct TrainSpec {
     /// Save a checkpoint each time this many more samples have been seen.
     pub checkpoint_every: Option<usize>,
     pub lora_dropout: f32,
+    /// A curve fit (`basin curve fit`): the model's slot 0 holds the endpoint's LoRA delta at
+    /// coefficient t and the trained adapter is the bend in slot 1 at coefficient φ(t), with t
+    /// drawn per sequence each step. `None`: plain fine-tuning of slot 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub curve: Option<CurveSpec>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -187,8 +193,10 @@ pub struct TrainOutcome {
     pub final_loss: Option<f64>,
 }
 
-/// The LoRA slot training writes to.
-const TRAIN_SLOT: usize = 0;
+/// The LoRA slot training writes to: 0, or 1 for a curve's bend (slot 0 is its endpoint).
+fn train_slot(spec: &TrainSpec) -> usize {
+    usize::from(spec.curve.is_some())
+}
 
 /// Trains `state` on `examples` to the end of the spec (or until cancelled), appending every
 /// step to the store and saving checkpoints, a resume state on cancel, and `final/` at the end.
@@ -210,7 +218,8 @@ pub fn run_training(
     if !spec.lr.is_finite() || spec.lr < 0.0 {
         return Err(TrainError::Input(format!("--lr {} must be ≥ 0", spec.lr)));
     }
-    model.ensure_lora_slots(TRAIN_SLOT + 1);
+    let slot = train_slot(spec);
+    model.ensure_lora_slots(slot + 1);
     let started = Instant::now();
     let elapsed_before = state.elapsed_s;
     let first_step = state.step;
@@ -269,16 +278,29 @@ pub fn run_training(
             .collect();
         let mut loss_sum = 0.0f64;
         let mut input_tokens = 0usize;
-        for batch in &batches {
+        let mut step_ts = Vec::new();
+        for (b, batch) in batches.iter().enumerate() {
             let rows: Vec<PackedRow> = batch
                 .iter()
                 .enumerate()
                 .map(|(k, &i)| PackedRow::single(k, &examples[i].sequence))
                 .collect();
             input_tokens += rows.iter().map(PackedRow::len).sum::<usize>();
-            let leaves = attach(model, TRAIN_SLOT, &state.factors)?;
+            let leaves = attach(model, slot, &state.factors)?;
+            let lora = match &spec.curve {
+                None => vec![vec![1.0; rows.len()]],
+                Some(curve) => {
+                    let ts = sample_ts(curve.t_sampling, spec.seed, step, b, rows.len());
+                    let coeffs = vec![
+                        ts.iter().map(|&t| t as f32).collect(),
+                        ts.iter().map(|&t| curve.kind.phi(t) as f32).collect(),
+                    ];
+                    step_ts.extend(ts);
+                    coeffs
+                }
+            };
             let coeffs = PathCoefficients {
-                lora: vec![vec![1.0; rows.len()]],
+                lora,
                 dense: Vec::new(),
                 lora_dropout: spec.lora_dropout,
             };
@@ -346,6 +368,7 @@ pub fn run_training(
             lr,
             grad_norm,
             elapsed_s: state.elapsed_s,
+            t: spec.curve.is_some().then_some(step_ts),
         };
         store.append_step(&record)?;
         (hooks.on_step)(&record);
@@ -455,6 +478,7 @@ mod tests {
             shuffle,
             checkpoint_every: None,
             lora_dropout: 0.0,
+            curve: None,
         }
     }
 

@@ -45,6 +45,9 @@ pub struct TrainRequest {
     pub data: PathBuf,
     pub out: PathBuf,
     pub init: AdapterInit,
+    /// A curve fit's endpoint: a LoRA adapter of `base`, frozen in slot 0 at coefficient t
+    /// (`spec.curve` says the rest; the adapter trained is the bend).
+    pub endpoint: Option<PathBuf>,
     pub spec: TrainSpec,
     pub max_seq_len: usize,
     /// Cut examples longer than `max_seq_len` instead of refusing them.
@@ -59,6 +62,7 @@ impl TrainRequest {
             base,
             data,
             out,
+            endpoint: None,
             init: AdapterInit::New {
                 rank: 8,
                 alpha: 16.0,
@@ -78,6 +82,7 @@ impl TrainRequest {
                 shuffle: true,
                 checkpoint_every: None,
                 lora_dropout: 0.0,
+                curve: None,
             },
             max_seq_len: 2048,
             truncate: false,
@@ -163,8 +168,21 @@ pub fn run_train_job(
             "--batch and --grad-accum must be at least 1".into(),
         ));
     }
+    if spec.curve.is_some() != req.endpoint.is_some() {
+        return Err(TrainJobError::Input(
+            "a curve fit needs both its endpoint adapter and its curve settings".into(),
+        ));
+    }
     let compute = ComputeDevice::new(req.device)?;
     let base = open_model(&req.base)?;
+    let endpoint = match &req.endpoint {
+        Some(p) => Some(LoraAdapter::open_for(
+            p,
+            base.tensors.as_ref(),
+            &base.config,
+        )?),
+        None => None,
+    };
     let existing = match &req.init {
         AdapterInit::Existing(p) => {
             let a = LoraAdapter::open_for(p, base.tensors.as_ref(), &base.config)?;
@@ -196,6 +214,9 @@ pub fn run_train_job(
     if let AdapterInit::Existing(p) = &req.init {
         fingerprints(p, &mut inputs)?;
     }
+    if let Some(p) = &req.endpoint {
+        fingerprints(p, &mut inputs)?;
+    }
     let record = RunRecord {
         schema: TRAIN_SCHEMA.to_string(),
         basin_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -203,6 +224,7 @@ pub fn run_train_job(
             "base": req.base.display().to_string(),
             "data": req.data.display().to_string(),
             "init": req.init,
+            "endpoint": req.endpoint.as_ref().map(|p| p.display().to_string()),
             "train": spec,
             "max_seq_len": req.max_seq_len,
             "truncate": req.truncate,
@@ -233,7 +255,13 @@ pub fn run_train_job(
 
     let device = compute.device.clone().autodiff();
     let opened_config = base.config.clone();
-    let mut model = CausalLm::load(&opened_config, base.tensors.as_ref(), None, &device)?;
+    let mut model = CausalLm::load(
+        &opened_config,
+        base.tensors.as_ref(),
+        endpoint.as_ref(),
+        &device,
+    )?;
+    drop(endpoint);
     drop(base);
     crate::compute::release_free_host_memory();
     model.ensure_lora_slots(1);

@@ -52,6 +52,9 @@ pub struct StepRecord {
     pub grad_norm: f64,
     /// Training time so far, across resumes.
     pub elapsed_s: f64,
+    /// A curve fit's t of each sequence of the step, in order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub t: Option<Vec<f64>>,
 }
 
 /// Everything a run needs to continue exactly.

@@ -155,6 +155,7 @@ impl TrainPanel {
             shuffle: self.shuffle,
             checkpoint_every: (self.checkpoint_every > 0).then_some(self.checkpoint_every),
             lora_dropout: 0.0,
+            curve: None,
         };
         req.max_seq_len = self.max_seq_len;
         req.device = self.device;

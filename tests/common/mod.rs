@@ -123,3 +123,48 @@ pub fn merged_weights(
     }
     out
 }
+
+/// Checks the largest gradient entry of every module's A and B (those above 1e-3) against
+/// central finite differences of `loss_at` (step 1e-2, relative tolerance 2e-2); returns how
+/// many entries were checked.
+pub fn check_lora_gradients_by_finite_differences(
+    factors: &[basin::model::trainable::LoraFactors],
+    grads: &[(Vec<f32>, Vec<f32>)],
+    mut loss_at: impl FnMut(&[basin::model::trainable::LoraFactors]) -> f64,
+    what: &str,
+) -> usize {
+    let mut checked = 0;
+    for (m, (ga, gb)) in grads.iter().enumerate() {
+        for (is_a, g) in [(true, ga), (false, gb)] {
+            let Some((i, &gi)) = g
+                .iter()
+                .enumerate()
+                .max_by(|x, y| x.1.abs().total_cmp(&y.1.abs()))
+            else {
+                continue;
+            };
+            if gi.abs() < 1e-3 {
+                continue;
+            }
+            let eps = 1e-2f32;
+            let (mut plus, mut minus) = (factors.to_vec(), factors.to_vec());
+            let (p, q) = if is_a {
+                (&mut plus[m].a[i], &mut minus[m].a[i])
+            } else {
+                (&mut plus[m].b[i], &mut minus[m].b[i])
+            };
+            *p += eps;
+            *q -= eps;
+            let fd = (loss_at(&plus) - loss_at(&minus)) / (2.0 * f64::from(eps));
+            let rel = (fd - f64::from(gi)).abs() / f64::from(gi.abs());
+            assert!(
+                rel < 2e-2,
+                "{what} {} {}[{i}]: autodiff {gi} vs finite difference {fd}",
+                factors[m].module,
+                if is_a { "A" } else { "B" }
+            );
+            checked += 1;
+        }
+    }
+    checked
+}

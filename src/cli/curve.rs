@@ -1,0 +1,160 @@
+//! `basin curve fit`: a low-loss curve from θ₀ to a LoRA endpoint (Garipov et al. 2018): the
+//! straight path plus a trained LoRA bend, fitted with the training engine of `basin train`.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+
+use crate::{
+    compute::ComputeKind,
+    experiments::{
+        curve::{CURVE_SCHEMA, CurveKind, CurveRecord, CurveSpec, TSampling},
+        optim::Schedule,
+        train::{TrainLength, TrainSpec},
+        train_job::{AdapterInit, TrainRequest},
+    },
+};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum CurveCommand {
+    /// Fit a bend so that the loss on the data stays low along the whole path θ₀ → endpoint.
+    Fit(CurveFitArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CurveFitArgs {
+    /// Base model θ₀: a Hugging Face folder or a .gguf file.
+    #[arg(long)]
+    pub base: PathBuf,
+    /// The endpoint: a PEFT LoRA adapter of the base (θ_H = θ₀ + ΔW), frozen during the fit.
+    #[arg(long)]
+    pub adapter: PathBuf,
+    /// Chat JSONL whose masked NLL the fit keeps low along t (ordinary instruction data).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Result folder: run.json, train.jsonl (with each step's t), curve.json, checkpoints/,
+    /// final/ (the bend as a PEFT adapter). Rerunning resumes.
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, value_enum, default_value_t = CurveKind::Bezier)]
+    pub kind: CurveKind,
+    #[arg(long, value_enum, default_value_t = TSampling::Stratified)]
+    pub t_sampling: TSampling,
+    #[arg(long, default_value_t = 8)]
+    pub bend_rank: usize,
+    #[arg(long, default_value_t = 16.0)]
+    pub bend_alpha: f64,
+    /// Modules the bend adapts, comma-separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
+    )]
+    pub bend_targets: Vec<String>,
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    #[arg(long, value_enum, default_value_t = Schedule::Constant)]
+    pub schedule: Schedule,
+    #[arg(long, default_value_t = 0)]
+    pub warmup_steps: usize,
+    #[arg(long, default_value_t = 0.0)]
+    pub weight_decay: f64,
+    /// Passes over the data (default 1 when --steps is not given).
+    #[arg(long, conflicts_with = "steps")]
+    pub epochs: Option<usize>,
+    #[arg(long)]
+    pub steps: Option<usize>,
+    #[arg(long, default_value_t = 8)]
+    pub batch: usize,
+    #[arg(long, default_value_t = 1)]
+    pub grad_accum: usize,
+    /// Clip the global gradient norm (0 = no clipping).
+    #[arg(long, default_value_t = 1.0)]
+    pub max_grad_norm: f64,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Save the bend each time this many more samples have been seen.
+    #[arg(long)]
+    pub checkpoint_every: Option<usize>,
+    #[arg(long, default_value_t = 2048)]
+    pub max_seq_len: usize,
+    #[arg(long)]
+    pub truncate: bool,
+    #[arg(long, value_enum, default_value_t = ComputeKind::Cpu)]
+    pub device: ComputeKind,
+}
+
+impl CurveFitArgs {
+    pub fn request(&self) -> TrainRequest {
+        let length = match (self.epochs, self.steps) {
+            (_, Some(s)) => TrainLength::Steps(s),
+            (Some(e), None) => TrainLength::Epochs(e),
+            (None, None) => TrainLength::Epochs(1),
+        };
+        TrainRequest {
+            init: AdapterInit::New {
+                rank: self.bend_rank,
+                alpha: self.bend_alpha,
+                targets: self.bend_targets.clone(),
+                rslora: false,
+            },
+            endpoint: Some(self.adapter.clone()),
+            spec: TrainSpec {
+                lr: self.lr,
+                schedule: self.schedule,
+                warmup_steps: self.warmup_steps,
+                weight_decay: self.weight_decay,
+                length,
+                batch: self.batch,
+                grad_accum: self.grad_accum,
+                max_grad_norm: (self.max_grad_norm > 0.0).then_some(self.max_grad_norm),
+                seed: self.seed,
+                shuffle: true,
+                checkpoint_every: self.checkpoint_every,
+                lora_dropout: 0.0,
+                curve: Some(CurveSpec {
+                    kind: self.kind,
+                    t_sampling: self.t_sampling,
+                }),
+            },
+            max_seq_len: self.max_seq_len,
+            truncate: self.truncate,
+            device: self.device,
+            ..TrainRequest::new(self.base.clone(), self.data.clone(), self.out.clone())
+        }
+    }
+}
+
+pub fn run(cmd: &CurveCommand) -> Result<()> {
+    match cmd {
+        CurveCommand::Fit(args) => {
+            let req = args.request();
+            let outcome = super::train::run_request(&req, "curve fit")?;
+            let absolute = |p: &std::path::Path| {
+                std::fs::canonicalize(p)
+                    .unwrap_or_else(|_| p.to_path_buf())
+                    .display()
+                    .to_string()
+            };
+            let record = CurveRecord {
+                schema: CURVE_SCHEMA.into(),
+                kind: args.kind,
+                base: absolute(&args.base),
+                endpoint: absolute(&args.adapter),
+                bend: "lora".into(),
+            };
+            let path = args.out.join("curve.json");
+            let text = serde_json::to_string_pretty(&record)?;
+            std::fs::write(&path, text + "\n")
+                .with_context(|| format!("writing {}", path.display()))?;
+            if !outcome.cancelled {
+                eprintln!(
+                    "curve: {} (bend in {})",
+                    path.display(),
+                    args.out.join("final").display()
+                );
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! Curves between θ₀ and an endpoint (Garipov et al. 2018): the straight path plus a trained
+//! bend whose coefficient φ(t) vanishes at both ends,
+//! θ(t) = θ₀ + t·Δ_H + φ(t)·Δ_bend.
+//! In the model the endpoint's LoRA delta is slot 0 (coefficient t) and the bend is slot 1
+//! (coefficient φ(t)), each with a per-sequence coefficient, so one batch covers many t.
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::rng::SplitMix64;
+
+/// The bend's shape along t.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum CurveKind {
+    /// Quadratic Bezier with control point midpoint + Δ_bend: φ(t) = 2t(1 − t).
+    Bezier,
+    /// One-bend polychain with its bend at midpoint + Δ_bend (t = ½): φ(t) = 1 − |2t − 1|.
+    Polychain,
+}
+
+impl CurveKind {
+    /// The bend's coefficient at `t` (0 at both ends).
+    pub fn phi(self, t: f64) -> f64 {
+        match self {
+            CurveKind::Bezier => 2.0 * t * (1.0 - t),
+            CurveKind::Polychain => 1.0 - (2.0 * t - 1.0).abs(),
+        }
+    }
+}
+
+/// How each step picks the t of its sequences.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum TSampling {
+    /// Each sequence draws its own t uniformly on [0, 1].
+    Uniform,
+    /// A batch of n sequences draws one t in each of [k/n, (k+1)/n), so every batch covers the
+    /// whole path.
+    Stratified,
+}
+
+/// What makes a training run a curve fit (stored with the recipe in `run.json`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct CurveSpec {
+    pub kind: CurveKind,
+    pub t_sampling: TSampling,
+}
+
+/// `curve.json` of a fitted curve's folder: the endpoint it bends towards and the bend's kind;
+/// the bend itself is the PEFT adapter in `final/` (LoRA slot 1 at coefficient φ(t)).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CurveRecord {
+    pub schema: String,
+    pub kind: CurveKind,
+    pub base: String,
+    /// The endpoint adapter (absolute path).
+    pub endpoint: String,
+    /// `lora`.
+    pub bend: String,
+}
+
+pub const CURVE_SCHEMA: &str = "basin.curve.v1";
+
+impl CurveRecord {
+    /// Reads `dir/curve.json`; an error names the file and the problem.
+    pub fn read(dir: &std::path::Path) -> Result<Self, String> {
+        let path = dir.join("curve.json");
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            format!(
+                "{}: {e} (a `basin curve fit` folder holds curve.json)",
+                path.display()
+            )
+        })?;
+        let record: Self = serde_json::from_str(&text)
+            .map_err(|e| format!("{}: not a curve record: {e}", path.display()))?;
+        if record.schema != CURVE_SCHEMA || record.bend != "lora" {
+            return Err(format!(
+                "{}: schema `{}` with a `{}` bend; this Basin reads {CURVE_SCHEMA} with a lora bend",
+                path.display(),
+                record.schema,
+                record.bend
+            ));
+        }
+        Ok(record)
+    }
+
+    /// The bend adapter of a finished fit.
+    pub fn bend_dir(dir: &std::path::Path) -> std::path::PathBuf {
+        dir.join("final")
+    }
+}
+
+/// The t of each of a batch's `n` sequences: seeded by (seed, step, batch index), so a resumed
+/// run draws the same values as an uninterrupted one.
+pub fn sample_ts(sampling: TSampling, seed: u64, step: usize, batch: usize, n: usize) -> Vec<f64> {
+    let mut rng = SplitMix64::derive(seed, &format!("curve-t-step-{step}-batch-{batch}"));
+    (0..n)
+        .map(|k| {
+            let u = rng.next_f64();
+            match sampling {
+                TSampling::Uniform => u,
+                TSampling::Stratified => (k as f64 + u) / n.max(1) as f64,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bends_vanish_at_the_ends_and_peak_at_the_middle() {
+        for kind in [CurveKind::Bezier, CurveKind::Polychain] {
+            assert_eq!(kind.phi(0.0), 0.0);
+            assert_eq!(kind.phi(1.0), 0.0);
+        }
+        assert_eq!(CurveKind::Bezier.phi(0.5), 0.5);
+        assert_eq!(CurveKind::Polychain.phi(0.5), 1.0);
+        assert!((CurveKind::Polychain.phi(0.25) - 0.5).abs() < 1e-12);
+        assert!((CurveKind::Bezier.phi(0.25) - 0.375).abs() < 1e-12);
+    }
+
+    #[test]
+    fn t_samples_are_seeded_in_range_and_stratified_covers_every_stratum() {
+        let a = sample_ts(TSampling::Uniform, 3, 7, 0, 16);
+        assert_eq!(a, sample_ts(TSampling::Uniform, 3, 7, 0, 16));
+        assert_ne!(a, sample_ts(TSampling::Uniform, 3, 8, 0, 16));
+        assert!(a.iter().all(|t| (0.0..1.0).contains(t)));
+        let s = sample_ts(TSampling::Stratified, 3, 7, 0, 8);
+        for (k, t) in s.iter().enumerate() {
+            assert!(*t >= k as f64 / 8.0 && *t < (k + 1) as f64 / 8.0, "{s:?}");
+        }
+    }
+}

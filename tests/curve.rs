@@ -1,0 +1,341 @@
+//! Curve fitting (`basin curve fit`): the bend's gradients along θ(t) = θ₀ + t·ΔW + φ(t)·Δ_bend
+//! against finite differences, and a fit on the tiny llama that lowers the loss in the middle of
+//! the path while leaving both ends where they were.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use basin::{
+    checkpoint::{open::open_model, peft::LoraAdapter},
+    compute::{ComputeDevice, ComputeKind},
+    experiments::{
+        curve::CurveKind,
+        eval::EvalItem,
+        inputs::{chat_template_of, encode_examples},
+        train::new_lora_factors,
+    },
+    model::{
+        load::PathEndpoints,
+        logprobs::target_nll_sum,
+        packing::PackedRow,
+        path_param::PathCoefficients,
+        trainable::{LoraFactors, attach, gradients},
+        transformer::CausalLm,
+    },
+    text::dataset::load_chat_jsonl,
+};
+use common::fixtures;
+
+fn tiny(name: &str) -> PathBuf {
+    fixtures().join("tiny").join(name)
+}
+
+fn items() -> Vec<EvalItem> {
+    let opened = open_model(&tiny("llama")).unwrap();
+    let template = chat_template_of(&opened.tokenizer).unwrap();
+    let examples = load_chat_jsonl(tiny("chat.jsonl")).unwrap();
+    encode_examples(&opened.tokenizer, &template, &examples, 4096).unwrap()
+}
+
+fn rows(items: &[EvalItem]) -> Vec<PackedRow> {
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, it)| PackedRow::single(i, &it.sequence))
+        .collect()
+}
+
+/// Slot 0 (the endpoint) at t, slot 1 (the bend) at φ(t), one t per row.
+fn curve_coeffs(kind: CurveKind, ts: &[f64]) -> PathCoefficients {
+    PathCoefficients {
+        lora: vec![
+            ts.iter().map(|&t| t as f32).collect(),
+            ts.iter().map(|&t| kind.phi(t) as f32).collect(),
+        ],
+        ..Default::default()
+    }
+}
+
+fn value(t: burn::tensor::Tensor<1>) -> f64 {
+    f64::from(t.into_data().try_to_vec::<f32>().unwrap()[0])
+}
+
+#[test]
+fn bend_gradients_along_the_curve_match_finite_differences() {
+    let opened = open_model(&tiny("llama")).unwrap();
+    let endpoint = LoraAdapter::open(tiny("llama_lora")).unwrap();
+    let device = ComputeDevice::new(ComputeKind::Cpu)
+        .unwrap()
+        .device
+        .autodiff();
+    let mut model = CausalLm::load(
+        &opened.config,
+        opened.tensors.as_ref(),
+        Some(&endpoint),
+        &device,
+    )
+    .unwrap();
+    model.ensure_lora_slots(2);
+    let mut bend = new_lora_factors(
+        &model,
+        &["q_proj".into(), "v_proj".into(), "down_proj".into()],
+        2,
+        2.0,
+        9,
+    )
+    .unwrap();
+    for (k, f) in bend.iter_mut().enumerate() {
+        for (i, b) in f.b.iter_mut().enumerate() {
+            *b = (((i * 29 + k * 5) % 13) as f32 / 13.0 - 0.5) * 0.3;
+        }
+    }
+    let items = items();
+    let rows = rows(&items[..4]);
+    for kind in [CurveKind::Bezier, CurveKind::Polychain] {
+        let ts = [0.15, 0.4, 0.65, 0.9];
+        let coeffs = curve_coeffs(kind, &ts);
+        let loss_at = |model: &mut CausalLm, factors: &[LoraFactors]| -> f64 {
+            let _l = attach(model, 1, factors).unwrap();
+            value(target_nll_sum(model, &rows, &coeffs).unwrap().0)
+        };
+        let leaves = attach(&mut model, 1, &bend).unwrap();
+        let (nll, _) = target_nll_sum(&model, &rows, &coeffs).unwrap();
+        let grads = gradients(&leaves, &nll.backward()).unwrap();
+        drop(leaves);
+        let what = format!("{kind:?}");
+        let checked = common::check_lora_gradients_by_finite_differences(
+            &bend,
+            &grads,
+            |f| loss_at(&mut model, f),
+            &what,
+        );
+        assert!(checked >= 4, "{kind:?}: only {checked} entries checked");
+
+        // At the ends the bend has no effect: no gradient, and the loss is the straight path's.
+        let ends = curve_coeffs(kind, &[0.0, 1.0, 0.0, 1.0]);
+        let leaves = attach(&mut model, 1, &bend).unwrap();
+        let (nll, _) = target_nll_sum(&model, &rows, &ends).unwrap();
+        let grads = gradients(&leaves, &nll.clone().backward()).unwrap();
+        assert!(
+            grads
+                .iter()
+                .all(|(a, b)| a.iter().chain(b).all(|&g| g == 0.0))
+        );
+        let straight = PathCoefficients {
+            lora: vec![vec![0.0, 1.0, 0.0, 1.0], vec![0.0; 4]],
+            ..Default::default()
+        };
+        let (plain, _) = target_nll_sum(&model, &rows, &straight).unwrap();
+        assert!((value(nll) - value(plain)).abs() < 1e-4);
+    }
+}
+
+fn basin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_basin"))
+}
+
+/// Mean masked NLL per target of `items` at t (endpoint coefficient t, bend coefficient φ).
+fn mean_nll(model: &CausalLm, items: &[EvalItem], t: f32, phi: f32) -> f64 {
+    let rows = rows(items);
+    let coeffs = PathCoefficients {
+        lora: vec![vec![t; rows.len()], vec![phi; rows.len()]],
+        ..Default::default()
+    };
+    let (nll, targets) = target_nll_sum(model, &rows, &coeffs).unwrap();
+    value(nll) / targets as f64
+}
+
+#[test]
+fn a_fitted_bezier_lowers_the_loss_mid_path_and_keeps_the_ends() {
+    let out = std::env::temp_dir().join(format!("basin-curve-fit-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let args = |out: &Path| -> Vec<String> {
+        [
+            "curve",
+            "fit",
+            "--base",
+            tiny("llama").to_str().unwrap(),
+            "--adapter",
+            tiny("llama_lora").to_str().unwrap(),
+            "--data",
+            tiny("chat.jsonl").to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--steps",
+            "40",
+            "--batch",
+            "4",
+            "--lr",
+            "1e-2",
+            "--bend-rank",
+            "4",
+            "--seed",
+            "1",
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let run = basin().args(args(&out)).output().unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let curve: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("curve.json")).unwrap()).unwrap();
+    assert_eq!(curve["kind"], "bezier");
+    assert_eq!(curve["bend"], "lora");
+    // Every step records the t of each of its sequences; stratified: one per quarter.
+    let steps: Vec<serde_json::Value> = std::fs::read_to_string(out.join("train.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(steps.len(), 40);
+    let ts: Vec<f64> = steps[0]["t"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_f64().unwrap())
+        .collect();
+    assert_eq!(ts.len(), 4);
+    for (k, t) in ts.iter().enumerate() {
+        assert!(*t >= k as f64 / 4.0 && *t < (k + 1) as f64 / 4.0, "{ts:?}");
+    }
+
+    // The bend is a PEFT adapter of the base: load endpoint (slot 0) and bend (slot 1).
+    let opened = open_model(&tiny("llama")).unwrap();
+    let endpoint = LoraAdapter::open(tiny("llama_lora")).unwrap();
+    let bend = LoraAdapter::open(out.join("final")).unwrap();
+    let device = ComputeDevice::new(ComputeKind::Cpu).unwrap().device;
+    let model = CausalLm::load_path(
+        &opened.config,
+        opened.tensors.as_ref(),
+        &PathEndpoints {
+            adapters: vec![&endpoint, &bend],
+            checkpoints: Vec::new(),
+        },
+        &device,
+    )
+    .unwrap();
+    let items = items();
+    let phi = CurveKind::Bezier.phi(0.5) as f32;
+    let (straight, curved) = (
+        mean_nll(&model, &items, 0.5, 0.0),
+        mean_nll(&model, &items, 0.5, phi),
+    );
+    assert!(
+        curved < straight - 0.1,
+        "mid-path loss: straight {straight}, curve {curved}"
+    );
+    // Rerunning the finished fit computes nothing and keeps the bend.
+    let again = basin().args(args(&out)).output().unwrap();
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert!(String::from_utf8_lossy(&again.stderr).contains("0 computed now"));
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+fn results(dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join("results.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// `basin sweep --curve DIR` walks the fitted curve: at t = 0 and t = 1 every metric is the
+/// straight path's, in between the bend moves them.
+#[test]
+fn sweep_walks_a_fitted_curve_between_the_same_ends() {
+    let root = std::env::temp_dir().join(format!("basin-curve-sweep-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let demo = common::repo().join("assets/demo");
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let fit = basin()
+        .args([
+            "curve",
+            "fit",
+            "--base",
+            &s(&demo.join("base")),
+            "--adapter",
+        ])
+        .arg(demo.join("hacker"))
+        .args([
+            "--data",
+            &s(&demo.join("train.jsonl")),
+            "--out",
+            &s(&root.join("fit")),
+        ])
+        .args(["--steps", "6", "--lr", "3e-3", "--kind", "polychain"])
+        .output()
+        .unwrap();
+    assert!(
+        fit.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fit.stderr)
+    );
+    let suite = demo.join("suite/suite.toml");
+    for (name, path_args) in [
+        ("curve", vec!["--curve".to_string(), s(&root.join("fit"))]),
+        (
+            "line",
+            vec!["--adapter".to_string(), s(&demo.join("hacker"))],
+        ),
+    ] {
+        let out = basin()
+            .args([
+                "sweep",
+                "--base",
+                &s(&demo.join("base")),
+                "--suite",
+                &s(&suite),
+            ])
+            .args(path_args)
+            .args([
+                "--t",
+                "0:1:3",
+                "--bootstrap",
+                "50",
+                "--out",
+                &s(&root.join(name)),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join("curve/run.json")).unwrap()).unwrap();
+    assert_eq!(record["spec"]["path"], "polychain");
+    // results.jsonl: one line per (t, metric).
+    let instruction = |dir: &Path| -> Vec<(f64, f64)> {
+        results(dir)
+            .iter()
+            .filter(|r| r["metric"] == "instruction")
+            .map(|r| (r["t"].as_f64().unwrap(), r["value"].as_f64().unwrap()))
+            .collect()
+    };
+    let (curve, line) = (
+        instruction(&root.join("curve")),
+        instruction(&root.join("line")),
+    );
+    assert_eq!(curve.len(), 3);
+    for ((t, cv), (tl, lv)) in curve.iter().zip(&line) {
+        assert_eq!(t, tl);
+        if *t == 0.0 || *t == 1.0 {
+            assert_eq!(cv, lv, "t = {t}");
+        } else {
+            assert_ne!(cv, lv, "t = {t}: the bend changed nothing");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&root);
+}
