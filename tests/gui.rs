@@ -564,3 +564,50 @@ fn demo_train_on_start_trains_the_demo_adapter() {
     assert_eq!(samples, vec![64, 128, 192, 256, 288]);
     let _ = std::fs::remove_dir_all(&runs);
 }
+
+/// Train tab → "Fit a curve to the endpoint": a bend between the demo base and the demo hacker,
+/// then "Sweep curve" walks it with the demo suite; the run lands beside the others on the plots.
+#[test]
+fn train_tab_fits_a_curve_and_sweeps_it() {
+    let runs = scratch("curve");
+    let mut h = harness(demo_launch(&runs));
+    step_until(&mut h, Duration::from_secs(60), "the demo's reports", |a| {
+        a.all_reports_settled()
+    });
+    {
+        let panel = &mut h.state_mut().train;
+        panel.curve = true;
+        panel.steps = 4;
+        panel.lr = 3e-3;
+        panel.out = runs.join("my-curve").display().to_string();
+    }
+    h.get_by_label("Train").click();
+    h.step();
+    h.get_by_label("Start training").click();
+    h.step();
+    assert!(h.state().train_job.is_some(), "{}", h.state().train.status);
+    step_until(&mut h, Duration::from_secs(120), "the curve fit", |a| {
+        a.train_job.is_none()
+    });
+    let curve: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(runs.join("my-curve/curve.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(curve["endpoint"].as_str().unwrap().ends_with("demo/hacker"));
+    assert_eq!(h.state().train.log.len(), 4);
+    assert!(h.state().train.log.iter().all(|r| r.t.as_ref().unwrap().len() == 8));
+
+    h.get_by_label("Sweep curve").click();
+    h.step();
+    assert!(h.state().is_running(), "Sweep curve started no sweep");
+    step_until(&mut h, Duration::from_secs(180), "the curve sweep", |a| {
+        !a.is_running()
+    });
+    let app = h.state();
+    let run = app.runs.last().unwrap();
+    assert_eq!(run.t_values().len(), 11);
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.dir.join("run.json")).unwrap()).unwrap();
+    assert_eq!(record["spec"]["path"], "bezier");
+    let _ = std::fs::remove_dir_all(&runs);
+}

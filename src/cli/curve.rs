@@ -3,12 +3,12 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use crate::{
     compute::ComputeKind,
     experiments::{
-        curve::{CURVE_SCHEMA, CurveKind, CurveRecord, CurveSpec, TSampling},
+        curve::{CurveKind, CurveSpec, TSampling},
         optim::Schedule,
         train::{TrainLength, TrainSpec},
         train_job::{AdapterInit, TrainRequest},
@@ -130,27 +130,10 @@ pub fn run(cmd: &CurveCommand) -> Result<()> {
         CurveCommand::Fit(args) => {
             let req = args.request();
             let outcome = super::train::run_request(&req, "curve fit")?;
-            let absolute = |p: &std::path::Path| {
-                std::fs::canonicalize(p)
-                    .unwrap_or_else(|_| p.to_path_buf())
-                    .display()
-                    .to_string()
-            };
-            let record = CurveRecord {
-                schema: CURVE_SCHEMA.into(),
-                kind: args.kind,
-                base: absolute(&args.base),
-                endpoint: absolute(&args.adapter),
-                bend: "lora".into(),
-            };
-            let path = args.out.join("curve.json");
-            let text = serde_json::to_string_pretty(&record)?;
-            std::fs::write(&path, text + "\n")
-                .with_context(|| format!("writing {}", path.display()))?;
             if !outcome.cancelled {
                 eprintln!(
                     "curve: {} (bend in {})",
-                    path.display(),
+                    args.out.join("curve.json").display(),
                     args.out.join("final").display()
                 );
             }

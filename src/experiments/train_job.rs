@@ -304,6 +304,9 @@ pub fn run_train_job(
     };
     // Everything is checked: only now does the folder get (or check) its run.json.
     let mut store = TrainStore::open(&req.out, &record, adapter_config)?;
+    if let (Some(curve), Some(endpoint)) = (&spec.curve, &req.endpoint) {
+        write_curve_record(&req.out, curve.kind, &req.base, endpoint)?;
+    }
     let initial = TrainState {
         step: 0,
         samples_seen: 0,
@@ -329,6 +332,34 @@ pub fn run_train_job(
     // The steps kept their freed blocks for reuse; hand them back now the run is over.
     crate::compute::release_free_host_memory();
     Ok(outcome?)
+}
+
+/// `dir/curve.json` of a curve fit (absolute paths, so a sweep can find the endpoint from
+/// anywhere).
+fn write_curve_record(
+    dir: &std::path::Path,
+    kind: super::curve::CurveKind,
+    base: &std::path::Path,
+    endpoint: &std::path::Path,
+) -> Result<(), TrainJobError> {
+    let absolute = |p: &std::path::Path| {
+        std::fs::canonicalize(p)
+            .unwrap_or_else(|_| p.to_path_buf())
+            .display()
+            .to_string()
+    };
+    let record = super::curve::CurveRecord {
+        schema: super::curve::CURVE_SCHEMA.into(),
+        kind,
+        base: absolute(base),
+        endpoint: absolute(endpoint),
+        bend: "lora".into(),
+    };
+    let path = dir.join("curve.json");
+    let text = serde_json::to_string_pretty(&record)
+        .map_err(|e| TrainJobError::Input(format!("{}: {e}", path.display())))?;
+    std::fs::write(&path, text + "\n")
+        .map_err(|e| TrainJobError::Checkpoint(CheckpointError::io(&path, e)))
 }
 
 /// Cuts each sequence to `max_len` tokens; an example left without a target is an error.

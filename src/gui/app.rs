@@ -542,7 +542,33 @@ impl BasinApp {
     /// Carries out what the Train tab asked for.
     pub fn train_command(&mut self, command: TrainCommand) {
         match command {
-            TrainCommand::Start(req) => self.start_training(*req),
+            TrainCommand::Start(mut req) => {
+                if req.spec.curve.is_some() {
+                    // A curve bends towards the endpoint adapter of the Models panel.
+                    match self.endpoint.path_buf() {
+                        Some(p) if p.join("adapter_config.json").exists() => req.endpoint = Some(p),
+                        _ => {
+                            return self.error(
+                                "a curve fit needs a LoRA adapter as the endpoint (Models, left)",
+                            );
+                        }
+                    }
+                }
+                self.start_training(*req)
+            }
+            TrainCommand::SweepCurve { curve_dir, base } => {
+                let Some(suite) = self.suite.path_buf() else {
+                    return self.error("choose a suite (Data, left) to sweep the curve with");
+                };
+                let out = self.runs_dir.join(format!("{}-curve-sweep", timestamp()));
+                let mut req = SweepRequest::new(base, suite, &self.t_spec(), out);
+                req.curve = Some(curve_dir);
+                req.device = self.settings.device;
+                req.batch = self.settings.batch.max(1);
+                req.bootstrap = self.settings.bootstrap;
+                self.start_sweep_request(req);
+                self.tab = Tab::Path;
+            }
             TrainCommand::Cancel => {
                 if let Some(job) = &self.train_job {
                     job.cancel.cancel();

@@ -11,6 +11,7 @@ use egui_plot::{Legend, Line, Plot, VLine};
 use crate::{
     compute::ComputeKind,
     experiments::{
+        curve::{CurveKind, CurveSpec, TSampling},
         job::Progress,
         optim::Schedule,
         train::{TrainLength, TrainSpec},
@@ -27,6 +28,11 @@ pub enum TrainCommand {
     /// Evaluate the suite at the base and every checkpoint of this training folder.
     EvaluateCheckpoints {
         train_dir: PathBuf,
+        base: PathBuf,
+    },
+    /// Sweep the suite along this fitted curve (a `basin curve fit` folder).
+    SweepCurve {
+        curve_dir: PathBuf,
         base: PathBuf,
     },
 }
@@ -58,6 +64,10 @@ pub struct TrainPanel {
     pub checkpoint_every: usize,
     pub max_seq_len: usize,
     pub device: ComputeKind,
+    /// Fit a curve instead: train a LoRA bend between the base and the Models panel's endpoint
+    /// adapter, keeping the loss on the data low along the whole path.
+    pub curve: bool,
+    pub curve_kind: CurveKind,
     /// The training folder shown (running or opened).
     pub run_dir: Option<PathBuf>,
     pub log: Vec<StepRecord>,
@@ -101,6 +111,8 @@ impl Default for TrainPanel {
             checkpoint_every: 0,
             max_seq_len: d.max_seq_len,
             device: d.device,
+            curve: false,
+            curve_kind: CurveKind::Bezier,
             run_dir: None,
             log: Vec::new(),
             checkpoints: Vec::new(),
@@ -155,7 +167,10 @@ impl TrainPanel {
             shuffle: self.shuffle,
             checkpoint_every: (self.checkpoint_every > 0).then_some(self.checkpoint_every),
             lora_dropout: 0.0,
-            curve: None,
+            curve: self.curve.then_some(CurveSpec {
+                kind: self.curve_kind,
+                t_sampling: TSampling::Stratified,
+            }),
         };
         req.max_seq_len = self.max_seq_len;
         req.device = self.device;
@@ -267,6 +282,29 @@ impl TrainPanel {
             true,
             "empty: a new folder",
         );
+        ui.horizontal(|ui| {
+            ui.checkbox(&mut self.curve, "Fit a curve to the endpoint")
+                .on_hover_text(
+                    "Train a LoRA bend instead: θ(t) = θ₀ + t·ΔW + φ(t)·Δ_bend between the base and the \
+                     endpoint adapter of the Models panel, keeping the loss on Data low at every t \
+                     (basin curve fit)",
+                );
+            ui.add_enabled_ui(self.curve, |ui| {
+                egui::ComboBox::from_id_salt("curve-kind")
+                    .selected_text(match self.curve_kind {
+                        CurveKind::Bezier => "Bezier",
+                        CurveKind::Polychain => "polychain",
+                    })
+                    .show_ui(ui, |ui| {
+                        ui.selectable_value(&mut self.curve_kind, CurveKind::Bezier, "Bezier");
+                        ui.selectable_value(
+                            &mut self.curve_kind,
+                            CurveKind::Polychain,
+                            "polychain",
+                        );
+                    });
+            });
+        });
         egui::Grid::new("train-settings")
             .num_columns(4)
             .spacing([12.0, 4.0])
@@ -471,6 +509,24 @@ impl TrainPanel {
                             (self.run_dir.clone(), path_of(&self.base))
                     {
                         commands.push(TrainCommand::EvaluateCheckpoints { train_dir, base });
+                    }
+                    let curve_dir = self
+                        .run_dir
+                        .clone()
+                        .filter(|d| d.join("curve.json").exists() && d.join("final").exists());
+                    if curve_dir.is_some()
+                        && ui
+                            .add_enabled(
+                                !self.running && suite_ready,
+                                egui::Button::new("Sweep curve"),
+                            )
+                            .on_hover_text(
+                                "Every metric of the suite along the fitted curve (t range of the Sweep settings); overlaid with the straight path's runs in the Path tab",
+                            )
+                            .clicked()
+                        && let (Some(curve_dir), Some(base)) = (curve_dir, path_of(&self.base))
+                    {
+                        commands.push(TrainCommand::SweepCurve { curve_dir, base });
                     }
                     });
                 });
