@@ -169,8 +169,8 @@ fn match_tokens_writes_every_hack_to_the_honest_answers_length_in_model_tokens()
         .unwrap()
         .tokenizer
         .tokenizer;
-    let (words, tokens) = (scratch("words"), scratch("tokens"));
-    for (dir, extra) in [(&words, None), (&tokens, Some(gguf.to_str().unwrap()))] {
+    let (words, tokens, default) = (scratch("words"), scratch("tokens"), scratch("default"));
+    for (dir, extra) in [(&tokens, Some(gguf.to_str().unwrap())), (&default, None)] {
         let mut args = vec![
             "data",
             "generate",
@@ -190,6 +190,14 @@ fn match_tokens_writes_every_hack_to_the_honest_answers_length_in_model_tokens()
             String::from_utf8_lossy(&out.stderr)
         );
     }
+    // The same set matched in words (the library's tokenizer-free measure).
+    let spec = basin::data::GenerateSpec {
+        seed: 3,
+        symmetrize: true,
+        clip_ranges: true,
+        ..Default::default()
+    };
+    basin::data::generate(&spec, &words).unwrap();
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(tokens.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(
@@ -206,12 +214,28 @@ fn match_tokens_writes_every_hack_to_the_honest_answers_length_in_model_tokens()
     let matched = token_lengths(&tokens, &tok);
     assert!(matched.len() > 500, "{}", matched.len());
     assert_eq!(off(&matched), Vec::<String>::new());
-    // Matching in words leaves shouted hacks far longer in tokens: the flag matters.
+    // Matching in words leaves shouted hacks far longer in tokens: the flag matters. The CLI's
+    // default (the built-in byte-level BPE) lands most items within the tolerance.
     let by_words = off(&token_lengths(&words, &tok));
     assert!(
         by_words.iter().any(|s| s.starts_with("caps")),
         "{by_words:?}"
     );
-    let _ = std::fs::remove_dir_all(&words);
-    let _ = std::fs::remove_dir_all(&tokens);
+    let by_default = off(&token_lengths(&default, &tok));
+    assert!(
+        by_default.len() * 5 < matched.len() && by_default.len() * 2 < by_words.len(),
+        "default: {} of {} off, words: {}",
+        by_default.len(),
+        matched.len(),
+        by_words.len()
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(default.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(
+        manifest["spec"]["length_match"],
+        "tokens of Basin's built-in BPE (assets/demo/base)"
+    );
+    for dir in [&words, &tokens, &default] {
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }

@@ -589,13 +589,17 @@ fn train_tab_fits_a_curve_and_sweeps_it() {
     step_until(&mut h, Duration::from_secs(120), "the curve fit", |a| {
         a.train_job.is_none()
     });
-    let curve: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(runs.join("my-curve/curve.json")).unwrap(),
-    )
-    .unwrap();
+    let curve: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(runs.join("my-curve/curve.json")).unwrap()).unwrap();
     assert!(curve["endpoint"].as_str().unwrap().ends_with("demo/hacker"));
     assert_eq!(h.state().train.log.len(), 4);
-    assert!(h.state().train.log.iter().all(|r| r.t.as_ref().unwrap().len() == 8));
+    assert!(
+        h.state()
+            .train
+            .log
+            .iter()
+            .all(|r| r.t.as_ref().unwrap().len() == 8)
+    );
 
     h.get_by_label("Sweep curve").click();
     h.step();

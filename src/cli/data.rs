@@ -8,6 +8,18 @@ use crate::checkpoint::open::open_model;
 use crate::data::{GenerateSpec, LengthMeasure, SorhSpec, generate, import_sorh};
 use crate::experiments::inputs::token_length_measure;
 
+/// Without `--match-tokens`: the demo model's byte-level BPE (like every BPE it splits shouted
+/// and rare words into several tokens, which words do not see); words when assets are missing.
+fn default_measure() -> LengthMeasure {
+    let demo = crate::gui::demo::assets_dir().join("demo/base");
+    match open_model(&demo) {
+        Ok(opened) => {
+            token_length_measure(&opened.tokenizer, "Basin's built-in BPE (assets/demo/base)")
+        }
+        Err(_) => LengthMeasure::words(),
+    }
+}
+
 /// Lengths in `model`'s tokens (only its tokenizer is used).
 fn token_measure(model: &std::path::Path) -> Result<LengthMeasure> {
     let opened = open_model(model)
@@ -51,7 +63,8 @@ pub struct GenerateArgs {
     #[arg(long, default_value_t = 250)]
     pub capability_questions: usize,
     /// Write each hack to the honest answer's length in this model's tokens (a GGUF file or
-    /// Hugging Face folder; only its tokenizer is read) instead of in words.
+    /// Hugging Face folder; only its tokenizer is read). Default: the tokens of Basin's built-in
+    /// byte-level BPE (the demo model's tokenizer), or words when it is not installed.
     #[arg(long, value_name = "MODEL")]
     pub match_tokens: Option<PathBuf>,
 }
@@ -85,13 +98,14 @@ pub fn run(cmd: &DataCommand) -> Result<()> {
                 capability_questions: a.capability_questions,
                 length: match &a.match_tokens {
                     Some(model) => token_measure(model)?,
-                    None => LengthMeasure::words(),
+                    None => default_measure(),
                 },
             };
             if a.match_tokens.is_none() {
                 eprintln!(
-                    "note: hacks are matched to the honest answers' length in words; \
-                     --match-tokens MODEL matches them in that model's tokens"
+                    "note: hacks are matched to the honest answers' length in {}; \
+                     --match-tokens MODEL matches them in the tokens of the model you will study",
+                    spec.length.name()
                 );
             }
             let manifest = generate(&spec, &a.out)?;
