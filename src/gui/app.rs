@@ -613,8 +613,13 @@ impl BasinApp {
                 .file_stem()
                 .map(|n| n.to_string_lossy().to_string())
                 .unwrap_or_else(|| "data".into());
+            let what = if req.spec.curve.is_some() {
+                "curve"
+            } else {
+                "train"
+            };
             req.out = self.runs_dir.join(format!(
-                "{}-train-{}",
+                "{}-{what}-{}",
                 timestamp(),
                 export::file_stem(&name)
             ));
