@@ -339,3 +339,114 @@ fn sweep_walks_a_fitted_curve_between_the_same_ends() {
     }
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// A curve to a full checkpoint (the demo hacker merged into the demo base): the bend is a LoRA,
+/// the endpoint a dense delta at one t per batch. The curve sweep equals the full-weight line at
+/// both ends and differs inside.
+#[test]
+fn a_curve_to_a_full_checkpoint_fits_and_sweeps() {
+    let root = std::env::temp_dir().join(format!("basin-curve-ckpt-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let demo = common::repo().join("assets/demo");
+    let base = open_model(&demo.join("base")).unwrap();
+    let adapter = LoraAdapter::open(demo.join("hacker")).unwrap();
+    let target = root.join("merged");
+    common::write_model_folder(
+        &demo.join("base"),
+        &target,
+        &common::merged_weights(base.tensors.as_ref(), &adapter, 1.0),
+    );
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let fit = basin()
+        .args([
+            "curve",
+            "fit",
+            "--base",
+            &s(&demo.join("base")),
+            "--target",
+            &s(&target),
+        ])
+        .args([
+            "--data",
+            &s(&demo.join("train.jsonl")),
+            "--out",
+            &s(&root.join("fit")),
+        ])
+        .args(["--steps", "6", "--lr", "3e-3"])
+        .output()
+        .unwrap();
+    assert!(
+        fit.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fit.stderr)
+    );
+    let curve: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join("fit/curve.json")).unwrap()).unwrap();
+    assert_eq!(curve["endpoint_kind"], "checkpoint");
+    // One t per batch: every sequence of a step shares it.
+    let first: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(root.join("fit/train.jsonl"))
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    let ts = first["t"].as_array().unwrap();
+    assert_eq!(ts.len(), 8);
+    assert!(ts.iter().all(|t| t == &ts[0]));
+
+    let suite = demo.join("suite/suite.toml");
+    for (name, path_args) in [
+        ("curve", vec!["--curve".to_string(), s(&root.join("fit"))]),
+        ("line", vec!["--target".to_string(), s(&target)]),
+    ] {
+        let out = basin()
+            .args([
+                "sweep",
+                "--base",
+                &s(&demo.join("base")),
+                "--suite",
+                &s(&suite),
+            ])
+            .args(path_args)
+            .args([
+                "--t",
+                "0:1:3",
+                "--bootstrap",
+                "50",
+                "--out",
+                &s(&root.join(name)),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join("curve/run.json")).unwrap()).unwrap();
+    assert_eq!(record["spec"]["path"], "bezier_checkpoint");
+    let instruction = |dir: &Path| -> Vec<(f64, f64)> {
+        results(dir)
+            .iter()
+            .filter(|r| r["metric"] == "instruction")
+            .map(|r| (r["t"].as_f64().unwrap(), r["value"].as_f64().unwrap()))
+            .collect()
+    };
+    let (curve, line) = (
+        instruction(&root.join("curve")),
+        instruction(&root.join("line")),
+    );
+    assert_eq!(curve.len(), 3);
+    for ((t, cv), (_, lv)) in curve.iter().zip(&line) {
+        if *t == 0.0 || *t == 1.0 {
+            assert!((cv - lv).abs() < 1e-5, "t = {t}: curve {cv}, line {lv}");
+        } else {
+            assert!((cv - lv).abs() > 1e-4, "t = {t}: the bend changed nothing");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&root);
+}

@@ -8,7 +8,7 @@ use anyhow::Result;
 use crate::{
     compute::ComputeKind,
     experiments::{
-        curve::{CurveKind, CurveSpec, TSampling},
+        curve::{CurveEndpoint, CurveKind, CurveSpec, TSampling},
         optim::Schedule,
         train::{TrainLength, TrainSpec},
         train_job::{AdapterInit, TrainRequest},
@@ -27,8 +27,12 @@ pub struct CurveFitArgs {
     #[arg(long)]
     pub base: PathBuf,
     /// The endpoint: a PEFT LoRA adapter of the base (θ_H = θ₀ + ΔW), frozen during the fit.
+    #[arg(long, required_unless_present = "target", conflicts_with = "target")]
+    pub adapter: Option<PathBuf>,
+    /// Or a full checkpoint θ₁ of the same architecture (θ₁ − θ₀ as a dense delta, one t per
+    /// batch); the bend is still a LoRA.
     #[arg(long)]
-    pub adapter: PathBuf,
+    pub target: Option<PathBuf>,
     /// Chat JSONL whose masked NLL the fit keeps low along t (ordinary instruction data).
     #[arg(long)]
     pub data: PathBuf,
@@ -98,7 +102,7 @@ impl CurveFitArgs {
                 targets: self.bend_targets.clone(),
                 rslora: false,
             },
-            endpoint: Some(self.adapter.clone()),
+            endpoint: self.adapter.clone().or_else(|| self.target.clone()),
             spec: TrainSpec {
                 lr: self.lr,
                 schedule: self.schedule,
@@ -115,6 +119,11 @@ impl CurveFitArgs {
                 curve: Some(CurveSpec {
                     kind: self.kind,
                     t_sampling: self.t_sampling,
+                    endpoint: if self.adapter.is_some() {
+                        CurveEndpoint::Lora
+                    } else {
+                        CurveEndpoint::Checkpoint
+                    },
                 }),
             },
             max_seq_len: self.max_seq_len,

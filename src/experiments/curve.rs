@@ -39,11 +39,65 @@ pub enum TSampling {
     Stratified,
 }
 
+/// What the curve bends towards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CurveEndpoint {
+    /// A LoRA adapter of the base: its delta is LoRA slot 0 at a per-sequence t; the bend is
+    /// slot 1.
+    #[default]
+    Lora,
+    /// A full checkpoint θ₁: θ₁ − θ₀ is dense delta 0 at one t per batch (dense coefficients are
+    /// per batch); the bend is LoRA slot 0.
+    Checkpoint,
+}
+
 /// What makes a training run a curve fit (stored with the recipe in `run.json`).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct CurveSpec {
     pub kind: CurveKind,
     pub t_sampling: TSampling,
+    #[serde(default)]
+    pub endpoint: CurveEndpoint,
+}
+
+impl CurveSpec {
+    /// The LoRA slot the bend is trained in.
+    pub fn bend_slot(&self) -> usize {
+        match self.endpoint {
+            CurveEndpoint::Lora => 1,
+            CurveEndpoint::Checkpoint => 0,
+        }
+    }
+
+    /// Coefficients of a batch of `n` sequences and the t of each: per-sequence t for a LoRA
+    /// endpoint, one t for the whole batch for a checkpoint.
+    pub fn coefficients(
+        &self,
+        seed: u64,
+        step: usize,
+        batch: usize,
+        n: usize,
+    ) -> (Vec<Vec<f32>>, Vec<f32>, Vec<f64>) {
+        let phi = |t: f64| self.kind.phi(t) as f32;
+        match self.endpoint {
+            CurveEndpoint::Lora => {
+                let ts = sample_ts(self.t_sampling, seed, step, batch, n);
+                let lora = vec![
+                    ts.iter().map(|&t| t as f32).collect(),
+                    ts.iter().map(|&t| phi(t)).collect(),
+                ];
+                (lora, Vec::new(), ts)
+            }
+            CurveEndpoint::Checkpoint => {
+                let t = sample_ts(TSampling::Uniform, seed, step, batch, 1)
+                    .first()
+                    .copied()
+                    .unwrap_or(0.5);
+                (vec![vec![phi(t); n]], vec![t as f32], vec![t; n])
+            }
+        }
+    }
 }
 
 /// `curve.json` of a fitted curve's folder: the endpoint it bends towards and the bend's kind;
@@ -53,8 +107,10 @@ pub struct CurveRecord {
     pub schema: String,
     pub kind: CurveKind,
     pub base: String,
-    /// The endpoint adapter (absolute path).
+    /// The endpoint: a LoRA adapter or a full checkpoint (absolute path).
     pub endpoint: String,
+    #[serde(default)]
+    pub endpoint_kind: CurveEndpoint,
     /// `lora`.
     pub bend: String,
 }

@@ -27,6 +27,11 @@ pub enum PathKind {
     Bezier,
     /// The same with a one-bend polychain: φ(t) = 1 − |2t − 1|.
     Polychain,
+    /// A fitted Bezier curve to a full checkpoint: θ₁ − θ₀ is dense delta 0 at t, the bend is
+    /// LoRA slot 0 at φ(t).
+    BezierCheckpoint,
+    /// The polychain version of [`PathKind::BezierCheckpoint`].
+    PolychainCheckpoint,
 }
 
 impl PathKind {
@@ -68,6 +73,17 @@ impl PathKind {
                     dense: vec![],
                 }
             }
+            PathKind::BezierCheckpoint | PathKind::PolychainCheckpoint => {
+                let kind = if self == PathKind::BezierCheckpoint {
+                    CurveKind::Bezier
+                } else {
+                    CurveKind::Polychain
+                };
+                PathPointSpec {
+                    lora: vec![kind.phi(f64::from(t)) as f32],
+                    dense: vec![t],
+                }
+            }
             // Handled above.
             PathKind::Checkpoints => PathPointSpec::default(),
         }
@@ -90,6 +106,8 @@ impl PathKind {
             PathKind::Checkpoints => "checkpoints",
             PathKind::Bezier => "bezier",
             PathKind::Polychain => "polychain",
+            PathKind::BezierCheckpoint => "bezier_checkpoint",
+            PathKind::PolychainCheckpoint => "polychain_checkpoint",
         }
     }
 
@@ -123,6 +141,10 @@ mod tests {
         assert_eq!(PathKind::Bezier.point(1.0, &[]).lora, vec![1.0, 0.0]);
         assert_eq!(PathKind::Bezier.point(0.5, &[]).lora, vec![0.5, 0.5]);
         assert_eq!(PathKind::Polychain.point(0.5, &[]).lora, vec![0.5, 1.0]);
+        let mid = PathKind::PolychainCheckpoint.point(0.5, &[]);
+        assert_eq!((mid.lora, mid.dense), (vec![1.0], vec![0.5]));
+        let end = PathKind::BezierCheckpoint.point(1.0, &[]);
+        assert_eq!((end.lora, end.dense), (vec![0.0], vec![1.0]));
         let ckpts = [8.0, 16.0, 20.0];
         assert_eq!(
             PathKind::Checkpoints.point(16.0, &ckpts).lora,

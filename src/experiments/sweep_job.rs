@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use super::{
-    curve::{CurveKind, CurveRecord},
+    curve::{CurveEndpoint, CurveKind, CurveRecord},
     fingerprint::fingerprints,
     inputs::{chat_template_of, encode_examples},
     path::PathKind,
@@ -93,10 +93,13 @@ impl SweepRequest {
                     "--curve walks a fitted curve to its own endpoint; give no --adapter / --target with it".into(),
                 ));
             }
-            return match CurveRecord::read(dir).map_err(SweepJobError::Input)?.kind {
-                CurveKind::Bezier => Ok(PathKind::Bezier),
-                CurveKind::Polychain => Ok(PathKind::Polychain),
-            };
+            let record = CurveRecord::read(dir).map_err(SweepJobError::Input)?;
+            return Ok(match (record.kind, record.endpoint_kind) {
+                (CurveKind::Bezier, CurveEndpoint::Lora) => PathKind::Bezier,
+                (CurveKind::Polychain, CurveEndpoint::Lora) => PathKind::Polychain,
+                (CurveKind::Bezier, CurveEndpoint::Checkpoint) => PathKind::BezierCheckpoint,
+                (CurveKind::Polychain, CurveEndpoint::Checkpoint) => PathKind::PolychainCheckpoint,
+            });
         }
         match (&self.adapter, &self.adapter_b, &self.target) {
             (Some(_), None, None) => Ok(PathKind::Lora),
@@ -186,10 +189,11 @@ pub fn check_compatible(base: &OpenedModel, target: &OpenedModel) -> Result<(), 
     Ok(())
 }
 
-/// A curve request's adapters: the endpoint its `curve.json` names, then the bend.
-fn curve_adapter_paths(req: &SweepRequest) -> Result<Vec<PathBuf>, SweepJobError> {
+/// A curve request's inputs: its LoRA slots in order (a LoRA endpoint, then the bend) and a
+/// checkpoint endpoint, as its `curve.json` names them.
+fn curve_inputs(req: &SweepRequest) -> Result<(Vec<PathBuf>, Option<PathBuf>), SweepJobError> {
     let Some(dir) = &req.curve else {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), None));
     };
     let record = CurveRecord::read(dir).map_err(SweepJobError::Input)?;
     let bend = CurveRecord::bend_dir(dir);
@@ -199,7 +203,11 @@ fn curve_adapter_paths(req: &SweepRequest) -> Result<Vec<PathBuf>, SweepJobError
             bend.display()
         )));
     }
-    Ok(vec![PathBuf::from(record.endpoint), bend])
+    let endpoint = PathBuf::from(record.endpoint);
+    Ok(match record.endpoint_kind {
+        CurveEndpoint::Lora => (vec![endpoint, bend], None),
+        CurveEndpoint::Checkpoint => (vec![bend], Some(endpoint)),
+    })
 }
 
 /// The `run.json` record of a request: its spec and the fingerprints of every input file.
@@ -216,8 +224,9 @@ pub fn run_record(
     for (_, dir) in checkpoints {
         fingerprints(dir, &mut inputs)?;
     }
-    for dir in curve_adapter_paths(req)? {
-        fingerprints(&dir, &mut inputs)?;
+    let (curve_adapters, curve_target) = curve_inputs(req)?;
+    for dir in curve_adapters.iter().chain(&curve_target) {
+        fingerprints(dir, &mut inputs)?;
     }
     for p in [
         Some(&req.base),
@@ -298,7 +307,7 @@ pub fn run_sweep_job(
     let base = open_model(&req.base)?;
     let mut adapters = Vec::new();
     // A curve: its endpoint in slot 0, its bend in slot 1.
-    let curve_adapters = curve_adapter_paths(req)?;
+    let (curve_adapters, curve_target) = curve_inputs(req)?;
     let adapter_paths = [&req.adapter, &req.adapter_b]
         .into_iter()
         .flatten()
@@ -308,7 +317,7 @@ pub fn run_sweep_job(
         let a = LoraAdapter::open_for(p, base.tensors.as_ref(), &base.config)?;
         adapters.push(a);
     }
-    let target = match &req.target {
+    let target = match req.target.as_ref().or(curve_target.as_ref()) {
         Some(p) => {
             let t = open_model(p)?;
             check_compatible(&base, &t)?;

@@ -14,7 +14,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    curve::{CurveSpec, sample_ts},
+    curve::CurveSpec,
     eval::EvalItem,
     job::{CancelFlag, Progress},
     optim::{AdamWConfig, AdamWState, Schedule, adamw_update, clip_grad_norm},
@@ -195,7 +195,7 @@ pub struct TrainOutcome {
 
 /// The LoRA slot training writes to: 0, or 1 for a curve's bend (slot 0 is its endpoint).
 fn train_slot(spec: &TrainSpec) -> usize {
-    usize::from(spec.curve.is_some())
+    spec.curve.as_ref().map_or(0, CurveSpec::bend_slot)
 }
 
 /// Trains `state` on `examples` to the end of the spec (or until cancelled), appending every
@@ -287,21 +287,17 @@ pub fn run_training(
                 .collect();
             input_tokens += rows.iter().map(PackedRow::len).sum::<usize>();
             let leaves = attach(model, slot, &state.factors)?;
-            let lora = match &spec.curve {
-                None => vec![vec![1.0; rows.len()]],
+            let (lora, dense) = match &spec.curve {
+                None => (vec![vec![1.0; rows.len()]], Vec::new()),
                 Some(curve) => {
-                    let ts = sample_ts(curve.t_sampling, spec.seed, step, b, rows.len());
-                    let coeffs = vec![
-                        ts.iter().map(|&t| t as f32).collect(),
-                        ts.iter().map(|&t| curve.kind.phi(t) as f32).collect(),
-                    ];
+                    let (lora, dense, ts) = curve.coefficients(spec.seed, step, b, rows.len());
                     step_ts.extend(ts);
-                    coeffs
+                    (lora, dense)
                 }
             };
             let coeffs = PathCoefficients {
                 lora,
-                dense: Vec::new(),
+                dense,
                 lora_dropout: spec.lora_dropout,
             };
             let (nll, _) = target_nll_sum(model, &rows, &coeffs)?;

@@ -6,10 +6,12 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use super::{
+    curve::CurveEndpoint,
     eval::EvalItem,
     fingerprint::fingerprints,
     inputs::{chat_template_of, encode_examples},
     optim::Schedule,
+    sweep_job::check_compatible,
     sweep_store::{RunRecord, StoreError},
     train::{
         TrainError, TrainHooks, TrainLength, TrainOutcome, TrainSpec, new_lora_factors,
@@ -20,7 +22,9 @@ use super::{
 use crate::{
     checkpoint::{error::CheckpointError, open::open_model, peft::LoraAdapter, peft_writer},
     compute::{ComputeDevice, ComputeKind, GpuUnavailable},
-    model::{error::ModelError, trainable::LoraFactors, transformer::CausalLm},
+    model::{
+        error::ModelError, load::PathEndpoints, trainable::LoraFactors, transformer::CausalLm,
+    },
     text::{dataset::load_chat_jsonl, error::TextError},
 };
 
@@ -175,13 +179,23 @@ pub fn run_train_job(
     }
     let compute = ComputeDevice::new(req.device)?;
     let base = open_model(&req.base)?;
-    let endpoint = match &req.endpoint {
-        Some(p) => Some(LoraAdapter::open_for(
-            p,
-            base.tensors.as_ref(),
-            &base.config,
-        )?),
-        None => None,
+    let endpoint_kind = spec.curve.map(|c| c.endpoint);
+    let (endpoint, endpoint_model) = match (&req.endpoint, endpoint_kind) {
+        (Some(p), Some(CurveEndpoint::Lora)) => (
+            Some(LoraAdapter::open_for(
+                p,
+                base.tensors.as_ref(),
+                &base.config,
+            )?),
+            None,
+        ),
+        (Some(p), Some(CurveEndpoint::Checkpoint)) => {
+            let t = open_model(p)?;
+            check_compatible(&base, &t).map_err(|e| TrainJobError::Input(e.to_string()))?;
+            // Only its weights are needed: θ₁ − θ₀ becomes the path's dense delta.
+            (None, Some(t.tensors))
+        }
+        _ => (None, None),
     };
     let existing = match &req.init {
         AdapterInit::Existing(p) => {
@@ -255,13 +269,15 @@ pub fn run_train_job(
 
     let device = compute.device.clone().autodiff();
     let opened_config = base.config.clone();
-    let mut model = CausalLm::load(
-        &opened_config,
-        base.tensors.as_ref(),
-        endpoint.as_ref(),
-        &device,
-    )?;
+    let endpoints = PathEndpoints {
+        adapters: endpoint.iter().collect(),
+        checkpoints: endpoint_model.iter().map(|t| t.as_ref()).collect(),
+    };
+    let mut model =
+        CausalLm::load_path(&opened_config, base.tensors.as_ref(), &endpoints, &device)?;
+    drop(endpoints);
     drop(endpoint);
+    drop(endpoint_model);
     drop(base);
     crate::compute::release_free_host_memory();
     model.ensure_lora_slots(1);
@@ -305,7 +321,7 @@ pub fn run_train_job(
     // Everything is checked: only now does the folder get (or check) its run.json.
     let mut store = TrainStore::open(&req.out, &record, adapter_config)?;
     if let (Some(curve), Some(endpoint)) = (&spec.curve, &req.endpoint) {
-        write_curve_record(&req.out, curve.kind, &req.base, endpoint)?;
+        write_curve_record(&req.out, curve, &req.base, endpoint)?;
     }
     let initial = TrainState {
         step: 0,
@@ -338,7 +354,7 @@ pub fn run_train_job(
 /// anywhere).
 fn write_curve_record(
     dir: &std::path::Path,
-    kind: super::curve::CurveKind,
+    curve: &super::curve::CurveSpec,
     base: &std::path::Path,
     endpoint: &std::path::Path,
 ) -> Result<(), TrainJobError> {
@@ -350,9 +366,10 @@ fn write_curve_record(
     };
     let record = super::curve::CurveRecord {
         schema: super::curve::CURVE_SCHEMA.into(),
-        kind,
+        kind: curve.kind,
         base: absolute(base),
         endpoint: absolute(endpoint),
+        endpoint_kind: curve.endpoint,
         bend: "lora".into(),
     };
     let path = dir.join("curve.json");

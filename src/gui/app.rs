@@ -9,7 +9,10 @@ use std::time::{Instant, SystemTime};
 
 use eframe::egui::{self, Rect};
 
-use crate::{compute::ComputeKind, experiments::sweep_job::SweepRequest};
+use crate::{
+    compute::ComputeKind,
+    experiments::{curve::CurveEndpoint, sweep_job::SweepRequest},
+};
 
 use super::{
     LaunchOptions,
@@ -543,16 +546,20 @@ impl BasinApp {
     pub fn train_command(&mut self, command: TrainCommand) {
         match command {
             TrainCommand::Start(mut req) => {
-                if req.spec.curve.is_some() {
-                    // A curve bends towards the endpoint adapter of the Models panel.
-                    match self.endpoint.path_buf() {
-                        Some(p) if p.join("adapter_config.json").exists() => req.endpoint = Some(p),
-                        _ => {
-                            return self.error(
-                                "a curve fit needs a LoRA adapter as the endpoint (Models, left)",
-                            );
-                        }
-                    }
+                if let Some(curve) = req.spec.curve.as_mut() {
+                    // A curve bends towards the Models panel's endpoint: a LoRA adapter, or a
+                    // full checkpoint.
+                    let Some(p) = self.endpoint.path_buf() else {
+                        return self.error(
+                            "a curve fit needs an endpoint: a LoRA adapter or a checkpoint (Models, left)",
+                        );
+                    };
+                    curve.endpoint = if p.join("adapter_config.json").exists() {
+                        CurveEndpoint::Lora
+                    } else {
+                        CurveEndpoint::Checkpoint
+                    };
+                    req.endpoint = Some(p);
                 }
                 self.start_training(*req)
             }

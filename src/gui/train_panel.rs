@@ -167,9 +167,11 @@ impl TrainPanel {
             shuffle: self.shuffle,
             checkpoint_every: (self.checkpoint_every > 0).then_some(self.checkpoint_every),
             lora_dropout: 0.0,
+            // The app sets the endpoint (and its kind) from the Models panel.
             curve: self.curve.then_some(CurveSpec {
                 kind: self.curve_kind,
                 t_sampling: TSampling::Stratified,
+                endpoint: Default::default(),
             }),
         };
         req.max_seq_len = self.max_seq_len;
