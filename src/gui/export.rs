@@ -33,7 +33,7 @@ pub fn metric_csv(runs: &[RunView], metric: &str) -> String {
 }
 
 fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n']) {
+    if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
         s.to_string()
@@ -101,10 +101,13 @@ pub enum PngTarget {
 
 /// The HTML report: runs and their specs, then each metric's PNG and CSV.
 pub fn report_html(runs: &[RunView], metrics: &[String]) -> String {
+    // Text and attribute values alike: a metric or run named `x" onerror="…` stays text.
     let esc = |s: &str| {
         s.replace('&', "&amp;")
             .replace('<', "&lt;")
             .replace('>', "&gt;")
+            .replace('"', "&quot;")
+            .replace('\'', "&#39;")
     };
     let mut h = String::from(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>Basin report</title>\
@@ -187,5 +190,34 @@ pub fn fulfil(
             write_text(&index, &report_html(runs, &metrics))?;
             Ok(format!("report saved: {}", index.display()))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostile_names_stay_text_in_the_report_and_fields_in_the_csv() {
+        let hostile = "x\" onerror=\"alert(1)\" a='<script>alert(2)</script>";
+        let mut run = RunView::new(PathBuf::from("/tmp/<b>run</b>"), hostile.to_string());
+        run.visible = true;
+        let html = report_html(&[run.clone()], &[hostile.to_string()]);
+        assert!(!html.contains("onerror=\""), "{html}");
+        assert!(
+            !html.contains("<script>") && !html.contains("<b>"),
+            "{html}"
+        );
+        assert!(!html.contains("a='"), "{html}");
+        assert!(html.contains("&quot; onerror=&quot;alert(1)&quot;"));
+        assert_eq!(file_stem(hostile).len(), hostile.len());
+        assert!(
+            file_stem(hostile)
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        );
+        // CSV: a label with a comma, quotes and line breaks is one quoted field.
+        assert_eq!(csv_field("a,\"b\"\r\nc"), "\"a,\"\"b\"\"\r\nc\"");
+        assert_eq!(csv_field("plain"), "plain");
     }
 }
