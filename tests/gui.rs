@@ -188,7 +188,10 @@ fn demo_sweep_plots_exports_and_session_roundtrip() {
     });
     let html = std::fs::read_to_string(report.join("index.html")).unwrap();
     // The spec as escaped text (quotes included, so no name can break out of markup).
-    assert!(html.contains("&quot;path&quot;: &quot;lora&quot;"), "{html}");
+    assert!(
+        html.contains("&quot;path&quot;: &quot;lora&quot;"),
+        "{html}"
+    );
     for m in &h.state().runs[0].metric_order.clone() {
         assert!(report.join(format!("{m}.png")).is_file(), "{m}.png");
         let csv = std::fs::read_to_string(report.join(format!("{m}.csv"))).unwrap();
