@@ -251,6 +251,78 @@ fn results(dir: &Path) -> Vec<serde_json::Value> {
 
 /// `basin sweep --curve DIR` walks the fitted curve: at t = 0 and t = 1 every metric is the
 /// straight path's, in between the bend moves them.
+/// Sweeps the demo suite at t = 0, ½, 1 along the fitted curve in `root/fit` and along the
+/// straight line (`line_args`), checks the curve's `run.json` path, and compares the
+/// instruction loss: within `end_tol` of the line's at both ends, more than `inside_min` away
+/// from it in the middle.
+fn compare_curve_sweep_with_line(
+    root: &Path,
+    line_args: Vec<String>,
+    path: &str,
+    end_tol: f64,
+    inside_min: f64,
+) {
+    let demo = common::repo().join("assets/demo");
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let suite = demo.join("suite/suite.toml");
+    for (name, path_args) in [
+        ("curve", vec!["--curve".to_string(), s(&root.join("fit"))]),
+        ("line", line_args),
+    ] {
+        let out = basin()
+            .args([
+                "sweep",
+                "--base",
+                &s(&demo.join("base")),
+                "--suite",
+                &s(&suite),
+            ])
+            .args(path_args)
+            .args([
+                "--t",
+                "0:1:3",
+                "--bootstrap",
+                "50",
+                "--out",
+                &s(&root.join(name)),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join("curve/run.json")).unwrap()).unwrap();
+    assert_eq!(record["spec"]["path"], path);
+    // results.jsonl: one line per (t, metric).
+    let instruction = |dir: &Path| -> Vec<(f64, f64)> {
+        results(dir)
+            .iter()
+            .filter(|r| r["metric"] == "instruction")
+            .map(|r| (r["t"].as_f64().unwrap(), r["value"].as_f64().unwrap()))
+            .collect()
+    };
+    let (curve, line) = (
+        instruction(&root.join("curve")),
+        instruction(&root.join("line")),
+    );
+    assert_eq!(curve.len(), 3);
+    for ((t, cv), (tl, lv)) in curve.iter().zip(&line) {
+        assert_eq!(t, tl);
+        if *t == 0.0 || *t == 1.0 {
+            assert!((cv - lv).abs() <= end_tol, "t = {t}: curve {cv}, line {lv}");
+        } else {
+            assert!(
+                (cv - lv).abs() > inside_min,
+                "t = {t}: the bend changed nothing"
+            );
+        }
+    }
+}
+
 #[test]
 fn sweep_walks_a_fitted_curve_between_the_same_ends() {
     let root = std::env::temp_dir().join(format!("basin-curve-sweep-{}", std::process::id()));
@@ -280,63 +352,14 @@ fn sweep_walks_a_fitted_curve_between_the_same_ends() {
         "{}",
         String::from_utf8_lossy(&fit.stderr)
     );
-    let suite = demo.join("suite/suite.toml");
-    for (name, path_args) in [
-        ("curve", vec!["--curve".to_string(), s(&root.join("fit"))]),
-        (
-            "line",
-            vec!["--adapter".to_string(), s(&demo.join("hacker"))],
-        ),
-    ] {
-        let out = basin()
-            .args([
-                "sweep",
-                "--base",
-                &s(&demo.join("base")),
-                "--suite",
-                &s(&suite),
-            ])
-            .args(path_args)
-            .args([
-                "--t",
-                "0:1:3",
-                "--bootstrap",
-                "50",
-                "--out",
-                &s(&root.join(name)),
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{name}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let record: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(root.join("curve/run.json")).unwrap()).unwrap();
-    assert_eq!(record["spec"]["path"], "polychain");
-    // results.jsonl: one line per (t, metric).
-    let instruction = |dir: &Path| -> Vec<(f64, f64)> {
-        results(dir)
-            .iter()
-            .filter(|r| r["metric"] == "instruction")
-            .map(|r| (r["t"].as_f64().unwrap(), r["value"].as_f64().unwrap()))
-            .collect()
-    };
-    let (curve, line) = (
-        instruction(&root.join("curve")),
-        instruction(&root.join("line")),
+    // Exactly the line's values at the ends.
+    compare_curve_sweep_with_line(
+        &root,
+        vec!["--adapter".to_string(), s(&demo.join("hacker"))],
+        "polychain",
+        0.0,
+        0.0,
     );
-    assert_eq!(curve.len(), 3);
-    for ((t, cv), (tl, lv)) in curve.iter().zip(&line) {
-        assert_eq!(t, tl);
-        if *t == 0.0 || *t == 1.0 {
-            assert_eq!(cv, lv, "t = {t}");
-        } else {
-            assert_ne!(cv, lv, "t = {t}: the bend changed nothing");
-        }
-    }
     let _ = std::fs::remove_dir_all(&root);
 }
 
@@ -396,57 +419,12 @@ fn a_curve_to_a_full_checkpoint_fits_and_sweeps() {
     assert_eq!(ts.len(), 8);
     assert!(ts.iter().all(|t| t == &ts[0]));
 
-    let suite = demo.join("suite/suite.toml");
-    for (name, path_args) in [
-        ("curve", vec!["--curve".to_string(), s(&root.join("fit"))]),
-        ("line", vec!["--target".to_string(), s(&target)]),
-    ] {
-        let out = basin()
-            .args([
-                "sweep",
-                "--base",
-                &s(&demo.join("base")),
-                "--suite",
-                &s(&suite),
-            ])
-            .args(path_args)
-            .args([
-                "--t",
-                "0:1:3",
-                "--bootstrap",
-                "50",
-                "--out",
-                &s(&root.join(name)),
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{name}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let record: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(root.join("curve/run.json")).unwrap()).unwrap();
-    assert_eq!(record["spec"]["path"], "bezier_checkpoint");
-    let instruction = |dir: &Path| -> Vec<(f64, f64)> {
-        results(dir)
-            .iter()
-            .filter(|r| r["metric"] == "instruction")
-            .map(|r| (r["t"].as_f64().unwrap(), r["value"].as_f64().unwrap()))
-            .collect()
-    };
-    let (curve, line) = (
-        instruction(&root.join("curve")),
-        instruction(&root.join("line")),
+    compare_curve_sweep_with_line(
+        &root,
+        vec!["--target".to_string(), s(&target)],
+        "bezier_checkpoint",
+        1e-5,
+        1e-4,
     );
-    assert_eq!(curve.len(), 3);
-    for ((t, cv), (_, lv)) in curve.iter().zip(&line) {
-        if *t == 0.0 || *t == 1.0 {
-            assert!((cv - lv).abs() < 1e-5, "t = {t}: curve {cv}, line {lv}");
-        } else {
-            assert!((cv - lv).abs() > 1e-4, "t = {t}: the bend changed nothing");
-        }
-    }
     let _ = std::fs::remove_dir_all(&root);
 }
