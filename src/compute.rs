@@ -97,6 +97,11 @@ impl ComputeDevice {
     }
 }
 
+/// Whether `device` (or the device an autodiff device wraps) is burn-flex on the host CPU.
+pub fn is_host_cpu(device: &Device) -> bool {
+    device.clone().inner() == Device::flex()
+}
+
 /// Keeps freed heap memory for reuse instead of handing it back after every free. By default
 /// glibc trims the main heap whenever more than a (dynamic) threshold is free at its top, so a
 /// training step that frees its activations returns gigabytes to the kernel and the next step
@@ -120,11 +125,13 @@ pub fn keep_freed_host_memory() {
         }
         const M_TRIM_THRESHOLD: std::os::raw::c_int = -1;
         const M_MMAP_THRESHOLD: std::os::raw::c_int = -3;
+        const M_ARENA_MAX: std::os::raw::c_int = -8;
         // SAFETY: mallopt only changes glibc's allocator parameters under its own locks; it
         // takes no pointers.
         unsafe {
             mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
             mallopt(M_TRIM_THRESHOLD, -1);
+            mallopt(M_ARENA_MAX, 1);
         }
     }
 }

@@ -16,7 +16,9 @@ use basin::{
         inputs::{chat_template_of, encode_examples},
         job::CancelFlag,
         optim::Schedule,
-        train::{TrainHooks, TrainLength, TrainSpec, new_lora_factors},
+        train::{
+            TrainHooks, TrainLength, TrainSpec, balanced_parts, batch_gradients, new_lora_factors,
+        },
         train_job::{AdapterInit, TrainRequest, run_train_job},
         train_store::{list_checkpoints, read_steps},
     },
@@ -887,4 +889,71 @@ fn checkpoint_sweep_evaluates_every_adapter_against_samples_seen() {
     for d in [train_dir, sweep_dir, lora_dir, empty] {
         let _ = std::fs::remove_dir_all(d);
     }
+}
+
+/// A CPU batch split into lanes (threads, each on a shallow clone of the model) gives the
+/// gradients of the batch run whole: same parts' sums, each row's own path coefficient kept.
+#[test]
+fn lanes_give_the_gradients_of_the_whole_batch() {
+    let (mut model, factors) = model_with_adapter(ComputeKind::Cpu);
+    let items = items(&tiny("llama"));
+    let batch = &items[..items.len().min(5)];
+    assert!(batch.len() >= 3, "the fixture has {} chats", batch.len());
+    let rows = rows(batch);
+    // Per-row coefficients (as a curve's t draws give), so a mis-sliced part would show.
+    let coeffs = PathCoefficients {
+        lora: vec![(0..rows.len()).map(|i| 0.3 + 0.25 * i as f32).collect()],
+        ..Default::default()
+    };
+    let sum = |parts: Vec<(f32, Vec<(Vec<f32>, Vec<f32>)>)>| {
+        let mut loss = 0.0f64;
+        let mut flat = Vec::new();
+        for (k, (value, g)) in parts.into_iter().enumerate() {
+            loss += f64::from(value);
+            let g: Vec<f32> = g
+                .into_iter()
+                .flat_map(|(a, b)| a.into_iter().chain(b))
+                .collect();
+            if k == 0 {
+                flat = g;
+            } else {
+                flat.iter_mut().zip(g).for_each(|(x, y)| *x += y);
+            }
+        }
+        (loss, flat)
+    };
+    let whole = batch_gradients(&mut model, 0, &factors, &rows, &coeffs, 1).unwrap();
+    assert_eq!(whole.len(), 1);
+    let (loss1, g1) = sum(whole);
+    for lanes in [2, 3] {
+        let parts = batch_gradients(&mut model, 0, &factors, &rows, &coeffs, lanes).unwrap();
+        assert_eq!(parts.len(), lanes);
+        let (loss, g) = sum(parts);
+        assert!(
+            (loss - loss1).abs() < 1e-4 * loss1.abs(),
+            "{lanes} lanes: loss {loss} vs {loss1}"
+        );
+        let scale = max_abs(&g1);
+        assert!(scale > 0.0);
+        let worst = g
+            .iter()
+            .zip(&g1)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(
+            worst < 1e-5 * scale,
+            "{lanes} lanes: worst gradient difference {worst} (scale {scale})"
+        );
+    }
+}
+
+#[test]
+fn balanced_parts_cut_contiguous_ranges_of_about_equal_tokens() {
+    assert_eq!(balanced_parts(&[10, 10, 10, 10], 2), vec![0..2, 2..4]);
+    assert_eq!(balanced_parts(&[100, 1, 1], 2), vec![0..1, 1..3]);
+    assert_eq!(balanced_parts(&[1, 1, 100], 2), vec![0..2, 2..3]);
+    assert_eq!(balanced_parts(&[5, 5], 4), vec![0..1, 1..2]);
+    assert_eq!(balanced_parts(&[7, 3, 9], 1), vec![0..3]);
+    assert_eq!(balanced_parts(&[4; 8], 3).len(), 3);
+    assert!(balanced_parts(&[], 2).is_empty());
 }

@@ -286,7 +286,6 @@ pub fn run_training(
                 .map(|(k, &i)| PackedRow::single(k, &examples[i].sequence))
                 .collect();
             input_tokens += rows.iter().map(PackedRow::len).sum::<usize>();
-            let leaves = attach(model, slot, &state.factors)?;
             let (lora, dense) = match &spec.curve {
                 None => (vec![vec![1.0; rows.len()]], Vec::new()),
                 Some(curve) => {
@@ -300,31 +299,34 @@ pub fn run_training(
                 dense,
                 lora_dropout: spec.lora_dropout,
             };
-            let (nll, _) = target_nll_sum(model, &rows, &coeffs)?;
-            let value = nll
-                .clone()
-                .into_data()
-                .try_to_vec::<f32>()
-                .ok()
-                .and_then(|v| v.first().copied())
-                .unwrap_or(f32::NAN);
-            if !value.is_finite() {
-                return Err(TrainError::NonFinite {
-                    step: step + 1,
-                    what: "the loss".into(),
-                    ids: ids(),
-                });
-            }
-            loss_sum += f64::from(value);
-            let g = gradients(&leaves, &(nll / step_targets as f32).backward())?;
-            for ((ga, gb), (da, db)) in grads.iter_mut().zip(g) {
-                ga.iter_mut().zip(&da).for_each(|(x, y)| *x += y);
-                gb.iter_mut().zip(&db).for_each(|(x, y)| *x += y);
+            // Dropout draws from the device's one seeded generator: lanes would draw in a
+            // racy order, so a run with dropout keeps one lane (same masks, same run).
+            let lanes = if spec.lora_dropout > 0.0 {
+                1
+            } else {
+                host_lanes(&model.device)
+            };
+            for (value, g) in batch_gradients(model, slot, &state.factors, &rows, &coeffs, lanes)? {
+                if !value.is_finite() {
+                    return Err(TrainError::NonFinite {
+                        step: step + 1,
+                        what: "the loss".into(),
+                        ids: ids(),
+                    });
+                }
+                loss_sum += f64::from(value);
+                // Each part's backward is of its NLL sum ÷ the step's targets, so the parts'
+                // gradients (added in part order: the same run gives the same sums) are the
+                // step's gradient.
+                let scale = 1.0 / step_targets as f32;
+                for ((ga, gb), (da, db)) in grads.iter_mut().zip(g) {
+                    ga.iter_mut().zip(&da).for_each(|(x, y)| *x += y * scale);
+                    gb.iter_mut().zip(&db).for_each(|(x, y)| *x += y * scale);
+                }
             }
             // No trim here: the next batch reuses these blocks (handing them back made every
             // step fault its activations in again as zeroed pages; see
             // `compute::keep_freed_host_memory`). The job trims once when it ends.
-            drop(leaves);
         }
         let mut flat: Vec<&mut [f32]> = grads
             .iter_mut()
@@ -392,6 +394,119 @@ pub fn run_training(
         cancelled: false,
         final_loss,
     })
+}
+
+/// The gradient of a batch's NLL sum: `(NLL sum, gradient of every factor)` per part, in part
+/// order. With `lanes` > 1 the rows are split into up to `lanes` contiguous parts of about equal
+/// tokens, each run forward and backward on its own thread through a shallow clone of `model`
+/// (the weights are shared, reference-counted; each clone holds its own LoRA leaves, so each
+/// part's autodiff graph is its own). On the CPU backend this keeps every core busy: burn-flex
+/// runs its matrix products on all cores but its element-wise operations on the calling thread
+/// only (measured on 2 cores: one lane used 1.29 cores over a SmolLM2 step).
+pub fn batch_gradients(
+    model: &mut CausalLm,
+    slot: usize,
+    factors: &[LoraFactors],
+    rows: &[PackedRow],
+    coeffs: &PathCoefficients,
+    lanes: usize,
+) -> Result<Vec<PartGradients>, TrainError> {
+    let parts = balanced_parts(&rows.iter().map(PackedRow::len).collect::<Vec<_>>(), lanes);
+    if parts.len() <= 1 {
+        return Ok(vec![part_gradients(model, slot, factors, rows, coeffs)?]);
+    }
+    let results = std::thread::scope(|scope| {
+        let handles: Vec<_> = parts
+            .iter()
+            .map(|range| {
+                let mut lane_model = model.clone();
+                let part_rows = &rows[range.clone()];
+                let part_coeffs = PathCoefficients {
+                    lora: coeffs
+                        .lora
+                        .iter()
+                        .map(|c| {
+                            c.get(range.clone())
+                                .map(<[f32]>::to_vec)
+                                .unwrap_or_default()
+                        })
+                        .collect(),
+                    dense: coeffs.dense.clone(),
+                    lora_dropout: coeffs.lora_dropout,
+                };
+                scope.spawn(move || {
+                    part_gradients(&mut lane_model, slot, factors, part_rows, &part_coeffs)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect::<Vec<_>>()
+    });
+    results.into_iter().collect()
+}
+
+/// `(NLL sum, unscaled gradient of every factor)` of one part of a batch.
+pub type PartGradients = (f32, Vec<(Vec<f32>, Vec<f32>)>);
+
+fn part_gradients(
+    model: &mut CausalLm,
+    slot: usize,
+    factors: &[LoraFactors],
+    rows: &[PackedRow],
+    coeffs: &PathCoefficients,
+) -> Result<PartGradients, TrainError> {
+    let leaves = attach(model, slot, factors)?;
+    let (nll, _) = target_nll_sum(model, rows, coeffs)?;
+    let value = nll
+        .clone()
+        .into_data()
+        .try_to_vec::<f32>()
+        .ok()
+        .and_then(|v| v.first().copied())
+        .unwrap_or(f32::NAN);
+    let g = gradients(&leaves, &nll.backward())?;
+    Ok((value, g))
+}
+
+/// How many parts a CPU batch is split into: one per core of the compute pool (at most 4: more
+/// lanes make each part's matrix products too thin to pay); 1 on a GPU, which runs one queue.
+fn host_lanes(device: &burn::tensor::Device) -> usize {
+    if crate::compute::is_host_cpu(device) {
+        rayon::current_num_threads().clamp(1, 4)
+    } else {
+        1
+    }
+}
+
+/// Contiguous ranges covering `lens`, at most `parts` of them, none empty, cut so that each
+/// holds about `total / parts` of the summed lengths.
+pub fn balanced_parts(lens: &[usize], parts: usize) -> Vec<std::ops::Range<usize>> {
+    let parts = parts.clamp(1, lens.len().max(1));
+    let total: usize = lens.iter().sum();
+    let mut out = Vec::with_capacity(parts);
+    let mut start = 0;
+    let mut acc = 0usize;
+    for (i, &len) in lens.iter().enumerate() {
+        acc += len;
+        let cut = out.len() + 1;
+        let left = lens.len() - (i + 1);
+        let parts_left = parts - cut;
+        // Close the part once its share of the total is reached, or when every remaining row
+        // must start a part of its own.
+        if cut < parts && (acc * parts >= total * cut || left == parts_left) && left >= parts_left {
+            out.push(start..i + 1);
+            start = i + 1;
+        }
+    }
+    if start < lens.len() {
+        out.push(start..lens.len());
+    }
+    out
 }
 
 fn n_targets(item: &EvalItem) -> usize {
