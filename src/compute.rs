@@ -102,6 +102,19 @@ pub fn is_host_cpu(device: &Device) -> bool {
     device.clone().inner() == Device::flex()
 }
 
+/// How many threads ("lanes") a batch on `device` is split over: one per core of the compute
+/// pool (sized by `RAYON_NUM_THREADS`; at most 4, since thinner parts make each matrix product
+/// less efficient) on the CPU backend, 1 on a GPU (one queue). burn-flex spreads matrix products
+/// over every core but runs element-wise operations on the calling thread, so one caller leaves
+/// cores idle (measured on 2 cores: a SmolLM2 training step used 1.29 of them).
+pub fn cpu_lanes(device: &Device) -> usize {
+    if is_host_cpu(device) {
+        rayon::current_num_threads().clamp(1, 4)
+    } else {
+        1
+    }
+}
+
 /// Keeps freed heap memory for reuse instead of handing it back after every free. By default
 /// glibc trims the main heap whenever more than a (dynamic) threshold is free at its top, so a
 /// training step that frees its activations returns gigabytes to the kernel and the next step
@@ -113,6 +126,10 @@ pub fn is_host_cpu(device: &Device) -> bool {
 /// call when they end. The trim threshold is -1 (glibc reads it as `SIZE_MAX`: never trim, as
 /// mallopt(3) documents), not `i32::MAX`: a 2 GiB threshold still trimmed ~2.1 GiB after every
 /// SmolLM2 training step, whose heap peaks at 5 GiB (measured with `strace -e brk`, 2026-12-02).
+/// One arena (`M_ARENA_MAX` 1) for every thread: glibc's extra per-thread arenas delete and
+/// re-map their 64 MiB heaps whenever they empty, whatever the trim threshold, so threads that
+/// allocate activations (the training lanes) faulted them in afresh every step (82 s of system
+/// time over 4 SmolLM2 steps, against 34 s with one arena, loading included).
 /// Called once at process start (`main`); a no-op off glibc.
 pub fn keep_freed_host_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]

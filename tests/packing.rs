@@ -1,8 +1,8 @@
 //! Requests that share a prompt, packed into one row (the prompt computed once), score the same
 //! log-probs as each sequence scored alone: every tiny architecture (GQA, q/k norm, biases, rope
 //! scaling), a sliding window shorter than the rows, LoRA coefficients that differ per row, on
-//! the CPU backend and on wgpu. Also: an evaluation of paired and choice items gives the same
-//! scores as one sequence per forward.
+//! the CPU backend (its batches split over threads, `compute::cpu_lanes`) and on wgpu. Also: an
+//! evaluation of paired and choice items gives the same scores as one sequence per forward.
 
 mod common;
 
@@ -187,7 +187,16 @@ fn check(kind: ComputeKind) {
 
 #[test]
 fn packed_rows_score_like_sequences_alone_on_cpu() {
-    check(ComputeKind::Cpu);
+    // In a pool of 3 threads, batches of 3 rows run as 3 lanes (one thread per row, each row with
+    // its own slice of the coefficients), whatever the machine's core count.
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(3)
+        .build()
+        .unwrap();
+    pool.install(|| {
+        assert_eq!(rayon::current_num_threads(), 3);
+        check(ComputeKind::Cpu)
+    });
 }
 
 #[test]

@@ -16,15 +16,13 @@ use basin::{
         inputs::{chat_template_of, encode_examples},
         job::CancelFlag,
         optim::Schedule,
-        train::{
-            TrainHooks, TrainLength, TrainSpec, balanced_parts, batch_gradients, new_lora_factors,
-        },
+        train::{TrainHooks, TrainLength, TrainSpec, batch_gradients, new_lora_factors},
         train_job::{AdapterInit, TrainRequest, run_train_job},
         train_store::{list_checkpoints, read_steps},
     },
     model::{
         logprobs::{MaskedSequence, target_nll_sum},
-        packing::{PackedRow, pack_shared_prompts},
+        packing::{PackedRow, balanced_parts, pack_shared_prompts},
         path_param::PathCoefficients,
         trainable::{LoraFactors, attach, gradients},
         transformer::CausalLm,

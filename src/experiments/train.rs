@@ -27,7 +27,7 @@ use crate::{
     model::{
         error::ModelError,
         logprobs::target_nll_sum,
-        packing::PackedRow,
+        packing::{PackedRow, balanced_parts},
         path_param::PathCoefficients,
         trainable::{LoraFactors, attach, gradients},
         transformer::CausalLm,
@@ -304,7 +304,7 @@ pub fn run_training(
             let lanes = if spec.lora_dropout > 0.0 {
                 1
             } else {
-                host_lanes(&model.device)
+                crate::compute::cpu_lanes(&model.device)
             };
             for (value, g) in batch_gradients(model, slot, &state.factors, &rows, &coeffs, lanes)? {
                 if !value.is_finite() {
@@ -421,19 +421,7 @@ pub fn batch_gradients(
             .map(|range| {
                 let mut lane_model = model.clone();
                 let part_rows = &rows[range.clone()];
-                let part_coeffs = PathCoefficients {
-                    lora: coeffs
-                        .lora
-                        .iter()
-                        .map(|c| {
-                            c.get(range.clone())
-                                .map(<[f32]>::to_vec)
-                                .unwrap_or_default()
-                        })
-                        .collect(),
-                    dense: coeffs.dense.clone(),
-                    lora_dropout: coeffs.lora_dropout,
-                };
+                let part_coeffs = coeffs.rows(range.clone());
                 scope.spawn(move || {
                     part_gradients(&mut lane_model, slot, factors, part_rows, &part_coeffs)
                 })
@@ -471,42 +459,6 @@ fn part_gradients(
         .unwrap_or(f32::NAN);
     let g = gradients(&leaves, &nll.backward())?;
     Ok((value, g))
-}
-
-/// How many parts a CPU batch is split into: one per core of the compute pool (at most 4: more
-/// lanes make each part's matrix products too thin to pay); 1 on a GPU, which runs one queue.
-fn host_lanes(device: &burn::tensor::Device) -> usize {
-    if crate::compute::is_host_cpu(device) {
-        rayon::current_num_threads().clamp(1, 4)
-    } else {
-        1
-    }
-}
-
-/// Contiguous ranges covering `lens`, at most `parts` of them, none empty, cut so that each
-/// holds about `total / parts` of the summed lengths.
-pub fn balanced_parts(lens: &[usize], parts: usize) -> Vec<std::ops::Range<usize>> {
-    let parts = parts.clamp(1, lens.len().max(1));
-    let total: usize = lens.iter().sum();
-    let mut out = Vec::with_capacity(parts);
-    let mut start = 0;
-    let mut acc = 0usize;
-    for (i, &len) in lens.iter().enumerate() {
-        acc += len;
-        let cut = out.len() + 1;
-        let left = lens.len() - (i + 1);
-        let parts_left = parts - cut;
-        // Close the part once its share of the total is reached, or when every remaining row
-        // must start a part of its own.
-        if cut < parts && (acc * parts >= total * cut || left == parts_left) && left >= parts_left {
-            out.push(start..i + 1);
-            start = i + 1;
-        }
-    }
-    if start < lens.len() {
-        out.push(start..lens.len());
-    }
-    out
 }
 
 fn n_targets(item: &EvalItem) -> usize {

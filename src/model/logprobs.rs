@@ -7,7 +7,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 
 use super::{
     error::ModelError,
-    packing::PackedRow,
+    packing::{PackedRow, balanced_parts},
     path_param::{PathCoefficients, PathPoint},
     transformer::{CausalLm, RowLayout},
 };
@@ -64,10 +64,36 @@ pub fn packed_target_logprobs(
     if rows.is_empty() {
         return Ok(Vec::new());
     }
-    let mut all = Vec::new();
-    for part in target_logprob_tensors(model, rows, coeffs)? {
-        all.extend(to_vec(part, &model.device)?);
-    }
+    let lanes = crate::compute::cpu_lanes(&model.device);
+    let parts = balanced_parts(&rows.iter().map(PackedRow::len).collect::<Vec<_>>(), lanes);
+    let all = if parts.len() <= 1 {
+        flat_target_logprobs(model, rows, coeffs)?
+    } else {
+        // One thread per part (see `compute::cpu_lanes`); each row's values are the ones it
+        // gets in a batch of its own.
+        let results = std::thread::scope(|scope| {
+            let handles: Vec<_> = parts
+                .iter()
+                .map(|range| {
+                    let part_coeffs = coeffs.rows(range.clone());
+                    let part_rows = &rows[range.clone()];
+                    scope.spawn(move || flat_target_logprobs(model, part_rows, &part_coeffs))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                })
+                .collect::<Vec<_>>()
+        });
+        let mut all = Vec::new();
+        for part in results {
+            all.extend(part?);
+        }
+        all
+    };
     let mut out = Vec::with_capacity(rows.len());
     let mut offset = 0;
     for row in rows {
@@ -83,6 +109,19 @@ pub fn packed_target_logprobs(
         out.push(members);
     }
     Ok(out)
+}
+
+/// Every target's log-prob of `rows`, flat, in row / member / target order.
+fn flat_target_logprobs(
+    model: &CausalLm,
+    rows: &[PackedRow],
+    coeffs: &PathCoefficients,
+) -> Result<Vec<f32>, ModelError> {
+    let mut all = Vec::new();
+    for part in target_logprob_tensors(model, rows, coeffs)? {
+        all.extend(to_vec(part, &model.device)?);
+    }
+    Ok(all)
 }
 
 /// Sum of the negative log-probs of every target of every member of `rows`, as a scalar tensor

@@ -182,6 +182,32 @@ fn append_continuation(
     });
 }
 
+/// Contiguous ranges covering `lens`, at most `parts` of them, none empty, cut so that each
+/// holds about `total / parts` of the summed lengths.
+pub fn balanced_parts(lens: &[usize], parts: usize) -> Vec<std::ops::Range<usize>> {
+    let parts = parts.clamp(1, lens.len().max(1));
+    let total: usize = lens.iter().sum();
+    let mut out = Vec::with_capacity(parts);
+    let mut start = 0;
+    let mut acc = 0usize;
+    for (i, &len) in lens.iter().enumerate() {
+        acc += len;
+        let cut = out.len() + 1;
+        let left = lens.len() - (i + 1);
+        let parts_left = parts - cut;
+        // Close the part once its share of the total is reached, or when every remaining row
+        // must start a part of its own.
+        if cut < parts && (acc * parts >= total * cut || left == parts_left) && left >= parts_left {
+            out.push(start..i + 1);
+            start = i + 1;
+        }
+    }
+    if start < lens.len() {
+        out.push(start..lens.len());
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -71,6 +71,26 @@ pub struct PathCoefficients {
     pub lora_dropout: f32,
 }
 
+impl PathCoefficients {
+    /// The coefficients of sequences `range` (a slot with fewer entries gives what it has).
+    pub fn rows(&self, range: std::ops::Range<usize>) -> Self {
+        Self {
+            lora: self
+                .lora
+                .iter()
+                .map(|c| {
+                    let end = range.end.min(c.len());
+                    c.get(range.start.min(end)..end)
+                        .map(<[f32]>::to_vec)
+                        .unwrap_or_default()
+                })
+                .collect(),
+            dense: self.dense.clone(),
+            lora_dropout: self.lora_dropout,
+        }
+    }
+}
+
 /// [`PathCoefficients`] on the device: per LoRA slot a `[batch, 1, 1]` tensor.
 #[derive(Debug, Clone, Default)]
 pub struct PathPoint {
