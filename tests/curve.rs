@@ -188,7 +188,7 @@ fn a_fitted_bezier_lowers_the_loss_mid_path_and_keeps_the_ends() {
     assert_eq!(curve["kind"], "bezier");
     assert_eq!(curve["bend"], "lora");
     // Every step records the t of each of its sequences; stratified: one per quarter.
-    let steps: Vec<serde_json::Value> = std::fs::read_to_string(out.join("train.jsonl"))
+    let steps: Vec<serde_json::Value> = std::fs::read_to_string(out.join("fit.jsonl"))
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -208,7 +208,8 @@ fn a_fitted_bezier_lowers_the_loss_mid_path_and_keeps_the_ends() {
     // The bend is a PEFT adapter of the base: load endpoint (slot 0) and bend (slot 1).
     let opened = open_model(&tiny("llama")).unwrap();
     let endpoint = LoraAdapter::open(tiny("llama_lora")).unwrap();
-    let bend = LoraAdapter::open(out.join("final")).unwrap();
+    let bend = LoraAdapter::open(out.join("bend")).unwrap();
+    assert!(!out.join("final").exists() && !out.join("train.jsonl").exists());
     let device = ComputeDevice::new(ComputeKind::Cpu).unwrap().device;
     let model = CausalLm::load_path(
         &opened.config,
@@ -408,7 +409,7 @@ fn a_curve_to_a_full_checkpoint_fits_and_sweeps() {
     assert_eq!(curve["endpoint_kind"], "checkpoint");
     // One t per batch: every sequence of a step shares it.
     let first: serde_json::Value = serde_json::from_str(
-        std::fs::read_to_string(root.join("fit/train.jsonl"))
+        std::fs::read_to_string(root.join("fit/fit.jsonl"))
             .unwrap()
             .lines()
             .next()

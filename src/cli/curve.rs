@@ -8,7 +8,7 @@ use anyhow::Result;
 use crate::{
     compute::ComputeKind,
     experiments::{
-        curve::{CurveEndpoint, CurveKind, CurveSpec, TSampling},
+        curve::{CURVE_FILE, CurveEndpoint, CurveKind, CurveRecord, CurveSpec, TSampling},
         optim::Schedule,
         train::{TrainLength, TrainSpec},
         train_job::{AdapterInit, TrainRequest},
@@ -36,8 +36,8 @@ pub struct CurveFitArgs {
     /// Chat JSONL whose masked NLL the fit keeps low along t (ordinary instruction data).
     #[arg(long)]
     pub data: PathBuf,
-    /// Result folder: run.json, train.jsonl (with each step's t), curve.json, checkpoints/,
-    /// final/ (the bend as a PEFT adapter). Rerunning resumes.
+    /// Result folder: run.json, fit.jsonl (each step with its t), curve.json, checkpoints/,
+    /// bend/ (the bend as a PEFT adapter). Rerunning resumes.
     #[arg(long)]
     pub out: PathBuf,
     #[arg(long, value_enum, default_value_t = CurveKind::Bezier)]
@@ -142,8 +142,8 @@ pub fn run(cmd: &CurveCommand) -> Result<()> {
             if !outcome.cancelled {
                 eprintln!(
                     "curve: {} (bend in {})",
-                    args.out.join("curve.json").display(),
-                    args.out.join("final").display()
+                    args.out.join(CURVE_FILE).display(),
+                    CurveRecord::bend_dir(&args.out).display()
                 );
             }
             Ok(())

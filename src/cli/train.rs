@@ -12,6 +12,7 @@ use crate::{
         optim::Schedule,
         train::{TrainHooks, TrainLength, TrainSpec},
         train_job::{AdapterInit, TrainRequest, TrainStart, run_train_job},
+        train_store::StoreLayout,
     },
 };
 
@@ -212,7 +213,9 @@ pub fn run_request(
             "done: {} steps ({} computed now), {loss}; adapter in {}",
             outcome.total_steps,
             outcome.steps_computed,
-            req.out.join("final").display()
+            req.out
+                .join(StoreLayout::of_dir(&req.out).final_dir)
+                .display()
         );
     }
     Ok(outcome)

@@ -100,8 +100,11 @@ impl CurveSpec {
     }
 }
 
+/// The file that marks a curve fit's folder.
+pub const CURVE_FILE: &str = "curve.json";
+
 /// `curve.json` of a fitted curve's folder: the endpoint it bends towards and the bend's kind;
-/// the bend itself is the PEFT adapter in `final/` (LoRA slot 1 at coefficient φ(t)).
+/// the bend itself is the PEFT adapter in `bend/` (LoRA slot 1 at coefficient φ(t)).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CurveRecord {
     pub schema: String,
@@ -120,7 +123,7 @@ pub const CURVE_SCHEMA: &str = "basin.curve.v1";
 impl CurveRecord {
     /// Reads `dir/curve.json`; an error names the file and the problem.
     pub fn read(dir: &std::path::Path) -> Result<Self, String> {
-        let path = dir.join("curve.json");
+        let path = dir.join(CURVE_FILE);
         let text = std::fs::read_to_string(&path).map_err(|e| {
             format!(
                 "{}: {e} (a `basin curve fit` folder holds curve.json)",
@@ -142,7 +145,7 @@ impl CurveRecord {
 
     /// The bend adapter of a finished fit.
     pub fn bend_dir(dir: &std::path::Path) -> std::path::PathBuf {
-        dir.join("final")
+        dir.join(super::train_store::StoreLayout::CURVE_FIT.final_dir)
     }
 }
 

@@ -17,7 +17,7 @@ use super::{
         TrainError, TrainHooks, TrainLength, TrainOutcome, TrainSpec, new_lora_factors,
         run_training, zero_moments,
     },
-    train_store::{TRAIN_SCHEMA, TrainState, TrainStore},
+    train_store::{StoreLayout, TRAIN_SCHEMA, TrainState, TrainStore},
 };
 use crate::{
     checkpoint::{error::CheckpointError, open::open_model, peft::LoraAdapter, peft_writer},
@@ -319,7 +319,12 @@ pub fn run_train_job(
         _ => return Err(TrainJobError::Input("adapter not opened".into())),
     };
     // Everything is checked: only now does the folder get (or check) its run.json.
-    let mut store = TrainStore::open(&req.out, &record, adapter_config)?;
+    let layout = if spec.curve.is_some() {
+        StoreLayout::CURVE_FIT
+    } else {
+        StoreLayout::TRAIN
+    };
+    let mut store = TrainStore::open(&req.out, &record, adapter_config, layout)?;
     if let (Some(curve), Some(endpoint)) = (&spec.curve, &req.endpoint) {
         write_curve_record(&req.out, curve, &req.base, endpoint)?;
     }
@@ -372,7 +377,7 @@ fn write_curve_record(
         endpoint_kind: curve.endpoint,
         bend: "lora".into(),
     };
-    let path = dir.join("curve.json");
+    let path = dir.join(super::curve::CURVE_FILE);
     let text = serde_json::to_string_pretty(&record)
         .map_err(|e| TrainJobError::Input(format!("{}: {e}", path.display())))?;
     std::fs::write(&path, text + "\n")

@@ -4,6 +4,9 @@
 //! - `checkpoints/samples-NNNNNN/`: the adapter after NNNNNN samples, every `--checkpoint-every`;
 //! - `resume/`: the latest state written on cancel; `final/`: the adapter at the end.
 //!
+//! A curve fit's folder is the same store under other names ([`StoreLayout::CURVE_FIT`]):
+//! `fit.jsonl` for the step log and `bend/` for the trained bend.
+//!
 //! Every state folder is a PEFT adapter (`adapter_config.json`, `adapter_model.safetensors`) plus
 //! `optimizer.safetensors` (AdamW moments under the factor's PEFT key + `.exp_avg` /
 //! `.exp_avg_sq`) and `trainer_state.json` (step, samples, tokens, elapsed time). A folder is
@@ -90,8 +93,39 @@ fn ckpt(e: CheckpointError) -> StoreError {
     StoreError::Input(e.to_string())
 }
 
+/// The file names of a training store: a training run's, or a curve fit's (its adapter is the
+/// bend).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreLayout {
+    /// The step log.
+    pub log: &'static str,
+    /// The state folder written at the end.
+    pub final_dir: &'static str,
+}
+
+impl StoreLayout {
+    pub const TRAIN: Self = Self {
+        log: "train.jsonl",
+        final_dir: "final",
+    };
+    pub const CURVE_FIT: Self = Self {
+        log: "fit.jsonl",
+        final_dir: "bend",
+    };
+
+    /// The layout of an existing folder: a curve fit's when it holds `curve.json`.
+    pub fn of_dir(dir: &Path) -> Self {
+        if dir.join(super::curve::CURVE_FILE).is_file() {
+            Self::CURVE_FIT
+        } else {
+            Self::TRAIN
+        }
+    }
+}
+
 pub struct TrainStore {
     dir: PathBuf,
+    layout: StoreLayout,
     /// `adapter_config.json` of every saved adapter.
     adapter_config: serde_json::Value,
     steps: Vec<StepRecord>,
@@ -127,7 +161,7 @@ pub fn list_checkpoints(dir: &Path) -> Vec<(usize, PathBuf)> {
 pub fn sample_points(dir: &Path) -> Vec<(usize, PathBuf)> {
     let mut points = list_checkpoints(dir);
     let last = points.last().map(|p| p.0);
-    let final_dir = dir.join("final");
+    let final_dir = dir.join(StoreLayout::of_dir(dir).final_dir);
     if let Ok(meta) = read_trainer_state(&final_dir)
         && last.is_none_or(|l| meta.samples_seen > l)
     {
@@ -136,7 +170,7 @@ pub fn sample_points(dir: &Path) -> Vec<(usize, PathBuf)> {
     points
 }
 
-/// Reads `train.jsonl` (a torn last line from a kill is dropped).
+/// Reads a step log (`train.jsonl`, `fit.jsonl`; a torn last line from a kill is dropped).
 pub fn read_steps(path: &Path) -> Result<Vec<StepRecord>, StoreError> {
     let file = match File::open(path) {
         Ok(f) => f,
@@ -189,13 +223,15 @@ impl TrainStore {
         dir: &Path,
         record: &RunRecord,
         adapter_config: serde_json::Value,
+        layout: StoreLayout,
     ) -> Result<Self, StoreError> {
         open_run_record(dir, record)?;
-        let log_path = dir.join("train.jsonl");
+        let log_path = dir.join(layout.log);
         let steps = read_steps(&log_path)?;
         let log = Self::open_log(&log_path)?;
         let mut store = Self {
             dir: dir.to_path_buf(),
+            layout,
             adapter_config,
             steps,
             log,
@@ -223,7 +259,7 @@ impl TrainStore {
 
     /// Drops log lines after step `step` (a resume continues from a saved state).
     pub fn keep_steps_up_to(&mut self, step: usize) -> Result<(), StoreError> {
-        let path = self.dir.join("train.jsonl");
+        let path = self.dir.join(self.layout.log);
         self.steps.retain(|r| r.step <= step);
         let mut text = String::new();
         for r in &self.steps {
@@ -236,7 +272,7 @@ impl TrainStore {
     }
 
     pub fn append_step(&mut self, r: &StepRecord) -> Result<(), StoreError> {
-        let path = self.dir.join("train.jsonl");
+        let path = self.dir.join(self.layout.log);
         let line = json_line(&path, r)?;
         self.log.write_all(line.as_bytes()).map_err(io(&path))?;
         self.log.sync_data().map_err(io(&path))?;
@@ -258,9 +294,9 @@ impl TrainStore {
         self.write_state_dir(&dir, state)
     }
 
-    /// Saves `final/`, the adapter at the end of the run.
+    /// Saves `final/` (`bend/` for a curve fit), the adapter at the end of the run.
     pub fn save_final(&mut self, state: &TrainState) -> Result<(), StoreError> {
-        let dir = self.dir.join("final");
+        let dir = self.dir.join(self.layout.final_dir);
         self.write_state_dir(&dir, state)
     }
 
@@ -357,7 +393,10 @@ impl TrainStore {
     /// The saved state with the most steps (final, resume or a checkpoint), read into the
     /// layout of `template` (same modules, ranks and shapes); `None` when nothing is saved.
     pub fn latest_state(&self, template: &TrainState) -> Result<Option<TrainState>, StoreError> {
-        let mut candidates = vec![self.dir.join("final"), self.dir.join("resume")];
+        let mut candidates = vec![
+            self.dir.join(self.layout.final_dir),
+            self.dir.join("resume"),
+        ];
         candidates.extend(list_checkpoints(&self.dir).into_iter().map(|(_, p)| p));
         let mut best: Option<(usize, PathBuf, TrainerStateFile)> = None;
         for dir in candidates {

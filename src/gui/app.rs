@@ -11,7 +11,7 @@ use eframe::egui::{self, Rect};
 
 use crate::{
     compute::ComputeKind,
-    experiments::{curve::CurveEndpoint, sweep_job::SweepRequest},
+    experiments::{curve::CurveEndpoint, sweep_job::SweepRequest, train_store::StoreLayout},
 };
 
 use super::{
@@ -841,7 +841,10 @@ impl BasinApp {
                         "finished: {} steps ({} now, {secs:.1} s); adapter in {}",
                         o.total_steps,
                         o.steps_computed,
-                        job.request.out.join("final").display()
+                        job.request
+                            .out
+                            .join(StoreLayout::of_dir(&job.request.out).final_dir)
+                            .display()
                     ),
                     Err(e) => {
                         self.error(format!("training failed: {e}"));
@@ -1152,7 +1155,7 @@ impl BasinApp {
                 if ui.button("Open result folder...").clicked()
                     && let Some(p) = rfd::FileDialog::new().pick_folder()
                 {
-                    if p.join("train.jsonl").exists() {
+                    if p.join(StoreLayout::of_dir(&p).log).exists() {
                         self.open_training_folder(&p);
                     } else {
                         self.open_result_folder(&p);

@@ -11,12 +11,12 @@ use egui_plot::{Legend, Line, Plot, VLine};
 use crate::{
     compute::ComputeKind,
     experiments::{
-        curve::{CurveKind, CurveSpec, TSampling},
+        curve::{CurveKind, CurveRecord, CurveSpec, TSampling},
         job::Progress,
         optim::Schedule,
         train::{TrainLength, TrainSpec},
         train_job::{AdapterInit, TrainRequest},
-        train_store::{StepRecord, read_steps, sample_points},
+        train_store::{StepRecord, StoreLayout, read_steps, sample_points},
     },
 };
 
@@ -181,11 +181,13 @@ impl TrainPanel {
 
     /// Shows a training folder as it is on disk (its log and checkpoints); nothing is computed.
     pub fn open_run(&mut self, dir: &Path) -> Result<(), String> {
-        let log = read_steps(&dir.join("train.jsonl")).map_err(|e| super::error_text(&e))?;
+        let layout = StoreLayout::of_dir(dir);
+        let log = read_steps(&dir.join(layout.log)).map_err(|e| super::error_text(&e))?;
         if log.is_empty() && !dir.join("run.json").exists() {
             return Err(format!(
-                "{}: no run.json or train.jsonl (not a `basin train` folder?)",
-                dir.display()
+                "{}: no run.json or {} (not a `basin train` or `basin curve fit` folder?)",
+                dir.display(),
+                layout.log
             ));
         }
         self.log = log;
@@ -515,7 +517,7 @@ impl TrainPanel {
                     let curve_dir = self
                         .run_dir
                         .clone()
-                        .filter(|d| d.join("curve.json").exists() && d.join("final").exists());
+                        .filter(|d| CurveRecord::bend_dir(d).exists());
                     if curve_dir.is_some()
                         && ui
                             .add_enabled(
