@@ -1,6 +1,8 @@
 //! Curve fitting (`basin curve fit`): the bend's gradients along θ(t) = θ₀ + t·ΔW + φ(t)·Δ_bend
-//! against finite differences, and a fit on the tiny llama that lowers the loss in the middle of
-//! the path while leaving both ends where they were.
+//! against finite differences, a fit on the tiny llama that lowers the loss in the middle of
+//! the path while leaving both ends where they were, sweeps along fitted curves, and the known
+//! answer: a pair of independently trained models whose barrier the fit removes as a PyTorch
+//! fit of the same recipe does.
 
 mod common;
 
@@ -173,6 +175,8 @@ fn a_fitted_bezier_lowers_the_loss_mid_path_and_keeps_the_ends() {
             "4",
             "--seed",
             "1",
+            "--checkpoint-every",
+            "16",
         ]
         .map(String::from)
         .to_vec()
@@ -183,6 +187,9 @@ fn a_fitted_bezier_lowers_the_loss_mid_path_and_keeps_the_ends() {
         "{}",
         String::from_utf8_lossy(&run.stderr)
     );
+    // --checkpoint-every counts optimizer steps: 40 steps of 4 chats, every 16 steps.
+    let checkpoints = basin::experiments::train_store::list_checkpoints(&out);
+    assert_eq!(checkpoints.len(), 2, "{checkpoints:?}");
     let curve: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("curve.json")).unwrap()).unwrap();
     assert_eq!(curve["kind"], "bezier");
@@ -250,8 +257,6 @@ fn results(dir: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// `basin sweep --curve DIR` walks the fitted curve: at t = 0 and t = 1 every metric is the
-/// straight path's, in between the bend moves them.
 /// Sweeps the demo suite at t = 0, ½, 1 along the fitted curve in `root/fit` and along the
 /// straight line (`line_args`), checks the curve's `run.json` path, and compares the
 /// instruction loss: within `end_tol` of the line's at both ends, more than `inside_min` away
@@ -324,6 +329,8 @@ fn compare_curve_sweep_with_line(
     }
 }
 
+/// `basin sweep --curve DIR` walks the fitted curve: at t = 0 and t = 1 every metric is the
+/// straight path's, in between the bend moves them.
 #[test]
 fn sweep_walks_a_fitted_curve_between_the_same_ends() {
     let root = std::env::temp_dir().join(format!("basin-curve-sweep-{}", std::process::id()));
@@ -427,5 +434,133 @@ fn a_curve_to_a_full_checkpoint_fits_and_sweeps() {
         1e-5,
         1e-4,
     );
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// Column `metric` of a sweep's `summary.csv`, in t order.
+fn summary_column(dir: &Path, metric: &str) -> Vec<f64> {
+    let text = std::fs::read_to_string(dir.join("summary.csv")).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let col = header.iter().position(|h| *h == metric).unwrap();
+    lines
+        .map(|l| l.split(',').nth(col).unwrap().parse().unwrap())
+        .collect()
+}
+
+/// Max over t of the loss minus the mean of its two ends.
+fn barrier(losses: &[f64]) -> f64 {
+    let max = losses.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    max - (losses[0] + losses[losses.len() - 1]) / 2.0
+}
+
+/// The known answer (tests/fixtures/curve_pair, made by scripts/make_curve_pair.py): two tiny
+/// llamas trained independently, with a loss barrier of > 2 nats on the straight line between
+/// them on held-out chats. `basin curve fit --target` with the recipe of the PyTorch
+/// (Garipov-style) fit in reference.json must bring the held-out barrier under 10% of the line's
+/// and give the PyTorch curve's losses within 0.05 nats.
+#[test]
+fn the_fitted_curve_removes_a_known_barrier_as_the_pytorch_fit_does() {
+    let pair = fixtures().join("curve_pair");
+    let reference: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(pair.join("reference.json")).unwrap())
+            .unwrap();
+    let floats = |key: &str| -> Vec<f64> {
+        reference[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect()
+    };
+    let fit = &reference["fit"];
+    let root = std::env::temp_dir().join(format!("basin-curve-pair-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let targets: Vec<&str> = fit["bend_targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let out = basin()
+        .args(["curve", "fit", "--base", &s(&pair.join("a")), "--target"])
+        .arg(pair.join("b"))
+        .arg("--data")
+        .arg(pair.join("train.jsonl"))
+        .arg("--out")
+        .arg(root.join("fit"))
+        .args(["--kind", fit["kind"].as_str().unwrap()])
+        .args(["--bend-rank", &fit["bend_rank"].to_string()])
+        .args(["--bend-alpha", &fit["bend_alpha"].to_string()])
+        .args(["--bend-targets", &targets.join(",")])
+        .args(["--steps", &fit["steps"].to_string()])
+        .args(["--batch", &fit["batch"].to_string()])
+        .args(["--lr", &fit["lr"].to_string()])
+        .args(["--schedule", fit["schedule"].as_str().unwrap()])
+        .args(["--max-grad-norm", &fit["max_grad_norm"].to_string()])
+        .args(["--seed", &fit["seed"].to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (name, path_args) in [
+        ("curve", vec!["--curve".to_string(), s(&root.join("fit"))]),
+        ("line", vec!["--target".to_string(), s(&pair.join("b"))]),
+    ] {
+        let out = basin()
+            .args(["sweep", "--base", &s(&pair.join("a")), "--suite"])
+            .arg(pair.join("suite.toml"))
+            .args(path_args)
+            .args([
+                "--t",
+                "0:1:11",
+                "--bootstrap",
+                "50",
+                "--out",
+                &s(&root.join(name)),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let line = summary_column(&root.join("line"), "instruction");
+    let curve = summary_column(&root.join("curve"), "instruction");
+    let curve_fit_data = summary_column(&root.join("curve"), "fit_data");
+    assert_eq!(line.len(), 11);
+    // The straight line is PyTorch's (same weights, same mask): the pair is what the script made.
+    for (b, t) in line.iter().zip(floats("line_heldout_nll")) {
+        assert!((b - t).abs() < 1e-4, "line: {line:?}");
+    }
+    let line_barrier = barrier(&line);
+    assert!(line_barrier >= 0.5, "line barrier {line_barrier}");
+    let curve_barrier = barrier(&curve);
+    assert!(
+        curve_barrier < 0.1 * line_barrier,
+        "held-out barrier: curve {curve_barrier} vs line {line_barrier} ({curve:?})"
+    );
+    // Against the PyTorch fit: the held-out barrier and the highest held-out loss inside the
+    // path; on the fit's own data (what both fits minimise), the loss at every t.
+    let torch_curve = floats("curve_heldout_nll");
+    assert!((curve_barrier - barrier(&torch_curve)).abs() < 0.05);
+    let inside_max = |v: &[f64]| v[1..v.len() - 1].iter().copied().fold(f64::MIN, f64::max);
+    assert!(
+        (inside_max(&curve) - inside_max(&torch_curve)).abs() < 0.05,
+        "held-out inside max: Basin {curve:?} vs PyTorch {torch_curve:?}"
+    );
+    let torch_fit_data = floats("curve_train_nll");
+    for (b, t) in curve_fit_data.iter().zip(&torch_fit_data) {
+        assert!(
+            (b - t).abs() < 0.05,
+            "fit data: Basin {curve_fit_data:?} vs PyTorch {torch_fit_data:?}"
+        );
+    }
     let _ = std::fs::remove_dir_all(&root);
 }

@@ -77,7 +77,8 @@ pub struct CurveFitArgs {
     pub max_grad_norm: f64,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Save the bend each time this many more samples have been seen.
+    /// Save the bend every this many optimizer steps (in `checkpoints/samples-N/`, named by
+    /// the samples seen, as a training run's).
     #[arg(long)]
     pub checkpoint_every: Option<usize>,
     #[arg(long, default_value_t = 2048)]
@@ -114,7 +115,10 @@ impl CurveFitArgs {
                 max_grad_norm: (self.max_grad_norm > 0.0).then_some(self.max_grad_norm),
                 seed: self.seed,
                 shuffle: true,
-                checkpoint_every: self.checkpoint_every,
+                // The store counts samples; a step sees batch × grad_accum of them.
+                checkpoint_every: self
+                    .checkpoint_every
+                    .map(|steps| steps.saturating_mul(self.batch * self.grad_accum)),
                 lora_dropout: 0.0,
                 curve: Some(CurveSpec {
                     kind: self.kind,
