@@ -211,6 +211,25 @@ fn a_fitted_bezier_lowers_the_loss_mid_path_and_keeps_the_ends() {
     for (k, t) in ts.iter().enumerate() {
         assert!(*t >= k as f64 / 4.0 && *t < (k + 1) as f64 / 4.0, "{ts:?}");
     }
+    // ... and the loss at each of them: per-sequence means whose target-weighted mean is the
+    // step's loss.
+    for step in &steps {
+        let losses = step["t_loss"].as_array().unwrap();
+        assert_eq!(losses.len(), step["t"].as_array().unwrap().len());
+        let values: Vec<f64> = losses.iter().map(|l| l.as_f64().unwrap()).collect();
+        assert!(
+            values.iter().all(|l| l.is_finite() && *l > 0.0),
+            "{values:?}"
+        );
+        let (lo, hi) = values
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(a, b), &l| (a.min(l), b.max(l)));
+        let loss = step["loss"].as_f64().unwrap();
+        assert!(
+            loss >= lo - 1e-6 && loss <= hi + 1e-6,
+            "{loss} outside {values:?}"
+        );
+    }
 
     // The bend is a PEFT adapter of the base: load endpoint (slot 0) and bend (slot 1).
     let opened = open_model(&tiny("llama")).unwrap();

@@ -602,8 +602,12 @@ fn train_tab_fits_a_curve_and_sweeps_it() {
             .train
             .log
             .iter()
-            .all(|r| r.t.as_ref().unwrap().len() == 8)
+            .all(|r| r.t.as_ref().unwrap().len() == 8
+                && r.t_loss.as_ref().unwrap().iter().all(|l| l.is_some()))
     );
+    // The live loss by t: the plot of a curve fit (not shown for a plain training run).
+    h.step();
+    h.get_by_label_contains("Loss along the path");
 
     h.get_by_label("Sweep curve").click();
     h.step();

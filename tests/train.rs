@@ -903,10 +903,16 @@ fn lanes_give_the_gradients_of_the_whole_batch() {
         lora: vec![(0..rows.len()).map(|i| 0.3 + 0.25 * i as f32).collect()],
         ..Default::default()
     };
-    let sum = |parts: Vec<(f32, Vec<(Vec<f32>, Vec<f32>)>)>| {
+    // Each part's rows' NLL sums add up to its total; every row is reported once, in order.
+    let sum = |parts: Vec<(f32, Vec<(Vec<f32>, Vec<f32>)>, Vec<(f64, usize)>)>| {
         let mut loss = 0.0f64;
         let mut flat = Vec::new();
-        for (k, (value, g)) in parts.into_iter().enumerate() {
+        let mut rows_seen = 0;
+        for (k, (value, g, per_row)) in parts.into_iter().enumerate() {
+            let row_sum: f64 = per_row.iter().map(|r| r.0).sum();
+            assert!((row_sum - f64::from(value)).abs() < 1e-3 * row_sum.abs().max(1.0));
+            assert!(per_row.iter().all(|r| r.1 > 0 && r.0 > 0.0));
+            rows_seen += per_row.len();
             loss += f64::from(value);
             let g: Vec<f32> = g
                 .into_iter()
@@ -918,13 +924,14 @@ fn lanes_give_the_gradients_of_the_whole_batch() {
                 flat.iter_mut().zip(g).for_each(|(x, y)| *x += y);
             }
         }
+        assert_eq!(rows_seen, 5.min(items.len()));
         (loss, flat)
     };
-    let whole = batch_gradients(&mut model, 0, &factors, &rows, &coeffs, 1).unwrap();
+    let whole = batch_gradients(&mut model, 0, &factors, &rows, &coeffs, 1, true).unwrap();
     assert_eq!(whole.len(), 1);
     let (loss1, g1) = sum(whole);
     for lanes in [2, 3] {
-        let parts = batch_gradients(&mut model, 0, &factors, &rows, &coeffs, lanes).unwrap();
+        let parts = batch_gradients(&mut model, 0, &factors, &rows, &coeffs, lanes, true).unwrap();
         assert_eq!(parts.len(), lanes);
         let (loss, g) = sum(parts);
         assert!(

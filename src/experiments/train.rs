@@ -26,7 +26,7 @@ use crate::{
     data::rng::SplitMix64,
     model::{
         error::ModelError,
-        logprobs::target_nll_sum,
+        logprobs::{target_nll_sum, target_nll_sum_by_row},
         packing::{PackedRow, balanced_parts},
         path_param::PathCoefficients,
         trainable::{LoraFactors, attach, gradients},
@@ -279,6 +279,7 @@ pub fn run_training(
         let mut loss_sum = 0.0f64;
         let mut input_tokens = 0usize;
         let mut step_ts = Vec::new();
+        let mut step_t_loss = Vec::new();
         for (b, batch) in batches.iter().enumerate() {
             let rows: Vec<PackedRow> = batch
                 .iter()
@@ -306,7 +307,15 @@ pub fn run_training(
             } else {
                 crate::compute::cpu_lanes(&model.device)
             };
-            for (value, g) in batch_gradients(model, slot, &state.factors, &rows, &coeffs, lanes)? {
+            let by_row = spec.curve.is_some();
+            let parts =
+                batch_gradients(model, slot, &state.factors, &rows, &coeffs, lanes, by_row)?;
+            for (value, g, per_row) in parts {
+                step_t_loss.extend(
+                    per_row
+                        .into_iter()
+                        .map(|(sum, n)| (n > 0).then(|| sum / n as f64)),
+                );
                 if !value.is_finite() {
                     return Err(TrainError::NonFinite {
                         step: step + 1,
@@ -367,6 +376,7 @@ pub fn run_training(
             grad_norm,
             elapsed_s: state.elapsed_s,
             t: spec.curve.is_some().then_some(step_ts),
+            t_loss: spec.curve.is_some().then_some(step_t_loss),
         };
         store.append_step(&record)?;
         (hooks.on_step)(&record);
@@ -410,10 +420,13 @@ pub fn batch_gradients(
     rows: &[PackedRow],
     coeffs: &PathCoefficients,
     lanes: usize,
+    by_row: bool,
 ) -> Result<Vec<PartGradients>, TrainError> {
     let parts = balanced_parts(&rows.iter().map(PackedRow::len).collect::<Vec<_>>(), lanes);
     if parts.len() <= 1 {
-        return Ok(vec![part_gradients(model, slot, factors, rows, coeffs)?]);
+        return Ok(vec![part_gradients(
+            model, slot, factors, rows, coeffs, by_row,
+        )?]);
     }
     let results = std::thread::scope(|scope| {
         let handles: Vec<_> = parts
@@ -423,7 +436,14 @@ pub fn batch_gradients(
                 let part_rows = &rows[range.clone()];
                 let part_coeffs = coeffs.rows(range.clone());
                 scope.spawn(move || {
-                    part_gradients(&mut lane_model, slot, factors, part_rows, &part_coeffs)
+                    part_gradients(
+                        &mut lane_model,
+                        slot,
+                        factors,
+                        part_rows,
+                        &part_coeffs,
+                        by_row,
+                    )
                 })
             })
             .collect();
@@ -438,8 +458,9 @@ pub fn batch_gradients(
     results.into_iter().collect()
 }
 
-/// `(NLL sum, unscaled gradient of every factor)` of one part of a batch.
-pub type PartGradients = (f32, Vec<(Vec<f32>, Vec<f32>)>);
+/// `(NLL sum, unscaled gradient of every factor, per-row NLL)` of one part of a batch.
+/// With `by_row`, also each row's `(NLL sum, targets)`; empty otherwise.
+pub type PartGradients = (f32, Vec<(Vec<f32>, Vec<f32>)>, Vec<(f64, usize)>);
 
 fn part_gradients(
     model: &mut CausalLm,
@@ -447,9 +468,14 @@ fn part_gradients(
     factors: &[LoraFactors],
     rows: &[PackedRow],
     coeffs: &PathCoefficients,
+    by_row: bool,
 ) -> Result<PartGradients, TrainError> {
     let leaves = attach(model, slot, factors)?;
-    let (nll, _) = target_nll_sum(model, rows, coeffs)?;
+    let (nll, per_row) = if by_row {
+        target_nll_sum_by_row(model, rows, coeffs)?
+    } else {
+        (target_nll_sum(model, rows, coeffs)?.0, Vec::new())
+    };
     let value = nll
         .clone()
         .into_data()
@@ -458,7 +484,7 @@ fn part_gradients(
         .and_then(|v| v.first().copied())
         .unwrap_or(f32::NAN);
     let g = gradients(&leaves, &nll.backward())?;
-    Ok((value, g))
+    Ok((value, g, per_row))
 }
 
 fn n_targets(item: &EvalItem) -> usize {

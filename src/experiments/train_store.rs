@@ -58,6 +58,10 @@ pub struct StepRecord {
     /// A curve fit's t of each sequence of the step, in order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub t: Option<Vec<f64>>,
+    /// A curve fit's loss at each of those t: each sequence's mean masked NLL (`null` for a
+    /// sequence without targets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub t_loss: Option<Vec<Option<f64>>>,
 }
 
 /// Everything a run needs to continue exactly.

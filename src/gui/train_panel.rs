@@ -20,6 +20,31 @@ use crate::{
     },
 };
 
+/// Buckets of t in the Train tab's loss-along-the-path plot.
+pub const LOSS_T_BUCKETS: usize = 10;
+
+/// `[bucket centre, mean loss]` of every bucket of t that holds a sequence of `steps`.
+pub fn loss_by_t_bucket(steps: &[&StepRecord]) -> Vec<[f64; 2]> {
+    let mut sums = [(0.0f64, 0usize); LOSS_T_BUCKETS];
+    for r in steps {
+        let (Some(ts), Some(losses)) = (&r.t, &r.t_loss) else {
+            continue;
+        };
+        for (t, loss) in ts.iter().zip(losses) {
+            if let Some(loss) = loss.filter(|l| l.is_finite()) {
+                let b = ((t * LOSS_T_BUCKETS as f64) as usize).min(LOSS_T_BUCKETS - 1);
+                sums[b].0 += loss;
+                sums[b].1 += 1;
+            }
+        }
+    }
+    sums.iter()
+        .enumerate()
+        .filter(|(_, (_, n))| *n > 0)
+        .map(|(b, (s, n))| [(b as f64 + 0.5) / LOSS_T_BUCKETS as f64, s / *n as f64])
+        .collect()
+}
+
 /// What the panel asks the app to do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TrainCommand {
@@ -437,6 +462,38 @@ impl TrainPanel {
                         .width(1.5),
                 );
             });
+        let n_fit = self.log.iter().filter(|r| r.t_loss.is_some()).count();
+        if n_fit > 0 {
+            // A curve fit: the loss of each sequence at its own t, in buckets of t, over the
+            // first and the latest quarter of the steps (the fit should flatten the middle).
+            let quarter = n_fit.div_ceil(4);
+            let fit: Vec<&StepRecord> = self.log.iter().filter(|r| r.t_loss.is_some()).collect();
+            ui.strong(format!(
+                "Loss along the path (by t, {LOSS_T_BUCKETS} buckets)"
+            ));
+            Plot::new("train-loss-by-t")
+                .height((height * 0.6).max(110.0))
+                .x_axis_label("t")
+                .legend(Legend::default().position(egui_plot::Corner::RightTop))
+                .show(ui, |p| {
+                    for (k, (name, steps)) in [
+                        (format!("first {quarter} steps"), &fit[..quarter]),
+                        (
+                            format!("latest {quarter} steps"),
+                            &fit[fit.len() - quarter..],
+                        ),
+                    ]
+                    .into_iter()
+                    .enumerate()
+                    {
+                        p.add(
+                            Line::new(name, loss_by_t_bucket(steps))
+                                .color(super::path_tab::run_color(2 + k))
+                                .width(2.0),
+                        );
+                    }
+                });
+        }
     }
 
     /// Draws the tab; returns what the user asked for.
@@ -537,5 +594,36 @@ impl TrainPanel {
             self.curves_ui(&mut cols[1]);
         });
         commands
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(t: Vec<f64>, t_loss: Vec<Option<f64>>) -> StepRecord {
+        StepRecord {
+            step: 1,
+            samples_seen: t.len(),
+            tokens: 1,
+            input_tokens: 1,
+            loss: 0.0,
+            lr: 0.0,
+            grad_norm: 0.0,
+            elapsed_s: 0.0,
+            t: Some(t),
+            t_loss: Some(t_loss),
+        }
+    }
+
+    #[test]
+    fn loss_by_t_bucket_averages_each_bucket_and_skips_empty_ones() {
+        let a = step(
+            vec![0.01, 0.05, 0.55, 1.0],
+            vec![Some(1.0), Some(3.0), Some(5.0), Some(7.0)],
+        );
+        let b = step(vec![0.02, 0.5], vec![None, Some(9.0)]);
+        let got = loss_by_t_bucket(&[&a, &b]);
+        assert_eq!(got, vec![[0.05, 2.0], [0.55, 7.0], [0.95, 7.0]]);
     }
 }

@@ -143,6 +143,48 @@ pub fn target_nll_sum(
         ));
     }
     let parts = target_logprob_tensors(model, rows, coeffs)?;
+    Ok((sum_parts(parts)?, n_targets))
+}
+
+/// [`target_nll_sum`] plus each row's own NLL sum and target count, read back to the host (one
+/// read per output-head chunk): what a curve fit reports as the loss at each sequence's t.
+pub fn target_nll_sum_by_row(
+    model: &CausalLm,
+    rows: &[PackedRow],
+    coeffs: &PathCoefficients,
+) -> Result<(Tensor<1>, Vec<(f64, usize)>), ModelError> {
+    let counts: Vec<usize> = rows
+        .iter()
+        .map(|r| r.members.iter().map(|m| m.targets.len()).sum())
+        .collect();
+    if counts.iter().sum::<usize>() == 0 {
+        return Err(ModelError::Input(
+            "no masked-in target in the batch (nothing to train on)".into(),
+        ));
+    }
+    let parts = target_logprob_tensors(model, rows, coeffs)?;
+    let mut values = Vec::new();
+    for part in &parts {
+        values.extend(to_vec(part.clone(), &model.device)?);
+    }
+    let mut per_row = Vec::with_capacity(rows.len());
+    let mut offset = 0;
+    for &n in &counts {
+        let lps = values.get(offset..offset + n).ok_or_else(|| {
+            ModelError::Input(format!(
+                "{} target log-probs for {} targets",
+                values.len(),
+                offset + n
+            ))
+        })?;
+        per_row.push((-lps.iter().map(|&v| f64::from(v)).sum::<f64>(), n));
+        offset += n;
+    }
+    Ok((sum_parts(parts)?, per_row))
+}
+
+/// The negated sum of every part, as one `[1]` tensor.
+fn sum_parts(parts: Vec<Tensor<2>>) -> Result<Tensor<1>, ModelError> {
     let mut total: Option<Tensor<1>> = None;
     for part in parts {
         let s = part.sum();
@@ -152,7 +194,7 @@ pub fn target_nll_sum(
         });
     }
     let total = total.ok_or_else(|| ModelError::Input("empty batch".into()))?;
-    Ok((total.neg(), n_targets))
+    Ok(total.neg())
 }
 
 /// The forward of a batch of rows: every target's log-prob, in row / member / target order, as
