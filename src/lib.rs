@@ -7,6 +7,7 @@ pub mod checkpoint;
 pub mod cli;
 pub mod compute;
 pub mod data;
+pub mod durable;
 pub mod experiments;
 pub mod gui;
 pub mod model;

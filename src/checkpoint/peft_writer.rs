@@ -29,7 +29,8 @@ pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
             .map_err(|e| CheckpointError::io(&tmp, e))?;
         f.sync_data().map_err(|e| CheckpointError::io(&tmp, e))?;
     }
-    std::fs::rename(&tmp, path).map_err(|e| CheckpointError::io(path, e))
+    std::fs::rename(&tmp, path).map_err(|e| CheckpointError::io(path, e))?;
+    crate::durable::sync_parent(path).map_err(|e| CheckpointError::io(path, e))
 }
 
 /// A safetensors file of f32 tensors (little-endian, as the format requires).

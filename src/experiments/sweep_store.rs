@@ -209,6 +209,8 @@ impl SweepStore {
             .append(true)
             .open(&results_path)
             .map_err(io(&results_path))?;
+        // The new file's entry in the folder must be durable too (its lines are fsync'd).
+        crate::durable::sync_dir(dir).map_err(io(dir))?;
         let coordinate = record
             .spec
             .get("coordinate")
@@ -518,7 +520,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
         f.write_all(bytes).map_err(io(&tmp))?;
         f.sync_data().map_err(io(&tmp))?;
     }
-    std::fs::rename(&tmp, path).map_err(io(path))
+    std::fs::rename(&tmp, path).map_err(io(path))?;
+    crate::durable::sync_parent(path).map_err(io(path))
 }
 
 /// Number of lines of a file (0 when it cannot be read); tests use it to wait for progress.
@@ -531,6 +534,29 @@ pub fn count_lines(path: &Path) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn renames_and_new_result_files_sync_their_folder() {
+        let dir = std::env::temp_dir().join(format!("basin-sync-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let before = crate::durable::dir_syncs();
+        write_atomic(&dir.join("a.json"), b"{}").unwrap();
+        assert!(
+            crate::durable::dir_syncs() > before,
+            "write_atomic did not sync the folder"
+        );
+        let before = crate::durable::dir_syncs();
+        let record = RunRecord {
+            schema: "basin.sweep.v1".into(),
+            basin_version: "test".into(),
+            spec: serde_json::json!({"coordinate": "t"}),
+            inputs: BTreeMap::new(),
+        };
+        let _store = SweepStore::open_or_create(&dir, &record).unwrap();
+        // run.json's rename and results.jsonl's creation: two syncs at least.
+        assert!(crate::durable::dir_syncs() >= before + 2);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     fn result(t: f64, metric: &str, value: f64) -> MetricResult {
         MetricResult {

@@ -246,11 +246,13 @@ impl TrainStore {
     }
 
     fn open_log(path: &Path) -> Result<File, StoreError> {
-        OpenOptions::new()
+        let file = OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)
-            .map_err(io(path))
+            .map_err(io(path))?;
+        crate::durable::sync_parent(path).map_err(io(path))?;
+        Ok(file)
     }
 
     pub fn dir(&self) -> &Path {
@@ -390,6 +392,7 @@ impl TrainStore {
             std::fs::rename(dir, &old).map_err(io(dir))?;
         }
         std::fs::rename(&tmp, dir).map_err(io(dir))?;
+        crate::durable::sync_parent(dir).map_err(io(dir))?;
         let _ = std::fs::remove_dir_all(&old);
         Ok(())
     }
