@@ -605,3 +605,84 @@ fn suite_check_reports_every_form_and_its_flags() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent/s.toml"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// run.json records where a sweep ran; a resume on another device (or Basin version) is refused
+/// with a line naming both and the flag, and with the flag the points computed now record where
+/// they ran.
+#[test]
+fn a_resume_on_another_device_is_refused_unless_asked_and_then_recorded() {
+    let out = scratch("resume-device");
+    let o = out.display().to_string();
+    let args = [
+        "sweep",
+        "--base",
+        &tiny_llama(),
+        "--adapter",
+        &tiny_lora(),
+        "--suite",
+        &suite(),
+        "--t",
+        "0:1:2",
+        "--bootstrap",
+        "20",
+        "--batch",
+        "4",
+        "--out",
+        &o,
+    ];
+    ok(&args);
+    let run_path = out.join("run.json");
+    let mut run: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&run_path).unwrap()).unwrap();
+    assert_eq!(run["execution"]["device"], "cpu (burn-flex)");
+    assert_eq!(run["execution"]["batch"], 4);
+    assert_eq!(run["execution"]["t_per_pass"], 1);
+    assert_eq!(run["basin_version"], env!("CARGO_PKG_VERSION"));
+    // As if the folder had been started on a GPU machine, and its last point never finished.
+    run["execution"]["device"] = "gpu (Some GPU, Vulkan)".into();
+    std::fs::write(&run_path, serde_json::to_vec_pretty(&run).unwrap()).unwrap();
+    let results_path = out.join("results.jsonl");
+    let text = std::fs::read_to_string(&results_path).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    let dropped: serde_json::Value = serde_json::from_str(lines.pop().unwrap()).unwrap();
+    std::fs::write(&results_path, lines.join("\n") + "\n").unwrap();
+
+    let refused = basin(&args);
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains("gpu (Some GPU, Vulkan)")
+            && err.contains("cpu (burn-flex)")
+            && err.contains("--allow-resume-change"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&results_path)
+            .unwrap()
+            .lines()
+            .count(),
+        lines.len()
+    );
+
+    let mut allowed = args.to_vec();
+    allowed.push("--allow-resume-change");
+    ok(&allowed);
+    let after: Vec<serde_json::Value> = std::fs::read_to_string(&results_path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(after.len(), lines.len() + 1);
+    let recomputed = after.last().unwrap();
+    assert_eq!(recomputed["metric"], dropped["metric"]);
+    assert_eq!(
+        recomputed["extra"]["resumed_under"]["device"],
+        "cpu (burn-flex)"
+    );
+    assert!(
+        after[..lines.len()]
+            .iter()
+            .all(|r| r["extra"].get("resumed_under").is_none())
+    );
+    let _ = std::fs::remove_dir_all(&out);
+}

@@ -66,6 +66,10 @@ pub struct SweepArgs {
     /// batch, so the weights are read once; pays on a GPU). Same results as 1.
     #[arg(long, default_value_t = 1)]
     pub t_per_pass: usize,
+    /// Resume a folder whose run.json was written on another device or by another Basin
+    /// version (refused otherwise); each point computed now records where it ran.
+    #[arg(long)]
+    pub allow_resume_change: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -96,6 +100,7 @@ impl SweepArgs {
             out: self.out.clone(),
             max_tokens: self.max_tokens,
             t_per_pass: self.t_per_pass,
+            allow_resume_change: self.allow_resume_change,
         }
     }
 }

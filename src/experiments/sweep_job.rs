@@ -13,7 +13,8 @@ use super::{
     suite::{Suite, SuiteError},
     sweep::{SweepError, SweepHooks, SweepOutcome, SweepSpec, run_sweep},
     sweep_store::{
-        RunRecord, SWEEP_SCHEMA, StoreError, SweepStore, parse_shard, parse_t_range, shard_points,
+        Execution, RunRecord, SWEEP_SCHEMA, StoreError, SweepStore, parse_shard, parse_t_range,
+        shard_points,
     },
     train_store::sample_points,
 };
@@ -52,6 +53,9 @@ pub struct SweepRequest {
     pub out: PathBuf,
     pub max_tokens: usize,
     pub t_per_pass: usize,
+    /// Resume even when run.json was written on another device or by another Basin version
+    /// (each new point then records where it ran).
+    pub allow_resume_change: bool,
 }
 
 impl SweepRequest {
@@ -74,6 +78,7 @@ impl SweepRequest {
             out,
             max_tokens: 8192,
             t_per_pass: 1,
+            allow_resume_change: false,
         }
     }
 
@@ -259,6 +264,7 @@ pub fn run_record(
         basin_version: env!("CARGO_PKG_VERSION").to_string(),
         spec,
         inputs,
+        execution: None,
     })
 }
 
@@ -326,8 +332,14 @@ pub fn run_sweep_job(
         }
         None => None,
     };
-    let record = run_record(req, &suite, &checkpoints)?;
-    let mut store = SweepStore::open_or_create(&req.out, &record)?;
+    let mut record = run_record(req, &suite, &checkpoints)?;
+    record.execution = Some(Execution {
+        device: compute.label.clone(),
+        batch: req.batch,
+        t_per_pass: req.t_per_pass,
+    });
+    let mut store =
+        SweepStore::open_or_create_allowing(&req.out, &record, req.allow_resume_change)?;
 
     let template = chat_template_of(&base.tokenizer).map_err(|source| SweepJobError::Text {
         suite: req.suite.clone(),

@@ -27,6 +27,8 @@ pub enum StoreError {
     Format { path: PathBuf, msg: String },
     #[error("{}: this folder holds a different run ({diff}); use another --out or the same settings", path.display())]
     SpecMismatch { path: PathBuf, diff: String },
+    #[error("{}: this run was started {diff}; resuming would mix results; use another --out, or pass --allow-resume-change to continue here (each new point then records where it ran)", path.display())]
+    ExecutionChanged { path: PathBuf, diff: String },
     #[error("{0}")]
     Input(String),
 }
@@ -48,6 +50,20 @@ pub struct RunRecord {
     /// Fingerprint of every input file: `sha256:<hex>`, or `size:<bytes>,mtime:<secs>` for
     /// weight files too large to hash on every start.
     pub inputs: BTreeMap<String, String>,
+    /// Where and how it ran (absent in folders of older versions and in training runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution: Option<Execution>,
+}
+
+/// How a sweep runs: not part of what it computes (any device, batch or t-per-pass gives the
+/// same values to float rounding), but recorded, and a resume on another device or Basin version
+/// is refused unless the user asks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Execution {
+    /// The compute device as Basin names it, e.g. `cpu (burn-flex)`.
+    pub device: String,
+    pub batch: usize,
+    pub t_per_pass: usize,
 }
 
 /// Canonical text of a t value (12 decimals), so float drift never breaks a resume.
@@ -142,6 +158,17 @@ pub fn shard_points(points: &[f64], i: usize, n: usize) -> Vec<f64> {
 /// same schema, spec and input fingerprints (a different one is refused, naming what differs).
 /// Every result folder (sweeps, training runs) starts with this.
 pub fn open_run_record(dir: &Path, record: &RunRecord) -> Result<(), StoreError> {
+    open_run_record_allowing(dir, record, false).map(|_| ())
+}
+
+/// [`open_run_record`], also comparing where the run ran: another device or Basin version than
+/// run.json's is refused unless `allow_changed`; then the answer is what each new point records
+/// (`{"device", "basin_version"}`), `None` when nothing changed.
+pub fn open_run_record_allowing(
+    dir: &Path,
+    record: &RunRecord,
+    allow_changed: bool,
+) -> Result<Option<serde_json::Value>, StoreError> {
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let run_path = dir.join("run.json");
     if run_path.exists() {
@@ -175,6 +202,30 @@ pub fn open_run_record(dir: &Path, record: &RunRecord) -> Result<(), StoreError>
                 diff: diffs.join("; "),
             });
         }
+        let mut changed = Vec::new();
+        if let (Some(was), Some(now)) = (&stored.execution, &record.execution)
+            && was.device != now.device
+        {
+            changed.push(format!("on {} (now {})", was.device, now.device));
+        }
+        if stored.basin_version != record.basin_version {
+            changed.push(format!(
+                "by Basin {} (this is {})",
+                stored.basin_version, record.basin_version
+            ));
+        }
+        if !changed.is_empty() {
+            if !allow_changed {
+                return Err(StoreError::ExecutionChanged {
+                    path: dir.to_path_buf(),
+                    diff: changed.join(" and "),
+                });
+            }
+            return Ok(Some(serde_json::json!({
+                "device": record.execution.as_ref().map(|e| e.device.clone()),
+                "basin_version": record.basin_version,
+            })));
+        }
     } else {
         let json = serde_json::to_vec_pretty(record).map_err(|e| StoreError::Format {
             path: run_path.clone(),
@@ -182,7 +233,7 @@ pub fn open_run_record(dir: &Path, record: &RunRecord) -> Result<(), StoreError>
         })?;
         write_atomic(&run_path, &json)?;
     }
-    Ok(())
+    Ok(None)
 }
 
 pub struct SweepStore {
@@ -192,12 +243,26 @@ pub struct SweepStore {
     coordinate: String,
     results: BTreeMap<(String, String), MetricResult>,
     file: File,
+    /// Set when a resume runs on another device or Basin version than run.json's: written into
+    /// each new point's `extra.resumed_under`.
+    resumed_under: Option<serde_json::Value>,
 }
 
 impl SweepStore {
-    /// Creates the folder (writing `run.json`) or reopens it, refusing a different spec.
+    /// Creates the folder (writing `run.json`) or reopens it, refusing a different spec, device
+    /// or Basin version.
     pub fn open_or_create(dir: &Path, record: &RunRecord) -> Result<SweepStore, StoreError> {
-        open_run_record(dir, record)?;
+        Self::open_or_create_allowing(dir, record, false)
+    }
+
+    /// [`Self::open_or_create`]; with `allow_changed`, a resume on another device or Basin
+    /// version goes on, and each point it computes records where it ran.
+    pub fn open_or_create_allowing(
+        dir: &Path,
+        record: &RunRecord,
+        allow_changed: bool,
+    ) -> Result<SweepStore, StoreError> {
+        let resumed_under = open_run_record_allowing(dir, record, allow_changed)?;
         let results_path = dir.join("results.jsonl");
         let results = read_results(&results_path)?;
         // Drop a torn last line (a kill mid-write) by rewriting the file from what parsed. This
@@ -222,6 +287,7 @@ impl SweepStore {
             coordinate,
             results,
             file,
+            resumed_under,
         })
     }
 
@@ -252,11 +318,19 @@ impl SweepStore {
                 msg: format!("metric `{}`: t = {} is not finite", r.metric, r.t),
             });
         }
-        let line = result_line(&path, r)?;
+        let mut r = r.clone();
+        if let Some(note) = &self.resumed_under {
+            match r.extra.as_object_mut() {
+                Some(extra) => {
+                    extra.insert("resumed_under".into(), note.clone());
+                }
+                None => r.extra = serde_json::json!({ "resumed_under": note }),
+            }
+        }
+        let line = result_line(&path, &r)?;
         self.file.write_all(line.as_bytes()).map_err(io(&path))?;
         self.file.sync_data().map_err(io(&path))?;
-        self.results
-            .insert((t_key(r.t), r.metric.clone()), r.clone());
+        self.results.insert((t_key(r.t), r.metric.clone()), r);
         Ok(())
     }
 
@@ -536,6 +610,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn another_basin_version_is_refused_unless_allowed() {
+        let dir = std::env::temp_dir().join(format!("basin-version-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut rec = record(serde_json::json!({"t": "0:1:2"}));
+        rec.basin_version = "0.1.0".into();
+        assert_eq!(open_run_record_allowing(&dir, &rec, false).unwrap(), None);
+        rec.basin_version = "0.2.0".into();
+        let e = open_run_record_allowing(&dir, &rec, false).unwrap_err();
+        assert!(matches!(e, StoreError::ExecutionChanged { .. }), "{e}");
+        assert!(e.to_string().contains("Basin 0.1.0 (this is 0.2.0)"), "{e}");
+        let note = open_run_record_allowing(&dir, &rec, true).unwrap().unwrap();
+        assert_eq!(note["basin_version"], "0.2.0");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn renames_and_new_result_files_sync_their_folder() {
         let dir = std::env::temp_dir().join(format!("basin-sync-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -551,6 +641,7 @@ mod tests {
             basin_version: "test".into(),
             spec: serde_json::json!({"coordinate": "t"}),
             inputs: BTreeMap::new(),
+            execution: None,
         };
         let _store = SweepStore::open_or_create(&dir, &record).unwrap();
         // run.json's rename and results.jsonl's creation: two syncs at least.
@@ -577,6 +668,7 @@ mod tests {
             basin_version: "test".into(),
             spec,
             inputs: BTreeMap::from([("suite".into(), "sha256:ab".into())]),
+            execution: None,
         }
     }
 

@@ -244,6 +244,7 @@ pub fn run_train_job(
             "truncate": req.truncate,
         }),
         inputs,
+        execution: None,
     };
     let adapter_config = match &req.init {
         AdapterInit::Existing(p) => {
