@@ -47,7 +47,7 @@ fn report_ui(ui: &mut egui::Ui, state: &ReportState<ModelReport>) {
                     }
                 });
             for w in &r.warnings {
-                ui.colored_label(ui.visuals().warn_fg_color, format!("{w}"));
+                ui.colored_label(ui.visuals().warn_fg_color, w.to_string());
             }
         }
     }
@@ -323,10 +323,10 @@ pub fn inputs_ui(app: &mut BasinApp, ui: &mut egui::Ui) {
     }
     // The run a sweep is filling stays.
     if let Some(i) = remove
-        && !app
+        && app
             .sweep
             .as_ref()
-            .is_some_and(|j| app.runs.get(i).is_some_and(|r| r.dir == j.request.out))
+            .is_none_or(|j| app.runs.get(i).is_none_or(|r| r.dir != j.request.out))
     {
         app.runs.remove(i);
     }

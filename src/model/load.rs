@@ -223,8 +223,8 @@ impl CausalLm {
     ) -> Result<Self, ModelError> {
         let c = config;
         if c.num_key_value_heads == 0
-            || c.num_attention_heads % c.num_key_value_heads != 0
-            || c.head_dim % 2 != 0
+            || !c.num_attention_heads.is_multiple_of(c.num_key_value_heads)
+            || !c.head_dim.is_multiple_of(2)
         {
             return Err(ModelError::Config(format!(
                 "{} attention heads, {} key/value heads, head_dim {}: heads must be a multiple of kv heads and head_dim even",
