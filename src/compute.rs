@@ -115,6 +115,33 @@ pub fn cpu_lanes(device: &Device) -> usize {
     }
 }
 
+/// Runs `f` on each part on a scoped thread of its own ("lanes", see [`cpu_lanes`]) and returns
+/// the answers in part order; with one part (or none) it runs on the calling thread. A panic in a
+/// part is raised again here, so a job's panic handling sees it as if it had run on its thread.
+pub fn map_lanes<T: Send>(
+    parts: &[std::ops::Range<usize>],
+    f: impl Fn(std::ops::Range<usize>) -> T + Sync,
+) -> Vec<T> {
+    if parts.len() <= 1 {
+        return parts.iter().cloned().map(f).collect();
+    }
+    let f = &f;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = parts
+            .iter()
+            .cloned()
+            .map(|range| scope.spawn(move || f(range)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    })
+}
+
 /// Keeps freed heap memory for reuse instead of handing it back after every free. By default
 /// glibc trims the main heap whenever more than a (dynamic) threshold is free at its top, so a
 /// training step that frees its activations returns gigabytes to the kernel and the next step

@@ -414,7 +414,7 @@ pub fn run_training(
 /// runs its matrix products on all cores but its element-wise operations on the calling thread
 /// only (measured on 2 cores: one lane used 1.29 cores over a SmolLM2 step).
 pub fn batch_gradients(
-    model: &mut CausalLm,
+    model: &CausalLm,
     slot: usize,
     factors: &[LoraFactors],
     rows: &[PackedRow],
@@ -423,39 +423,19 @@ pub fn batch_gradients(
     by_row: bool,
 ) -> Result<Vec<PartGradients>, TrainError> {
     let parts = balanced_parts(&rows.iter().map(PackedRow::len).collect::<Vec<_>>(), lanes);
-    if parts.len() <= 1 {
-        return Ok(vec![part_gradients(
-            model, slot, factors, rows, coeffs, by_row,
-        )?]);
-    }
-    let results = std::thread::scope(|scope| {
-        let handles: Vec<_> = parts
-            .iter()
-            .map(|range| {
-                let mut lane_model = model.clone();
-                let part_rows = &rows[range.clone()];
-                let part_coeffs = coeffs.rows(range.clone());
-                scope.spawn(move || {
-                    part_gradients(
-                        &mut lane_model,
-                        slot,
-                        factors,
-                        part_rows,
-                        &part_coeffs,
-                        by_row,
-                    )
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            })
-            .collect::<Vec<_>>()
-    });
-    results.into_iter().collect()
+    crate::compute::map_lanes(&parts, |range| {
+        let mut lane_model = model.clone();
+        part_gradients(
+            &mut lane_model,
+            slot,
+            factors,
+            &rows[range.clone()],
+            &coeffs.rows(range),
+            by_row,
+        )
+    })
+    .into_iter()
+    .collect()
 }
 
 /// `(NLL sum, unscaled gradient of every factor, per-row NLL)` of one part of a batch.

@@ -66,34 +66,14 @@ pub fn packed_target_logprobs(
     }
     let lanes = crate::compute::cpu_lanes(&model.device);
     let parts = balanced_parts(&rows.iter().map(PackedRow::len).collect::<Vec<_>>(), lanes);
-    let all = if parts.len() <= 1 {
-        flat_target_logprobs(model, rows, coeffs)?
-    } else {
-        // One thread per part (see `compute::cpu_lanes`); each row's values are the ones it
-        // gets in a batch of its own.
-        let results = std::thread::scope(|scope| {
-            let handles: Vec<_> = parts
-                .iter()
-                .map(|range| {
-                    let part_coeffs = coeffs.rows(range.clone());
-                    let part_rows = &rows[range.clone()];
-                    scope.spawn(move || flat_target_logprobs(model, part_rows, &part_coeffs))
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-                })
-                .collect::<Vec<_>>()
-        });
-        let mut all = Vec::new();
-        for part in results {
-            all.extend(part?);
-        }
-        all
-    };
+    // One thread per part (see `compute::cpu_lanes`); each row's values are the ones it gets
+    // in a batch of its own.
+    let mut all = Vec::new();
+    for part in crate::compute::map_lanes(&parts, |range| {
+        flat_target_logprobs(model, &rows[range.clone()], &coeffs.rows(range))
+    }) {
+        all.extend(part?);
+    }
     let mut out = Vec::with_capacity(rows.len());
     let mut offset = 0;
     for row in rows {
