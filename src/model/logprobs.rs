@@ -64,7 +64,14 @@ pub fn packed_target_logprobs(
     if rows.is_empty() {
         return Ok(Vec::new());
     }
-    let lanes = crate::compute::cpu_lanes(&model.device);
+    // A model on a full-weight path (dense deltas held) keeps one lane: each lane holds its own
+    // mixed layer weights, head and logit chunks and MLP row groups, which took the peak of a
+    // full-weight SmolLM2 sweep from 1,081 to 1,101 MiB, past its 2.1× model-bytes bound.
+    let lanes = if !model.embed_tokens.deltas.is_empty() {
+        1
+    } else {
+        crate::compute::cpu_lanes(&model.device)
+    };
     let parts = balanced_parts(&rows.iter().map(PackedRow::len).collect::<Vec<_>>(), lanes);
     // One thread per part (see `compute::cpu_lanes`); each row's values are the ones it gets
     // in a batch of its own.
