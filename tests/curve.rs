@@ -276,6 +276,33 @@ fn results(dir: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// Sweeps `suite` from `base` along the fitted curve in `root/fit` (into `root/curve`) and along
+/// the straight line given by `line_args` (into `root/line`), at `t` with 50 bootstrap samples.
+fn sweep_curve_and_line(base: &Path, suite: &Path, root: &Path, line_args: Vec<String>, t: &str) {
+    let curve_args = vec![
+        "--curve".to_string(),
+        root.join("fit").display().to_string(),
+    ];
+    for (name, path_args) in [("curve", curve_args), ("line", line_args)] {
+        let out = basin()
+            .arg("sweep")
+            .arg("--base")
+            .arg(base)
+            .arg("--suite")
+            .arg(suite)
+            .args(path_args)
+            .args(["--t", t, "--bootstrap", "50", "--out"])
+            .arg(root.join(name))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 /// Sweeps the demo suite at t = 0, ½, 1 along the fitted curve in `root/fit` and along the
 /// straight line (`line_args`), checks the curve's `run.json` path, and compares the
 /// instruction loss: within `end_tol` of the line's at both ends, more than `inside_min` away
@@ -288,37 +315,8 @@ fn compare_curve_sweep_with_line(
     inside_min: f64,
 ) {
     let demo = common::repo().join("assets/demo");
-    let s = |p: &Path| p.to_str().unwrap().to_string();
     let suite = demo.join("suite/suite.toml");
-    for (name, path_args) in [
-        ("curve", vec!["--curve".to_string(), s(&root.join("fit"))]),
-        ("line", line_args),
-    ] {
-        let out = basin()
-            .args([
-                "sweep",
-                "--base",
-                &s(&demo.join("base")),
-                "--suite",
-                &s(&suite),
-            ])
-            .args(path_args)
-            .args([
-                "--t",
-                "0:1:3",
-                "--bootstrap",
-                "50",
-                "--out",
-                &s(&root.join(name)),
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{name}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    sweep_curve_and_line(&demo.join("base"), &suite, root, line_args, "0:1:3");
     let record: serde_json::Value =
         serde_json::from_slice(&std::fs::read(root.join("curve/run.json")).unwrap()).unwrap();
     assert_eq!(record["spec"]["path"], path);
@@ -526,30 +524,13 @@ fn the_fitted_curve_removes_a_known_barrier_as_the_pytorch_fit_does() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    for (name, path_args) in [
-        ("curve", vec!["--curve".to_string(), s(&root.join("fit"))]),
-        ("line", vec!["--target".to_string(), s(&pair.join("b"))]),
-    ] {
-        let out = basin()
-            .args(["sweep", "--base", &s(&pair.join("a")), "--suite"])
-            .arg(pair.join("suite.toml"))
-            .args(path_args)
-            .args([
-                "--t",
-                "0:1:11",
-                "--bootstrap",
-                "50",
-                "--out",
-                &s(&root.join(name)),
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{name}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    sweep_curve_and_line(
+        &pair.join("a"),
+        &pair.join("suite.toml"),
+        &root,
+        vec!["--target".to_string(), s(&pair.join("b"))],
+        "0:1:11",
+    );
     let line = summary_column(&root.join("line"), "instruction");
     let curve = summary_column(&root.join("curve"), "instruction");
     let curve_fit_data = summary_column(&root.join("curve"), "fit_data");
