@@ -4,6 +4,7 @@ pub mod bench;
 pub mod curve;
 pub mod data;
 pub mod eval;
+pub mod landscape;
 pub mod progress;
 pub mod suite;
 pub mod sweep;
@@ -59,8 +60,10 @@ pub enum Command {
     Data(data::DataCommand),
     /// Walk a path θ(t) from a base model to an adapter or checkpoint, measuring a suite at each t.
     Sweep(sweep::SweepArgs),
-    /// Combine the result folders of a sharded sweep.
+    /// Combine the result folders of a sharded sweep or landscape.
     Merge(sweep::MergeArgs),
+    /// A loss-landscape slice: a grid of (α, β) on a plane through θ₀, θ_H and a third point.
+    Landscape(landscape::LandscapeArgs),
     /// LoRA fine-tuning (SFT) of a base model on chat data, with checkpoints; resumable.
     Train(train::TrainArgs),
     /// Low-loss curves θ₀ → endpoint: fit a bend (Garipov et al. 2018) with the training engine.
@@ -78,6 +81,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
         Some(Command::Data(cmd)) => data::run(cmd),
         Some(Command::Sweep(args)) => sweep::run(args),
         Some(Command::Merge(args)) => sweep::run_merge(args),
+        Some(Command::Landscape(args)) => landscape::run(args),
         Some(Command::Train(args)) => train::run(args),
         Some(Command::Suite(cmd)) => suite::run(cmd),
         Some(Command::Curve(cmd)) => curve::run(cmd),

@@ -74,7 +74,7 @@ pub struct SweepArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct MergeArgs {
-    /// Shard result folders of one sweep.
+    /// Shard result folders of one sweep (or of one landscape).
     #[arg(required = true)]
     pub dirs: Vec<PathBuf>,
     #[arg(long)]
@@ -107,24 +107,7 @@ impl SweepArgs {
 
 pub fn run(args: &SweepArgs) -> Result<()> {
     let req = args.request();
-    let stop = CancelFlag::new();
-    let abort = CancelFlag::new();
-    {
-        let (stop, abort) = (stop.clone(), abort.clone());
-        let presses = std::sync::atomic::AtomicUsize::new(0);
-        // First Ctrl-C: finish the point in flight, then stop; second: stop now (finished
-        // points are already on disk); third: exit.
-        let _ = ctrlc::set_handler(move || {
-            match presses.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
-                0 => {
-                    eprintln!("\nstopping after the point in flight (Ctrl-C again to stop now)");
-                    stop.cancel();
-                }
-                1 => abort.cancel(),
-                _ => std::process::exit(130),
-            }
-        });
-    }
+    let (stop, abort) = ctrl_c_flags();
     let bar = ProgressBar::new("sweep", 0);
     let hooks = SweepHooks {
         progress: &|p| bar.update(&p),
@@ -171,6 +154,27 @@ pub fn run(args: &SweepArgs) -> Result<()> {
         args.out.join("summary.csv").display()
     );
     Ok(())
+}
+
+/// The two cancel flags of a resumable job, wired to Ctrl-C: the first press finishes the point
+/// in flight and stops; the second stops now (finished points are already on disk); the third
+/// exits.
+pub fn ctrl_c_flags() -> (CancelFlag, CancelFlag) {
+    let stop = CancelFlag::new();
+    let abort = CancelFlag::new();
+    let (s, a) = (stop.clone(), abort.clone());
+    let presses = std::sync::atomic::AtomicUsize::new(0);
+    let _ = ctrlc::set_handler(move || {
+        match presses.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+            0 => {
+                eprintln!("\nstopping after the point in flight (Ctrl-C again to stop now)");
+                s.cancel();
+            }
+            1 => a.cancel(),
+            _ => std::process::exit(130),
+        }
+    });
+    (stop, abort)
 }
 
 pub fn run_merge(args: &MergeArgs) -> Result<()> {

@@ -25,10 +25,15 @@ use super::{
     suite::{Metric, MetricItems, Scoring, Suite, request_id},
 };
 
-/// One line of a sweep's `results.jsonl`.
+/// One line of a sweep's `results.jsonl` (or a landscape's `grid.jsonl`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MetricResult {
+    /// The point's first coordinate: t on a path, samples seen over checkpoints, α on a plane
+    /// (where `grid.jsonl` names it `alpha`).
     pub t: f64,
+    /// The second coordinate of a point on a plane (β); absent on a path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub beta: Option<f64>,
     pub metric: String,
     pub kind: String,
     #[serde(deserialize_with = "f64_or_nan")]
@@ -125,6 +130,7 @@ pub fn compute_metric_as(
     };
     let result = |value: f64, ci: (f64, f64), n: usize, extra: serde_json::Value| MetricResult {
         t,
+        beta: None,
         metric: metric.name.clone(),
         kind: metric.kind.as_str().to_string(),
         value,
@@ -459,6 +465,7 @@ mod tests {
     fn result_line_has_the_results_jsonl_fields_in_order() {
         let r = MetricResult {
             t: -0.5,
+            beta: None,
             metric: "m".into(),
             kind: "choice".into(),
             value: 0.25,

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 
 use super::{
-    eval::{EvalError, EvalItem, ExampleScore, score_at_points},
+    eval::{EvalError, EvalItem, ExampleScore, PathPointSpec, score_at_points},
     job::{CancelFlag, Progress},
     metrics::{MetricResult, compute_metrics},
     path::PathKind,
@@ -62,6 +62,35 @@ pub struct SweepHooks<'a> {
     pub abort: &'a CancelFlag,
 }
 
+/// One point of a result folder: its coordinates (t, or α and β on a plane) and the
+/// coefficients that put the model there.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunPoint {
+    pub t: f64,
+    pub beta: Option<f64>,
+    pub coefficients: PathPointSpec,
+}
+
+impl RunPoint {
+    fn label(&self) -> String {
+        match self.beta {
+            Some(b) => format!("α = {}, β = {b}", self.t),
+            None => format!("t = {}", self.t),
+        }
+    }
+}
+
+/// How [`run_points`] evaluates: the batching and bootstrap of a sweep or a landscape.
+#[derive(Debug, Clone)]
+pub struct PointsSpec {
+    pub batch_size: usize,
+    pub bootstrap_samples: usize,
+    pub bootstrap_seed: u64,
+    /// Points evaluated together in one pass (consecutive pending points whose dense
+    /// coefficients agree: only LoRA coefficients are per sequence).
+    pub points_per_pass: usize,
+}
+
 /// Runs the sweep. `items` are the suite's scoring requests, encoded (same order and ids as
 /// `suite.requests()`).
 pub fn run_sweep(
@@ -72,37 +101,74 @@ pub fn run_sweep(
     store: &mut SweepStore,
     hooks: &SweepHooks,
 ) -> Result<SweepOutcome, SweepError> {
-    let progress = hooks.progress;
-    let metric_names = suite.metric_names();
-    let total = spec.t_values.len();
-    let mut outcome = SweepOutcome {
-        computed_points: 0,
-        skipped_points: 0,
-    };
-    let pending: Vec<(usize, f64)> = spec
+    let points: Vec<RunPoint> = spec
         .t_values
         .iter()
-        .copied()
-        .enumerate()
-        .filter(|&(_, t)| !metric_names.iter().all(|m| store.is_finished(t, m)))
+        .map(|&t| RunPoint {
+            t,
+            beta: None,
+            coefficients: spec.path.point(t, &spec.checkpoint_samples),
+        })
         .collect();
-    outcome.skipped_points = total - pending.len();
     let per_pass = if spec.path.batches_across_t() {
         spec.t_per_pass.max(1)
     } else {
         1
     };
-    for group in pending.chunks(per_pass) {
-        let first = group.first().map_or(0, |g| g.0);
+    let opts = PointsSpec {
+        batch_size: spec.batch_size,
+        bootstrap_samples: spec.bootstrap_samples,
+        bootstrap_seed: spec.bootstrap_seed,
+        points_per_pass: per_pass,
+    };
+    run_points(model, suite, items, &points, &opts, store, hooks)
+}
+
+/// Evaluates every metric of the suite at each point not yet in `store`, saving each finished
+/// point before the next pass: the one loop of sweeps and landscapes.
+pub fn run_points(
+    model: &CausalLm,
+    suite: &Suite,
+    items: &[EvalItem],
+    points: &[RunPoint],
+    opts: &PointsSpec,
+    store: &mut SweepStore,
+    hooks: &SweepHooks,
+) -> Result<SweepOutcome, SweepError> {
+    let progress = hooks.progress;
+    let metric_names = suite.metric_names();
+    let total = points.len();
+    let pending: Vec<(usize, &RunPoint)> = points
+        .iter()
+        .enumerate()
+        .filter(|&(_, p)| {
+            !metric_names
+                .iter()
+                .all(|m| store.is_finished_at(p.t, p.beta, m))
+        })
+        .collect();
+    let mut outcome = SweepOutcome {
+        computed_points: 0,
+        skipped_points: total - pending.len(),
+    };
+    let per_pass = opts.points_per_pass.max(1);
+    let mut rest = pending.as_slice();
+    while let Some(&(first, head)) = rest.first() {
+        let len = rest
+            .iter()
+            .take(per_pass)
+            .take_while(|(_, p)| p.coefficients.dense == head.coefficients.dense)
+            .count();
+        let (group, tail) = rest.split_at(len);
+        rest = tail;
         if hooks.stop_after_point.is_cancelled() || hooks.abort.is_cancelled() {
             return Err(SweepError::Cancelled { done: first, total });
         }
-        let ts: Vec<f64> = group.iter().map(|g| g.1).collect();
-        let stage = if ts.len() == 1 {
-            format!("t = {}", ts[0])
-        } else {
-            format!("t = {:?}", ts)
-        };
+        let stage = group
+            .iter()
+            .map(|(_, p)| p.label())
+            .collect::<Vec<_>>()
+            .join("; ");
         let report = |done: usize| {
             progress(Progress {
                 done: first * items.len() + done,
@@ -110,26 +176,37 @@ pub fn run_sweep(
                 stage: stage.clone(),
             })
         };
-        let per_point =
-            score_points(model, items, spec, &ts, &report, hooks.abort).map_err(|e| match e {
-                SweepError::Cancelled { .. } => SweepError::Cancelled { done: first, total },
-                other => other,
-            })?;
-        for (&t, scores) in ts.iter().zip(&per_point) {
+        let coefficients: Vec<PathPointSpec> =
+            group.iter().map(|(_, p)| p.coefficients.clone()).collect();
+        let per_point = score_at_points(
+            model,
+            items,
+            &coefficients,
+            opts.batch_size,
+            false,
+            &report,
+            hooks.abort,
+        )
+        .map_err(|e| match e {
+            EvalError::Cancelled { .. } => SweepError::Cancelled { done: first, total },
+            other => SweepError::Eval(other),
+        })?;
+        for ((_, point), scores) in group.iter().zip(&per_point) {
             let by_id: HashMap<&str, &ExampleScore> =
                 scores.iter().map(|s| (s.id.as_str(), s)).collect();
             let results = compute_metrics(
                 suite,
-                t,
+                point.t,
                 &by_id,
-                spec.bootstrap_samples,
-                spec.bootstrap_seed,
+                opts.bootstrap_samples,
+                opts.bootstrap_seed,
             )
             .map_err(|e| SweepError::Metric(e.to_string()))?;
-            for r in &results {
-                if !store.is_finished(t, &r.metric) {
-                    store.append(r)?;
-                    (hooks.on_result)(r);
+            for mut r in results {
+                r.beta = point.beta;
+                if !store.is_finished_at(r.t, r.beta, &r.metric) {
+                    store.append(&r)?;
+                    (hooks.on_result)(&r);
                 }
             }
             store.write_summary()?;
@@ -142,26 +219,4 @@ pub fn run_sweep(
         stage: "done".into(),
     });
     Ok(outcome)
-}
-
-/// Scores every request at each t of `ts` (several only on LoRA paths: sequences of different
-/// t then share batches, each with its own LoRA coefficients).
-fn score_points(
-    model: &CausalLm,
-    items: &[EvalItem],
-    spec: &SweepSpec,
-    ts: &[f64],
-    report: &dyn Fn(usize),
-    abort: &CancelFlag,
-) -> Result<Vec<Vec<ExampleScore>>, SweepError> {
-    let points: Vec<_> = ts
-        .iter()
-        .map(|&t| spec.path.point(t, &spec.checkpoint_samples))
-        .collect();
-    score_at_points(model, items, &points, spec.batch_size, false, report, abort).map_err(|e| {
-        match e {
-            EvalError::Cancelled { done, total } => SweepError::Cancelled { done, total },
-            other => SweepError::Eval(other),
-        }
-    })
 }

@@ -1,5 +1,8 @@
-//! A sweep's result folder: `run.json` (what was run), `results.jsonl` (one line per finished
-//! (t, metric), appended and fsync'd), `summary.csv` (one row per t, rewritten atomically).
+//! A result folder of points: `run.json` (what was run), `results.jsonl` (one line per finished
+//! (point, metric), appended and fsync'd), `summary.csv` (one row per point, rewritten
+//! atomically). A point has coordinates: t on a path (or samples seen over training
+//! checkpoints), or (α, β) on a plane, where a landscape's folder (`basin.landscape.v1`) names
+//! the files `grid.jsonl` / `grid.csv` and the first coordinate `alpha` ([`StoreFiles`]).
 //!
 //! Restarting with the same folder resumes: finished points are read back (a line cut short by
 //! a kill is dropped) and skipped; a different spec is refused, naming what differs.
@@ -14,6 +17,56 @@ use serde::{Deserialize, Serialize};
 use super::metrics::MetricResult;
 
 pub const SWEEP_SCHEMA: &str = "basin.sweep.v1";
+/// `run.json` schema of a loss-landscape slice (`basin landscape`).
+pub const LANDSCAPE_SCHEMA: &str = "basin.landscape.v1";
+
+/// The files of a result folder and how its points are addressed; which one a folder uses
+/// follows from its `run.json` schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreFiles {
+    pub results: &'static str,
+    pub summary: &'static str,
+    /// Points are (α, β) on a plane: lines carry `alpha` and `beta` instead of `t`.
+    pub plane: bool,
+}
+
+impl StoreFiles {
+    pub const SWEEP: StoreFiles = StoreFiles {
+        results: "results.jsonl",
+        summary: "summary.csv",
+        plane: false,
+    };
+    pub const LANDSCAPE: StoreFiles = StoreFiles {
+        results: "grid.jsonl",
+        summary: "grid.csv",
+        plane: true,
+    };
+
+    /// The files a `run.json` schema uses.
+    pub fn of_schema(schema: &str) -> StoreFiles {
+        if schema == LANDSCAPE_SCHEMA {
+            Self::LANDSCAPE
+        } else {
+            Self::SWEEP
+        }
+    }
+
+    /// The files of a result folder, from its `run.json` (a sweep's when it cannot be read).
+    pub fn of_dir(dir: &Path) -> StoreFiles {
+        std::fs::read_to_string(dir.join("run.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<RunRecord>(&t).ok())
+            .map_or(Self::SWEEP, |r| Self::of_schema(&r.schema))
+    }
+}
+
+/// The canonical key of a point: [`t_key`] of t, and of β on a plane.
+pub fn point_key(t: f64, beta: Option<f64>) -> String {
+    match beta {
+        Some(b) => format!("{},{}", t_key(t), t_key(b)),
+        None => t_key(t),
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -238,6 +291,7 @@ pub fn open_run_record_allowing(
 
 pub struct SweepStore {
     dir: PathBuf,
+    files: StoreFiles,
     /// What a point's coordinate is (`t` on a path, `samples_seen` for training checkpoints),
     /// from the spec's `coordinate` (`t` when absent, as in folders of older versions).
     coordinate: String,
@@ -263,12 +317,13 @@ impl SweepStore {
         allow_changed: bool,
     ) -> Result<SweepStore, StoreError> {
         let resumed_under = open_run_record_allowing(dir, record, allow_changed)?;
-        let results_path = dir.join("results.jsonl");
+        let files = StoreFiles::of_schema(&record.schema);
+        let results_path = dir.join(files.results);
         let results = read_results(&results_path)?;
         // Drop a torn last line (a kill mid-write) by rewriting the file from what parsed. This
         // must happen before the append handle is opened: the rewrite replaces the file (rename),
         // and a handle to the old one would append to an unlinked file.
-        rewrite_if_torn(&results_path, &results)?;
+        rewrite_if_torn(&results_path, &results, files.plane)?;
         let file = OpenOptions::new()
             .create(true)
             .append(true)
@@ -284,6 +339,7 @@ impl SweepStore {
             .to_string();
         Ok(SweepStore {
             dir: dir.to_path_buf(),
+            files,
             coordinate,
             results,
             file,
@@ -296,26 +352,54 @@ impl SweepStore {
     }
 
     pub fn is_finished(&self, t: f64, metric: &str) -> bool {
-        self.results.contains_key(&(t_key(t), metric.to_string()))
+        self.is_finished_at(t, None, metric)
     }
 
-    /// All finished results, sorted by t then metric name.
+    /// Whether the point (t or α, and β on a plane) has `metric`.
+    pub fn is_finished_at(&self, t: f64, beta: Option<f64>, metric: &str) -> bool {
+        self.results
+            .contains_key(&(point_key(t, beta), metric.to_string()))
+    }
+
+    pub fn files(&self) -> StoreFiles {
+        self.files
+    }
+
+    /// All finished results, sorted by t (then β) then metric name.
     pub fn results(&self) -> Vec<&MetricResult> {
         sorted(&self.results)
     }
 
-    /// Every finished (t, metric), with t as its canonical key ([`t_key`]).
+    /// Every finished (point, metric), with the point as its canonical key ([`point_key`]).
     pub fn finished(&self) -> BTreeSet<(String, String)> {
         self.results.keys().cloned().collect()
     }
 
-    /// Appends one finished (t, metric) and makes it durable before returning.
+    /// Appends one finished (point, metric) and makes it durable before returning.
     pub fn append(&mut self, r: &MetricResult) -> Result<(), StoreError> {
-        let path = self.dir.join("results.jsonl");
-        if !r.t.is_finite() {
+        let path = self.dir.join(self.files.results);
+        if !r.t.is_finite() || !r.beta.unwrap_or(0.0).is_finite() {
             return Err(StoreError::Format {
                 path,
-                msg: format!("metric `{}`: t = {} is not finite", r.metric, r.t),
+                msg: format!(
+                    "metric `{}`: point ({}, {:?}) is not finite",
+                    r.metric, r.t, r.beta
+                ),
+            });
+        }
+        if r.beta.is_some() != self.files.plane {
+            return Err(StoreError::Format {
+                path,
+                msg: format!(
+                    "metric `{}`: a {} point in a {} folder",
+                    r.metric,
+                    if r.beta.is_some() { "plane" } else { "path" },
+                    if self.files.plane {
+                        "landscape"
+                    } else {
+                        "sweep"
+                    }
+                ),
             });
         }
         let mut r = r.clone();
@@ -327,20 +411,23 @@ impl SweepStore {
                 None => r.extra = serde_json::json!({ "resumed_under": note }),
             }
         }
-        let line = result_line(&path, &r)?;
+        let line = result_line(&path, &r, self.files.plane)?;
         self.file.write_all(line.as_bytes()).map_err(io(&path))?;
         self.file.sync_data().map_err(io(&path))?;
-        self.results.insert((t_key(r.t), r.metric.clone()), r);
+        self.results
+            .insert((point_key(r.t, r.beta), r.metric.clone()), r);
         Ok(())
     }
 
-    /// Rewrites `summary.csv`: one row per t, per metric its value and CI.
+    /// Rewrites `summary.csv` (`grid.csv`): one row per point, per metric its value and CI.
     pub fn write_summary(&self) -> Result<(), StoreError> {
-        let path = self.dir.join("summary.csv");
-        write_atomic(
-            &path,
-            summary_csv(&self.results(), &self.coordinate).as_bytes(),
-        )
+        let path = self.dir.join(self.files.summary);
+        let text = if self.files.plane {
+            grid_csv(&self.results())
+        } else {
+            summary_csv(&self.results(), &self.coordinate)
+        };
+        write_atomic(&path, text.as_bytes())
     }
 }
 
@@ -348,6 +435,7 @@ impl SweepStore {
 fn rewrite_if_torn(
     path: &Path,
     results: &BTreeMap<(String, String), MetricResult>,
+    plane: bool,
 ) -> Result<(), StoreError> {
     if !path.exists() {
         return Ok(());
@@ -358,14 +446,28 @@ fn rewrite_if_torn(
     }
     let mut out = String::new();
     for r in sorted(results) {
-        out.push_str(&result_line(path, r)?);
+        out.push_str(&result_line(path, r, plane)?);
     }
     write_atomic(path, out.as_bytes())
 }
 
-/// One `results.jsonl` line, newline included.
-fn result_line(path: &Path, r: &MetricResult) -> Result<String, StoreError> {
-    json_line(path, r)
+/// One `results.jsonl` line, newline included; on a plane the first coordinate is `alpha`.
+fn result_line(path: &Path, r: &MetricResult, plane: bool) -> Result<String, StoreError> {
+    if !plane {
+        return json_line(path, r);
+    }
+    let format = |e: serde_json::Error| StoreError::Format {
+        path: path.to_path_buf(),
+        msg: e.to_string(),
+    };
+    let value = serde_json::to_value(r).map_err(format)?;
+    let mut line = serde_json::Map::new();
+    if let serde_json::Value::Object(fields) = value {
+        for (k, v) in fields {
+            line.insert(if k == "t" { "alpha".into() } else { k }, v);
+        }
+    }
+    json_line(path, &line)
 }
 
 /// One JSON-lines record of a store file (`path` names it in errors), newline included.
@@ -378,11 +480,50 @@ pub fn json_line<T: Serialize>(path: &Path, value: &T) -> Result<String, StoreEr
     Ok(line)
 }
 
-/// Results sorted by t, then metric name.
+/// Results sorted by t (then β), then metric name.
 fn sorted(results: &BTreeMap<(String, String), MetricResult>) -> Vec<&MetricResult> {
     let mut v: Vec<&MetricResult> = results.values().collect();
-    v.sort_by(|a, b| a.t.total_cmp(&b.t).then_with(|| a.metric.cmp(&b.metric)));
+    v.sort_by(|a, b| {
+        a.t.total_cmp(&b.t)
+            .then_with(|| a.beta.unwrap_or(0.0).total_cmp(&b.beta.unwrap_or(0.0)))
+            .then_with(|| a.metric.cmp(&b.metric))
+    });
     v
+}
+
+/// `grid.csv` text: `alpha,beta`, then per metric its value and CI, one row per cell (sorted by
+/// β, then α: the rows of a picture from the bottom up).
+pub fn grid_csv(results: &[&MetricResult]) -> String {
+    let mut metrics: Vec<&str> = results.iter().map(|r| r.metric.as_str()).collect();
+    metrics.sort();
+    metrics.dedup();
+    let mut cells: BTreeMap<String, (f64, f64, BTreeMap<&str, &MetricResult>)> = BTreeMap::new();
+    for r in results {
+        let beta = r.beta.unwrap_or(0.0);
+        cells
+            .entry(point_key(r.t, r.beta))
+            .or_insert((r.t, beta, BTreeMap::new()))
+            .2
+            .insert(r.metric.as_str(), r);
+    }
+    let mut out = String::from("alpha,beta");
+    for m in &metrics {
+        out.push_str(&format!(",{m},{m}_ci_low,{m}_ci_high"));
+    }
+    out.push('\n');
+    let mut ordered: Vec<_> = cells.values().collect();
+    ordered.sort_by(|a, b| a.1.total_cmp(&b.1).then_with(|| a.0.total_cmp(&b.0)));
+    for (alpha, beta, by_metric) in ordered {
+        out.push_str(&format!("{alpha},{beta}"));
+        for m in &metrics {
+            match by_metric.get(m) {
+                Some(r) => out.push_str(&format!(",{},{},{}", r.value, r.ci_low, r.ci_high)),
+                None => out.push_str(",,,"),
+            }
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// The onset of each metric over training checkpoints: the smallest coordinate (samples seen)
@@ -474,11 +615,20 @@ pub fn read_results(path: &Path) -> Result<BTreeMap<(String, String), MetricResu
         if line.trim().is_empty() {
             continue;
         }
-        let r: MetricResult = serde_json::from_str(line).map_err(|e| StoreError::Format {
+        let bad = |e: serde_json::Error| StoreError::Format {
             path: path.to_path_buf(),
             msg: format!("line {}: {e}", i + 1),
-        })?;
-        out.insert((t_key(r.t), r.metric.clone()), r);
+        };
+        let mut value: serde_json::Value = serde_json::from_str(line).map_err(bad)?;
+        // A landscape's line names its first coordinate `alpha`.
+        if let Some(fields) = value.as_object_mut()
+            && !fields.contains_key("t")
+            && let Some(alpha) = fields.remove("alpha")
+        {
+            fields.insert("t".into(), alpha);
+        }
+        let r: MetricResult = serde_json::from_value(value).map_err(bad)?;
+        out.insert((point_key(r.t, r.beta), r.metric.clone()), r);
     }
     Ok(out)
 }
@@ -501,10 +651,14 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<usize, StoreError> {
         if let Some(obj) = rec.spec.as_object_mut() {
             obj.remove("shard");
         }
+        let results = dir.join(StoreFiles::of_schema(&rec.schema).results);
         match &base {
             None => base = Some(rec),
             Some(b) => {
                 let mut diffs = Vec::new();
+                if b.schema != rec.schema {
+                    diffs.push(format!("schema {} vs {}", b.schema, rec.schema));
+                }
                 diff_json("spec", &b.spec, &rec.spec, &mut diffs);
                 if b.inputs != rec.inputs {
                     diffs.push("input files differ".into());
@@ -517,13 +671,13 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<usize, StoreError> {
                 }
             }
         }
-        for (k, r) in read_results(&dir.join("results.jsonl"))? {
+        for (k, r) in read_results(&results)? {
             match all.get(&k) {
                 Some(existing) if !same_result(existing, &r) => {
                     return Err(StoreError::Format {
-                        path: dir.join("results.jsonl"),
+                        path: results.clone(),
                         msg: format!(
-                            "t = {}, metric `{}` conflicts with another shard's value",
+                            "point {}, metric `{}` conflicts with another shard's value",
                             k.0, k.1
                         ),
                     });
@@ -550,7 +704,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<usize, StoreError> {
     let mut store = SweepStore::open_or_create(out, &record)?;
     let n = all.len();
     for r in all.values() {
-        if !store.is_finished(r.t, &r.metric) {
+        if !store.is_finished_at(r.t, r.beta, &r.metric) {
             store.append(r)?;
         }
     }
@@ -652,6 +806,7 @@ mod tests {
     fn result(t: f64, metric: &str, value: f64) -> MetricResult {
         MetricResult {
             t,
+            beta: None,
             metric: metric.into(),
             kind: "paired".into(),
             value,
@@ -669,6 +824,62 @@ mod tests {
             spec,
             inputs: BTreeMap::from([("suite".into(), "sha256:ab".into())]),
             execution: None,
+        }
+    }
+
+    #[test]
+    fn a_landscape_folder_keys_cells_by_alpha_and_beta() {
+        let dir = tmp("plane");
+        let mut rec = record(serde_json::json!({"plane": "endpoints"}));
+        rec.schema = LANDSCAPE_SCHEMA.into();
+        let cell = |a: f64, b: f64, v: f64| MetricResult {
+            beta: Some(b),
+            ..result(a, "loss", v)
+        };
+        {
+            let mut store = SweepStore::open_or_create(&dir, &rec).unwrap();
+            store.append(&cell(0.0, 0.0, 1.0)).unwrap();
+            store.append(&cell(0.5, 0.0, 2.0)).unwrap();
+            store.append(&cell(0.0, 1.0, 3.0)).unwrap();
+            // A path point in a landscape folder is refused.
+            assert!(store.append(&result(0.0, "loss", 1.0)).is_err());
+            store.write_summary().unwrap();
+        }
+        let text = std::fs::read_to_string(dir.join("grid.jsonl")).unwrap();
+        let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+        assert_eq!(first["alpha"], 0.0);
+        assert_eq!(first["beta"], 0.0);
+        assert!(first.get("t").is_none(), "{first}");
+        assert!(!dir.join("results.jsonl").exists());
+        let csv = std::fs::read_to_string(dir.join("grid.csv")).unwrap();
+        let rows: Vec<&str> = csv.lines().collect();
+        assert_eq!(rows[0], "alpha,beta,loss,loss_ci_low,loss_ci_high");
+        assert_eq!(rows[1], "0,0,1,0.9,1.1");
+        assert_eq!(rows[2], "0.5,0,2,1.9,2.1");
+        assert!(rows[3].starts_with("0,1,3,"));
+        // Reopened, the same cells are finished and (0, 1) is not (1, 0).
+        let store = SweepStore::open_or_create(&dir, &rec).unwrap();
+        assert!(store.is_finished_at(0.0, Some(1.0), "loss"));
+        assert!(!store.is_finished_at(1.0, Some(0.0), "loss"));
+        assert_eq!(store.results().len(), 3);
+        assert_eq!(StoreFiles::of_dir(&dir), StoreFiles::LANDSCAPE);
+        // Two shards merge into one grid.
+        let other = tmp("plane-shard");
+        {
+            let mut s2 = SweepStore::open_or_create(&other, &rec).unwrap();
+            s2.append(&cell(0.5, 1.0, 4.0)).unwrap();
+        }
+        let out = tmp("plane-merged");
+        assert_eq!(merge(&[dir.clone(), other.clone()], &out).unwrap(), 4);
+        assert_eq!(read_results(&out.join("grid.jsonl")).unwrap().len(), 4);
+        // A sweep folder does not merge with a landscape.
+        let sweep = tmp("plane-vs-sweep");
+        SweepStore::open_or_create(&sweep, &record(serde_json::json!({"plane": "endpoints"})))
+            .unwrap();
+        let e = merge(&[dir.clone(), sweep.clone()], &tmp("plane-bad")).unwrap_err();
+        assert!(e.to_string().contains("schema"), "{e}");
+        for d in [dir, other, out, sweep] {
+            let _ = std::fs::remove_dir_all(d);
         }
     }
 

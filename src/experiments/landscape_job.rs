@@ -1,0 +1,467 @@
+//! A loss-landscape slice from file paths: open and check the inputs, build the plane
+//! ([`super::plane`]), write `plane.json`, then evaluate every cell of the grid through the same
+//! loop as a sweep ([`run_points`]) into a result folder whose points are (α, β)
+//! (`grid.jsonl`, `grid.csv`; resumable, shardable, mergeable like a sweep's).
+//!
+//! The model holds the endpoint's adapter in LoRA slot 0, a fitted curve's bend in slot 1, and
+//! any random direction in the slots after them; a cell is one set of per-sequence coefficients,
+//! so `cells_per_pass` cells share each forward pass.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::{
+    curve::{CurveEndpoint, CurveRecord},
+    fingerprint::fingerprints,
+    inputs::{chat_template_of, encode_examples},
+    plane::{Center, Grid, PLANE_SCHEMA, Plane, PlaneKind, Projection, gram, random_direction},
+    suite::Suite,
+    sweep::{PointsSpec, RunPoint, SweepHooks, SweepOutcome, run_points},
+    sweep_job::SweepJobError,
+    sweep_store::{Execution, LANDSCAPE_SCHEMA, RunRecord, SweepStore, parse_shard, write_atomic},
+};
+use crate::{
+    checkpoint::{open::open_model, peft::LoraAdapter},
+    compute::{ComputeDevice, ComputeKind},
+    model::{load::PathEndpoints, transformer::CausalLm},
+};
+
+/// `plane.json` in a landscape's folder.
+pub const PLANE_FILE: &str = "plane.json";
+
+/// Everything a landscape needs, as a user gives it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LandscapeRequest {
+    pub base: PathBuf,
+    /// θ_H as a LoRA adapter.
+    pub adapter: Option<PathBuf>,
+    /// θ_H as a full checkpoint (dense directions: not supported yet, refused with a message).
+    pub target: Option<PathBuf>,
+    /// A `basin curve fit` folder: its endpoint is θ_H and its bend the plane's third point.
+    pub curve: Option<PathBuf>,
+    pub suite: PathBuf,
+    pub plane: PlaneKind,
+    /// Centre of a random plane.
+    pub center: Center,
+    /// Seeds the random directions and the bootstrap.
+    pub seed: u64,
+    /// Filter-normalise random directions (Li et al.).
+    pub filter_norm: bool,
+    /// `NXxNY`.
+    pub grid: String,
+    /// `A0:A1,B0:B1`; empty: the kind's default.
+    pub range: String,
+    pub device: ComputeKind,
+    pub batch: usize,
+    pub cells_per_pass: usize,
+    pub shard: Option<String>,
+    pub bootstrap: usize,
+    pub out: PathBuf,
+    pub max_tokens: usize,
+    pub allow_resume_change: bool,
+}
+
+impl LandscapeRequest {
+    /// A request with the CLI's defaults for everything but the inputs.
+    pub fn new(base: PathBuf, suite: PathBuf, out: PathBuf) -> Self {
+        Self {
+            base,
+            adapter: None,
+            target: None,
+            curve: None,
+            suite,
+            plane: PlaneKind::Endpoints,
+            center: Center::Base,
+            seed: 0,
+            filter_norm: true,
+            grid: "21x21".into(),
+            range: String::new(),
+            device: ComputeKind::Cpu,
+            batch: 8,
+            cells_per_pass: 4,
+            shard: None,
+            bootstrap: 1000,
+            out,
+            max_tokens: 8192,
+            allow_resume_change: false,
+        }
+    }
+
+    /// The range given, or the plane kind's default: the endpoints plane shows θ₀, θ_H and a
+    /// margin around them; a random plane ±1 around its centre.
+    pub fn range_or_default(&self) -> String {
+        if !self.range.trim().is_empty() {
+            return self.range.clone();
+        }
+        match self.plane {
+            PlaneKind::Endpoints => "-0.5:1.5,-0.5:1.5".into(),
+            PlaneKind::Random => "-1:1,-1:1".into(),
+        }
+    }
+}
+
+/// What a landscape tells its caller once the model is on the device.
+pub struct LandscapeStart {
+    pub cells: usize,
+    pub metrics: usize,
+    pub sequences_per_cell: usize,
+    pub device_label: String,
+}
+
+/// A named point of weight space on the plane.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NamedPoint {
+    pub name: String,
+    #[serde(flatten)]
+    pub at: Projection,
+}
+
+/// A path drawn on the plane.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PathPoint {
+    pub t: f64,
+    #[serde(flatten)]
+    pub at: Projection,
+}
+
+/// A LoRA slot of the landscape's model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SlotInfo {
+    pub slot: usize,
+    /// `endpoint`, `bend`, `third` (random third point), `u` or `v` (random directions).
+    pub role: String,
+    pub source: String,
+}
+
+/// `plane.json`: the basis, its norms, the named points and the projected paths.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlaneRecord {
+    pub schema: String,
+    pub kind: PlaneKind,
+    pub center: String,
+    pub slots: Vec<SlotInfo>,
+    pub plane: Plane,
+    /// ‖u‖ and ‖v‖ in weight space (Frobenius norm over every changed weight).
+    pub norm_u: f64,
+    pub norm_v: f64,
+    pub cos_uv: f64,
+    pub grid: Grid,
+    /// θ₀ (`base`), θ_H (`end`), and the bend's control point (`bend`) or the centre.
+    pub points: Vec<NamedPoint>,
+    /// The straight path θ₀ + t·(θ_H − θ₀), t ∈ [0, 1].
+    pub line: Vec<PathPoint>,
+    /// The fitted curve, when one was given.
+    pub curve: Option<Vec<PathPoint>>,
+}
+
+impl PlaneRecord {
+    pub fn read(dir: &std::path::Path) -> Result<Self, String> {
+        let path = dir.join(PLANE_FILE);
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        serde_json::from_str(&text)
+            .map_err(|e| format!("{}: not a plane record: {e}", path.display()))
+    }
+}
+
+/// Points of a path drawn on the plane.
+const PATH_DRAW_POINTS: usize = 41;
+
+/// Runs a whole landscape: checks and opens the inputs (one clear error naming the file on bad
+/// input), resumes from `req.out` when it holds the same spec, and saves each finished cell.
+pub fn run_landscape_job(
+    req: &LandscapeRequest,
+    hooks: &SweepHooks,
+    on_start: &dyn Fn(&LandscapeStart),
+) -> Result<SweepOutcome, SweepJobError> {
+    let input = |m: String| SweepJobError::Input(m);
+    if req.batch == 0 {
+        return Err(input("batch size must be at least 1".into()));
+    }
+    if req.target.is_some() {
+        return Err(input(
+            "--target: planes through a full checkpoint (dense directions) are not supported yet; \
+             give θ_H as a LoRA adapter (--adapter) or a curve fitted to one (--curve)"
+                .into(),
+        ));
+    }
+    let grid = Grid::parse(&req.grid, &req.range_or_default()).map_err(input)?;
+    let all_cells = grid.cells();
+    let cells: Vec<(f64, f64)> = match &req.shard {
+        Some(s) => {
+            let (i, n) = parse_shard(s)?;
+            all_cells
+                .iter()
+                .enumerate()
+                .filter(|(k, _)| k % n == i)
+                .map(|(_, &c)| c)
+                .collect()
+        }
+        None => all_cells,
+    };
+    // The endpoint and, for a curve, its bend and kind.
+    let (endpoint_path, curve) = match (&req.adapter, &req.curve) {
+        (Some(a), None) => (a.clone(), None),
+        (None, Some(dir)) => {
+            let record = CurveRecord::read(dir).map_err(input)?;
+            if record.endpoint_kind == CurveEndpoint::Checkpoint {
+                return Err(input(format!(
+                    "{}: this curve bends towards a full checkpoint; planes through dense directions are not supported yet",
+                    dir.display()
+                )));
+            }
+            let bend = CurveRecord::bend_dir(dir);
+            if !bend.join("adapter_model.safetensors").exists() {
+                return Err(input(format!(
+                    "{}: no fitted bend yet (the fit has not finished; rerun `basin curve fit` to resume it)",
+                    bend.display()
+                )));
+            }
+            (PathBuf::from(&record.endpoint), Some((record.kind, bend)))
+        }
+        (Some(_), Some(_)) => {
+            return Err(input(
+                "--curve brings its own endpoint; give no --adapter with it".into(),
+            ));
+        }
+        (None, None) => {
+            return Err(input(
+                "give θ_H: --adapter A (a LoRA adapter) or --curve DIR (a fitted curve)".into(),
+            ));
+        }
+    };
+
+    let suite = Suite::load(&req.suite)?;
+    let compute = ComputeDevice::new(req.device)?;
+    let base = open_model(&req.base)?;
+    let endpoint = LoraAdapter::open_for(&endpoint_path, base.tensors.as_ref(), &base.config)?;
+    let mut slots: Vec<LoraAdapter> = vec![endpoint];
+    let mut info = vec![SlotInfo {
+        slot: 0,
+        role: "endpoint".into(),
+        source: endpoint_path.display().to_string(),
+    }];
+    if let Some((_, bend)) = &curve {
+        slots.push(LoraAdapter::open_for(
+            bend,
+            base.tensors.as_ref(),
+            &base.config,
+        )?);
+        info.push(SlotInfo {
+            slot: 1,
+            role: "bend".into(),
+            source: bend.display().to_string(),
+        });
+    }
+    let random_roles: &[&str] = match (req.plane, curve.is_some()) {
+        (PlaneKind::Endpoints, true) => &[],
+        (PlaneKind::Endpoints, false) => &["third"],
+        (PlaneKind::Random, _) => &["u", "v"],
+    };
+    for role in random_roles {
+        // The endpoints plane's third point is only a direction: it is orthogonalised and
+        // rescaled, so its filter normalisation would change nothing but rounding.
+        let normalise = req.filter_norm && req.plane == PlaneKind::Random;
+        let direction = random_direction(
+            &slots[0],
+            None,
+            req.seed,
+            &format!("landscape-{role}"),
+            base.tensors.as_ref(),
+            normalise,
+        )
+        .map_err(input)?;
+        info.push(SlotInfo {
+            slot: slots.len(),
+            role: (*role).into(),
+            source: direction.origin.display().to_string(),
+        });
+        slots.push(direction);
+    }
+    let slot_refs: Vec<&LoraAdapter> = slots.iter().collect();
+    let g = gram(&slot_refs);
+    // The path's coefficients at t: the straight line, or the curve (bend in slot 1 at φ(t)).
+    let path_at = |t: f64, on_curve: bool| -> Vec<f64> {
+        let mut p = vec![0.0; slots.len()];
+        p[0] = t;
+        if on_curve && let Some((kind, _)) = &curve {
+            p[1] = kind.phi(t);
+        }
+        p
+    };
+    let plane = match req.plane {
+        PlaneKind::Endpoints => Plane::endpoints(g, 0, 1).map_err(input)?,
+        PlaneKind::Random => {
+            let center = match req.center {
+                Center::Base => path_at(0.0, true),
+                Center::End => path_at(1.0, true),
+                Center::T(t) => path_at(t, true),
+            };
+            let n = slots.len();
+            Plane::around(g, center, n - 2, n - 1)
+        }
+    };
+    let draw = |on_curve: bool| -> Vec<PathPoint> {
+        (0..PATH_DRAW_POINTS)
+            .map(|i| {
+                let t = i as f64 / (PATH_DRAW_POINTS - 1) as f64;
+                PathPoint {
+                    t,
+                    at: plane.project(&path_at(t, on_curve)),
+                }
+            })
+            .collect()
+    };
+    let mut points = vec![
+        NamedPoint {
+            name: "base".into(),
+            at: plane.project(&path_at(0.0, false)),
+        },
+        NamedPoint {
+            name: "end".into(),
+            at: plane.project(&path_at(1.0, false)),
+        },
+    ];
+    if curve.is_some() {
+        // The control point θ_b = θ₀ + ½·Δ_H + Δ_bend (θ(½) of a polychain).
+        let mut p = path_at(0.5, false);
+        p[1] = 1.0;
+        points.push(NamedPoint {
+            name: "bend".into(),
+            at: plane.project(&p),
+        });
+    }
+    if req.plane == PlaneKind::Random {
+        points.push(NamedPoint {
+            name: "center".into(),
+            at: plane.project(&plane.center),
+        });
+    }
+    let record = PlaneRecord {
+        schema: PLANE_SCHEMA.into(),
+        kind: req.plane,
+        center: req.center.label(),
+        slots: info,
+        norm_u: plane.norm_u(),
+        norm_v: plane.norm_v(),
+        cos_uv: plane.cos_uv(),
+        grid,
+        points,
+        line: draw(false),
+        curve: curve.as_ref().map(|_| draw(true)),
+        plane,
+    };
+
+    let mut run = run_record(req, &suite, &endpoint_path, curve.as_ref().map(|c| &c.1))?;
+    run.execution = Some(Execution {
+        device: compute.label.clone(),
+        batch: req.batch,
+        t_per_pass: req.cells_per_pass,
+    });
+    let mut store = SweepStore::open_or_create_allowing(&req.out, &run, req.allow_resume_change)?;
+    let plane_json = serde_json::to_vec_pretty(&record)
+        .map_err(|e| input(format!("{}: {e}", req.out.join(PLANE_FILE).display())))?;
+    write_atomic(&req.out.join(PLANE_FILE), &plane_json)?;
+
+    let template = chat_template_of(&base.tokenizer).map_err(|source| SweepJobError::Text {
+        suite: req.suite.clone(),
+        source,
+    })?;
+    let items = encode_examples(
+        &base.tokenizer,
+        &template,
+        &suite.requests(),
+        req.max_tokens,
+    )
+    .map_err(|source| SweepJobError::Text {
+        suite: req.suite.clone(),
+        source,
+    })?;
+    let endpoints = PathEndpoints {
+        adapters: slot_refs,
+        checkpoints: vec![],
+    };
+    let model = CausalLm::load_path(
+        &base.config,
+        base.tensors.as_ref(),
+        &endpoints,
+        &compute.device,
+    )?;
+    drop(endpoints);
+    drop(base);
+    crate::compute::release_free_host_memory();
+
+    on_start(&LandscapeStart {
+        cells: cells.len(),
+        metrics: suite.metrics.len(),
+        sequences_per_cell: items.len(),
+        device_label: compute.label.clone(),
+    });
+    let run_points_list: Vec<RunPoint> = cells
+        .iter()
+        .map(|&(a, b)| RunPoint {
+            t: a,
+            beta: Some(b),
+            coefficients: record.plane.point(a, b),
+        })
+        .collect();
+    let opts = PointsSpec {
+        batch_size: req.batch,
+        bootstrap_samples: req.bootstrap,
+        bootstrap_seed: req.seed,
+        points_per_pass: req.cells_per_pass.max(1),
+    };
+    Ok(run_points(
+        &model,
+        &suite,
+        &items,
+        &run_points_list,
+        &opts,
+        &mut store,
+        hooks,
+    )?)
+}
+
+/// The `run.json` record: the spec and the fingerprints of every input file.
+fn run_record(
+    req: &LandscapeRequest,
+    suite: &Suite,
+    endpoint: &std::path::Path,
+    bend: Option<&PathBuf>,
+) -> Result<RunRecord, SweepJobError> {
+    let mut inputs = BTreeMap::new();
+    for f in suite.files() {
+        fingerprints(&f, &mut inputs)?;
+    }
+    for p in [Some(&req.base), Some(&endpoint.to_path_buf()), bend]
+        .into_iter()
+        .flatten()
+    {
+        fingerprints(p, &mut inputs)?;
+    }
+    let spec = serde_json::json!({
+        "base": req.base.display().to_string(),
+        "adapter": req.adapter.as_ref().map(|p| p.display().to_string()),
+        "curve": req.curve.as_ref().map(|p| p.display().to_string()),
+        "suite": req.suite.display().to_string(),
+        "plane": req.plane,
+        "center": req.center.label(),
+        "seed": req.seed,
+        "filter_norm": req.filter_norm,
+        "grid": req.grid,
+        "range": req.range_or_default(),
+        "coordinate": "alpha,beta",
+        "shard": req.shard,
+        "bootstrap": req.bootstrap,
+        "max_tokens": req.max_tokens,
+    });
+    Ok(RunRecord {
+        schema: LANDSCAPE_SCHEMA.to_string(),
+        basin_version: env!("CARGO_PKG_VERSION").to_string(),
+        spec,
+        inputs,
+        execution: None,
+    })
+}
