@@ -623,3 +623,73 @@ fn train_tab_fits_a_curve_and_sweeps_it() {
     assert_eq!(record["spec"]["path"], "bezier");
     let _ = std::fs::remove_dir_all(&runs);
 }
+
+#[test]
+fn landscape_tab_runs_a_slice_and_reopens_it_without_recomputing() {
+    let runs = scratch("landscape");
+    let mut h = harness(demo_launch(&runs));
+    step_until(&mut h, Duration::from_secs(60), "the demo's reports", |a| {
+        a.all_reports_settled()
+    });
+    h.get_by_label("Landscape").click();
+    h.step();
+    h.get_by_label_contains("No landscape yet");
+    {
+        let panel = &mut h.state_mut().landscape;
+        panel.nx = 3;
+        panel.ny = 2;
+        panel.cells_per_pass = 3;
+    }
+    h.get_by_label("Run landscape").click();
+    h.step();
+    assert!(
+        h.state().landscape_job.is_some(),
+        "{}",
+        h.state().landscape.status
+    );
+    step_until(&mut h, Duration::from_secs(180), "the landscape", |a| {
+        a.landscape_job.is_none()
+    });
+    let app = h.state();
+    assert!(
+        app.landscape.status.starts_with("finished: 6 cells"),
+        "{}",
+        app.landscape.status
+    );
+    let n_metrics = app.landscape.metric_names().len();
+    assert_eq!(n_metrics, 5);
+    assert_eq!(app.landscape.results.len(), 6 * n_metrics);
+    let dir = app.landscape.dir.clone().unwrap();
+    let lines = std::fs::read_to_string(dir.join("grid.jsonl")).unwrap();
+    assert_eq!(lines.lines().count(), 6 * n_metrics);
+    assert!(dir.join("plane.json").exists());
+    // The heatmap's colour bar names the metric shown, and the plane's points are there.
+    let metric = app.landscape.metric.clone();
+
+    h.step();
+    h.get_by_label(&format!("{metric}:"));
+    let record = h.state().landscape.record.clone().unwrap();
+    assert_eq!(record.points[0].name, "base");
+    assert_eq!(record.line.len(), 41);
+
+    // A fresh app opens the folder in the Landscape tab without computing anything.
+    let mut h2 = harness(LaunchOptions {
+        runs_dir: Some(runs.clone()),
+        ..Default::default()
+    });
+    h2.state_mut().open_result_folder(&dir);
+    h2.step();
+    assert_eq!(h2.state().tab, basin::gui::app::Tab::Landscape);
+    assert!(h2.state().landscape_job.is_none());
+    assert_eq!(h2.state().landscape.results.len(), 6 * n_metrics);
+    h2.step();
+    if let Ok(p) = std::env::var("BASIN_LANDSCAPE_PNG") {
+        h2.state_mut().landscape.metric = "instruction".into();
+        h2.step();
+        h2.render().unwrap().save(p).unwrap();
+    }
+    let shown = h2.state().landscape.metric.clone();
+    assert!(!shown.is_empty());
+    h2.get_by_label(&format!("{shown}:"));
+    let _ = std::fs::remove_dir_all(&runs);
+}

@@ -19,7 +19,8 @@ use super::{
     demo::demo_paths,
     export::{self, PngTarget},
     frame_times::FrameLog,
-    jobs::{self, JobEvent, JobSink, Slot, SweepJob, Tagged, TrainJob},
+    jobs::{self, JobEvent, JobSink, LandscapeJob, Slot, SweepJob, Tagged, TrainJob},
+    landscape_tab::{LandscapeCommand, LandscapePanel},
     reports::{ModelReport, SuiteReport, is_adapter_path},
     run_view::RunView,
     session::{Persisted, SESSION_SCHEMA, STORAGE_KEY, Session, SessionRun, SweepSettings},
@@ -66,6 +67,7 @@ pub enum Tab {
     Path,
     Items,
     Train,
+    Landscape,
     Log,
 }
 
@@ -112,6 +114,9 @@ pub struct BasinApp {
     /// The Train tab (owns its settings and the shown training run).
     pub train: TrainPanel,
     pub train_job: Option<TrainJob>,
+    /// The Landscape tab (owns its settings and the shown slice).
+    pub landscape: LandscapePanel,
+    pub landscape_job: Option<LandscapeJob>,
     /// Sweeps cancelled while their worker finishes its batch.
     pub detached: Vec<JoinHandle<()>>,
     pub tab: Tab,
@@ -253,6 +258,8 @@ impl BasinApp {
             sweep: None,
             train: TrainPanel::default(),
             train_job: None,
+            landscape: LandscapePanel::default(),
+            landscape_job: None,
             detached: Vec::new(),
             tab: Tab::Path,
             delta: false,
@@ -414,8 +421,22 @@ impl BasinApp {
         self.log("opened the demo: tiny llama base, LoRA reward hacker, demo suite");
     }
 
-    /// Adds an existing result folder (e.g. a sweep run by the CLI on a cluster).
+    /// Adds an existing result folder (e.g. a sweep run by the CLI on a cluster); a landscape
+    /// folder opens in the Landscape tab.
     pub fn open_result_folder(&mut self, dir: &Path) {
+        if crate::experiments::sweep_store::StoreFiles::of_dir(dir)
+            == crate::experiments::sweep_store::StoreFiles::LANDSCAPE
+        {
+            match self.landscape.open_run(dir) {
+                Ok(()) => {
+                    self.remember(dir);
+                    self.tab = Tab::Landscape;
+                    self.log(format!("opened landscape {}", dir.display()));
+                }
+                Err(e) => self.error(e),
+            }
+            return;
+        }
         match RunView::open(dir) {
             Ok(run) => {
                 self.log(format!(
@@ -604,6 +625,78 @@ impl BasinApp {
                 req.bootstrap = self.settings.bootstrap;
                 self.start_sweep_request(req);
                 self.tab = Tab::Path;
+            }
+        }
+    }
+
+    /// Carries out what the Landscape tab asked for.
+    pub fn landscape_command(&mut self, command: LandscapeCommand) {
+        match command {
+            LandscapeCommand::Start(mut req) => {
+                if self.landscape_job.is_some() {
+                    return self.error("a landscape is already running");
+                }
+                let Some(base) = self.base.path_buf() else {
+                    return self.error("choose a base model theta0 first (Models, left)");
+                };
+                let Some(suite) = self.suite.path_buf() else {
+                    return self.error("choose a suite (Data, left) to measure at each cell");
+                };
+                if req.curve.is_none() {
+                    match self.endpoint.path_buf() {
+                        Some(p) if is_adapter_path(&p) => req.adapter = Some(p),
+                        Some(_) => {
+                            return self.error(
+                                "a landscape needs θ_H as a LoRA adapter (planes through a full checkpoint are not supported yet)",
+                            );
+                        }
+                        None => {
+                            return self.error(
+                                "choose the endpoint θ_H (a LoRA adapter, Models, left) or a curve folder",
+                            );
+                        }
+                    }
+                }
+                req.base = base;
+                req.suite = suite;
+                req.device = self.settings.device;
+                req.batch = self.settings.batch.max(1);
+                req.bootstrap = self.settings.bootstrap;
+                let mut out = self.runs_dir.join(format!("{}-landscape", timestamp()));
+                let mut k = 2;
+                while out.exists() {
+                    out = self.runs_dir.join(format!("{}-landscape-{k}", timestamp()));
+                    k += 1;
+                }
+                req.out = out;
+                let grid =
+                    crate::experiments::plane::Grid::parse(&req.grid, &req.range_or_default()).ok();
+                self.landscape.on_started(&req.out, grid);
+                self.log(format!(
+                    "landscape started: {:?} plane, grid {}, results in {}",
+                    req.plane,
+                    req.grid,
+                    req.out.display()
+                ));
+                let id = self.job_id();
+                match jobs::spawn_landscape(&self.sink, id, *req) {
+                    Ok(job) => self.landscape_job = Some(job),
+                    Err(e) => {
+                        self.landscape.on_finished(format!("could not start: {e}"));
+                        self.error(format!("could not start a worker thread: {e}"));
+                    }
+                }
+            }
+            LandscapeCommand::Cancel => {
+                if let Some(job) = self.landscape_job.take() {
+                    job.abort.cancel();
+                    self.landscape.on_finished(format!(
+                        "cancelled; finished cells are saved in {}",
+                        job.request.out.display()
+                    ));
+                    self.log("landscape cancelled");
+                    self.detached.push(job.thread);
+                }
             }
         }
     }
@@ -857,6 +950,46 @@ impl BasinApp {
                 if self.launch.train_on_start {
                     self.after_first_job();
                 }
+            }
+            JobEvent::LandscapeStarted {
+                cells,
+                device_label,
+            } => {
+                if self.landscape_job.as_ref().map(|j| j.id) == Some(id) {
+                    self.landscape.on_plane_ready(cells);
+                    self.log(format!("landscape: {cells} cells on {device_label}"));
+                }
+            }
+            JobEvent::LandscapeProgress(p) => {
+                if self.landscape_job.as_ref().map(|j| j.id) == Some(id) {
+                    self.landscape.on_progress(p);
+                }
+            }
+            JobEvent::LandscapeResult(r) => {
+                if self.landscape_job.as_ref().map(|j| j.id) == Some(id) {
+                    self.landscape.on_result(r);
+                }
+            }
+            JobEvent::LandscapeFinished(result) => {
+                let Some(job) = self.landscape_job.take_if(|j| j.id == id) else {
+                    return;
+                };
+                let secs = job.started.elapsed().as_secs_f64();
+                let message = match result {
+                    Ok(o) => format!(
+                        "finished: {} cells ({} now, {secs:.1} s); results in {}",
+                        o.computed_points + o.skipped_points,
+                        o.computed_points,
+                        job.request.out.display()
+                    ),
+                    Err(e) => {
+                        self.error(format!("landscape failed: {e}"));
+                        format!("failed: {e}")
+                    }
+                };
+                self.log(format!("landscape {message}"));
+                self.landscape.on_finished(message);
+                self.detached.push(job.thread);
             }
             JobEvent::SuiteChecked(result) => {
                 if self.suite_check.job != id {
@@ -1208,7 +1341,8 @@ impl BasinApp {
 impl eframe::App for BasinApp {
     fn ui(&mut self, ui: &mut egui::Ui, frame: &mut eframe::Frame) {
         self.poll_jobs();
-        let running = self.sweep.is_some() || self.train_job.is_some();
+        let running =
+            self.sweep.is_some() || self.train_job.is_some() || self.landscape_job.is_some();
         if let Some(log) = &mut self.frame_log {
             log.record(frame.info().cpu_usage, running);
         }
@@ -1239,6 +1373,7 @@ impl eframe::App for BasinApp {
                 ui.selectable_value(&mut self.tab, Tab::Path, "Path");
                 ui.selectable_value(&mut self.tab, Tab::Items, "Items");
                 ui.selectable_value(&mut self.tab, Tab::Train, "Train");
+                ui.selectable_value(&mut self.tab, Tab::Landscape, "Landscape");
                 ui.selectable_value(&mut self.tab, Tab::Log, "Log");
             });
             ui.separator();
@@ -1249,6 +1384,12 @@ impl eframe::App for BasinApp {
                     let suite_ready = matches!(self.suite.report, ReportState::Ready(_));
                     for command in self.train.ui(ui, suite_ready) {
                         self.train_command(command);
+                    }
+                }
+                Tab::Landscape => {
+                    let ready = self.base.path_buf().is_some() && self.suite.path_buf().is_some();
+                    for command in self.landscape.ui(ui, ready) {
+                        self.landscape_command(command);
                     }
                 }
                 Tab::Log => log_tab_ui(self, ui),
@@ -1272,6 +1413,9 @@ impl eframe::App for BasinApp {
         }
         if let Some(job) = &self.train_job {
             job.cancel.cancel();
+        }
+        if let Some(job) = &self.landscape_job {
+            job.abort.cancel();
         }
         if let Some(log) = &self.frame_log
             && let Err(e) = log.write()

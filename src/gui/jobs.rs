@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use crate::experiments::{
     job::{CancelFlag, Progress},
+    landscape_job::{LandscapeRequest, LandscapeStart, run_landscape_job},
     metrics::MetricResult,
     suite_check::{SuiteCheckReport, SuiteCheckRequest, run_suite_check},
     sweep::{SweepHooks, SweepOutcome},
@@ -63,6 +64,14 @@ pub enum JobEvent {
     TrainFinished(Result<TrainOutcome, String>),
     /// A suite check (Data panel) finished.
     SuiteChecked(Result<SuiteCheckReport, String>),
+    /// A landscape's plane is written and its model loaded: this many cells to go.
+    LandscapeStarted {
+        cells: usize,
+        device_label: String,
+    },
+    LandscapeProgress(Progress),
+    LandscapeResult(MetricResult),
+    LandscapeFinished(Result<SweepOutcome, String>),
 }
 
 #[derive(Debug, Clone)]
@@ -220,6 +229,60 @@ pub fn spawn_sweep(sink: &JobSink, id: u64, request: SweepRequest) -> std::io::R
         started: Instant::now(),
         progress: None,
         info: None,
+        thread,
+    })
+}
+
+/// A landscape slice running on a worker thread.
+pub struct LandscapeJob {
+    pub id: u64,
+    pub request: LandscapeRequest,
+    /// Stops after the batch in flight (finished cells are saved).
+    pub abort: CancelFlag,
+    pub started: Instant,
+    pub thread: JoinHandle<()>,
+}
+
+pub fn spawn_landscape(
+    sink: &JobSink,
+    id: u64,
+    request: LandscapeRequest,
+) -> std::io::Result<LandscapeJob> {
+    let abort = CancelFlag::new();
+    let thread = {
+        let sink = sink.clone();
+        let abort = abort.clone();
+        let request = request.clone();
+        std::thread::Builder::new()
+            .name("basin-landscape".into())
+            .spawn(move || {
+                let never = CancelFlag::new();
+                let hooks = SweepHooks {
+                    progress: &|p| sink.send(id, JobEvent::LandscapeProgress(p)),
+                    on_result: &|r| sink.send(id, JobEvent::LandscapeResult(r.clone())),
+                    stop_after_point: &never,
+                    abort: &abort,
+                };
+                let on_start = |s: &LandscapeStart| {
+                    sink.send(
+                        id,
+                        JobEvent::LandscapeStarted {
+                            cells: s.cells,
+                            device_label: s.device_label.clone(),
+                        },
+                    )
+                };
+                let result = run_guarded(|| {
+                    run_landscape_job(&request, &hooks, &on_start).map_err(|e| error_text(&e))
+                });
+                sink.send(id, JobEvent::LandscapeFinished(result));
+            })?
+    };
+    Ok(LandscapeJob {
+        id,
+        request,
+        abort,
+        started: Instant::now(),
         thread,
     })
 }

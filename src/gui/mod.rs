@@ -12,6 +12,7 @@ pub mod frame_times;
 pub mod help;
 pub mod items_tab;
 pub mod jobs;
+pub mod landscape_tab;
 pub mod models_panel;
 pub mod path_tab;
 pub mod reports;
