@@ -562,5 +562,70 @@ fn the_fitted_curve_removes_a_known_barrier_as_the_pytorch_fit_does() {
             "fit data: Basin {curve_fit_data:?} vs PyTorch {torch_fit_data:?}"
         );
     }
+    barrier_shows_on_the_landscape(&pair, &root, line_barrier);
     let _ = std::fs::remove_dir_all(&root);
+}
+
+/// The endpoints plane through the pair and the fitted bend: two low corners at θ₀ (0, 0) and
+/// θ_H (1, 0), the barrier between them on the straight segment, and a valley where the curve
+/// passes (the cells near its midpoint's projection sit well below the barrier).
+fn barrier_shows_on_the_landscape(pair: &Path, root: &Path, line_barrier: f64) {
+    let out = root.join("landscape");
+    let o = basin()
+        .args(["landscape", "--base"])
+        .arg(pair.join("a"))
+        .arg("--curve")
+        .arg(root.join("fit"))
+        .arg("--suite")
+        .arg(pair.join("suite.toml"))
+        .args(["--grid", "9x9", "--bootstrap", "10", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let cells: Vec<(f64, f64, f64)> =
+        basin::experiments::sweep_store::read_results(&out.join("grid.jsonl"))
+            .unwrap()
+            .values()
+            .filter(|r| r.metric == "instruction")
+            .map(|r| (r.t, r.beta.unwrap(), r.value))
+            .collect();
+    assert_eq!(cells.len(), 81);
+    let at = |a: f64, b: f64| {
+        cells
+            .iter()
+            .find(|c| (c.0 - a).abs() < 1e-9 && (c.1 - b).abs() < 1e-9)
+            .unwrap()
+            .2
+    };
+    let (start, end, middle) = (at(0.0, 0.0), at(1.0, 0.0), at(0.5, 0.0));
+    assert!(
+        middle - start.max(end) > 0.5 * line_barrier,
+        "no barrier on the segment: {start} {middle} {end}"
+    );
+    let plane: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("plane.json")).unwrap()).unwrap();
+    let mid = plane["curve"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| (p["t"].as_f64().unwrap() - 0.5).abs() < 1e-9)
+        .unwrap();
+    let (ma, mb) = (
+        mid["alpha"].as_f64().unwrap(),
+        mid["beta"].as_f64().unwrap(),
+    );
+    assert!(
+        mb.abs() > 0.05,
+        "the curve leaves the segment: midpoint at ({ma}, {mb})"
+    );
+    let valley = cells
+        .iter()
+        .filter(|c| (c.0 - ma).abs() <= 0.25 && (c.1 - mb).abs() <= 0.25)
+        .map(|c| c.2)
+        .fold(f64::INFINITY, f64::min);
+    assert!(
+        middle - valley > 0.5 * line_barrier,
+        "no valley along the curve: barrier cell {middle}, best cell near ({ma}, {mb}) {valley}"
+    );
 }

@@ -399,7 +399,7 @@ fn bad_landscape_requests_fail_with_one_clear_line() {
         (vec!["--adapter", &adapter, "--grid", "0x3"], "--grid"),
         (vec!["--adapter", &adapter, "--range", "0:1"], "--range"),
         (vec!["--adapter", &adapter, "--batch", "0"], "batch"),
-        (vec!["--target", &base], "not supported yet"),
+        (vec!["--target", &base], "θ_H equals θ₀"),
         (vec![], "give θ_H"),
         (vec!["--adapter", &nope], "nope"),
     ];
@@ -421,6 +421,85 @@ fn bad_landscape_requests_fail_with_one_clear_line() {
         let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
         assert_eq!(lines.len(), 1, "{extra:?}: {stderr}");
         assert!(stderr.contains(needle), "{extra:?}: {stderr}");
+    }
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn a_plane_through_full_checkpoints_matches_dense_pytorch_weights() {
+    // θ₀ = curve_pair/a, θ_H = curve_pair/b (a dense delta over every parameter), the bend a
+    // LoRA on a: a curve whose endpoint is a checkpoint.
+    let root = scratch("pair");
+    let pair = fixtures().join("curve_pair");
+    let curve = root.join("curve");
+    std::fs::create_dir_all(curve.join("bend")).unwrap();
+    for f in ["adapter_config.json", "adapter_model.safetensors"] {
+        std::fs::copy(
+            fixtures().join("landscape/pair_bend").join(f),
+            curve.join("bend").join(f),
+        )
+        .unwrap();
+    }
+    let record = serde_json::json!({
+        "schema": "basin.curve.v1",
+        "kind": "bezier",
+        "base": s(&pair.join("a")),
+        "endpoint": s(&pair.join("b")),
+        "endpoint_kind": "checkpoint",
+        "bend": "lora",
+    });
+    std::fs::write(curve.join("curve.json"), record.to_string()).unwrap();
+    let out = root.join("out");
+    let stderr = ok(&[
+        "landscape",
+        "--base",
+        &s(&pair.join("a")),
+        "--curve",
+        &s(&curve),
+        "--suite",
+        &s(&fixtures().join("landscape/pair_suite.toml")),
+        "--grid",
+        "3x3",
+        "--bootstrap",
+        "10",
+        "--out",
+        &s(&out),
+    ]);
+    assert!(stderr.contains("9 cells computed"), "{stderr}");
+    let want = &reference()["pair"];
+    let plane: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("plane.json")).unwrap()).unwrap();
+    assert_eq!(plane["plane"]["n_dense"], 1);
+    let g = &plane["plane"]["gram"];
+    for (got, key) in [(&g[0][0], "uu"), (&g[0][1], "ub"), (&g[1][1], "bb")] {
+        let (got, w) = (got.as_f64().unwrap(), want["gram"][key].as_f64().unwrap());
+        assert!(
+            (got - w).abs() <= 1e-5 * w.abs().max(1.0),
+            "{key}: {got} vs {w}"
+        );
+    }
+    let bend = plane["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "bend")
+        .unwrap();
+    for k in ["alpha", "beta"] {
+        let (got, w) = (
+            bend[k].as_f64().unwrap(),
+            want["bend_point"][k].as_f64().unwrap(),
+        );
+        assert!((got - w).abs() < 1e-6, "bend {k}: {got} vs {w}");
+    }
+    let cells = grid(&out);
+    assert_eq!(cells.len(), 9);
+    for c in want["cells"].as_array().unwrap() {
+        let key = (
+            format!("{:.3}", c["alpha"].as_f64().unwrap()),
+            format!("{:.3}", c["beta"].as_f64().unwrap()),
+        );
+        let (got, w) = (cells[&key], c["instruction"].as_f64().unwrap());
+        assert!((got - w).abs() < 1e-4, "cell {key:?}: {got} vs PyTorch {w}");
     }
     let _ = std::fs::remove_dir_all(&root);
 }

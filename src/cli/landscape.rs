@@ -22,7 +22,8 @@ pub struct LandscapeArgs {
     /// θ_H as a LoRA adapter.
     #[arg(long, conflicts_with = "curve")]
     pub adapter: Option<PathBuf>,
-    /// θ_H as a full checkpoint (planes through dense directions: not supported yet).
+    /// θ_H as a full checkpoint of the same architecture (a dense direction; random directions
+    /// then live on every linear layer at rank 8).
     #[arg(long, conflicts_with_all = ["adapter", "curve"])]
     pub target: Option<PathBuf>,
     /// A `basin curve fit` folder: θ_H is its endpoint, the third point its bend, and the curve

@@ -3,9 +3,10 @@
 //! loop as a sweep ([`run_points`]) into a result folder whose points are (α, β)
 //! (`grid.jsonl`, `grid.csv`; resumable, shardable, mergeable like a sweep's).
 //!
-//! The model holds the endpoint's adapter in LoRA slot 0, a fitted curve's bend in slot 1, and
-//! any random direction in the slots after them; a cell is one set of per-sequence coefficients,
-//! so `cells_per_pass` cells share each forward pass.
+//! The model holds the endpoint as LoRA slot 0 (an adapter) or dense delta 0 (a full checkpoint,
+//! θ_H − θ₀), a fitted curve's bend in the next LoRA slot, and any random direction in the slots
+//! after them; a cell is one set of per-sequence coefficients, so with a LoRA endpoint
+//! `cells_per_pass` cells share each forward pass (dense coefficients are per pass: one cell).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -16,10 +17,13 @@ use super::{
     curve::{CurveEndpoint, CurveRecord},
     fingerprint::fingerprints,
     inputs::{chat_template_of, encode_examples},
-    plane::{Center, Grid, PLANE_SCHEMA, Plane, PlaneKind, Projection, gram, random_direction},
+    plane::{
+        Center, Direction, Grid, PLANE_SCHEMA, Plane, PlaneKind, Projection, gram_of,
+        linear_layers, random_direction_on,
+    },
     suite::Suite,
     sweep::{PointsSpec, RunPoint, SweepHooks, SweepOutcome, run_points},
-    sweep_job::SweepJobError,
+    sweep_job::{SweepJobError, check_compatible},
     sweep_store::{Execution, LANDSCAPE_SCHEMA, RunRecord, SweepStore, parse_shard, write_atomic},
 };
 use crate::{
@@ -37,7 +41,7 @@ pub struct LandscapeRequest {
     pub base: PathBuf,
     /// θ_H as a LoRA adapter.
     pub adapter: Option<PathBuf>,
-    /// θ_H as a full checkpoint (dense directions: not supported yet, refused with a message).
+    /// θ_H as a full checkpoint (its difference to θ₀ is a dense delta: one cell per pass).
     pub target: Option<PathBuf>,
     /// A `basin curve fit` folder: its endpoint is θ_H and its bend the plane's third point.
     pub curve: Option<PathBuf>,
@@ -169,6 +173,23 @@ impl PlaneRecord {
 /// Points of a path drawn on the plane.
 const PATH_DRAW_POINTS: usize = 41;
 
+/// Rank of a random direction when θ_H is a full checkpoint (no adapter to copy ranks from).
+pub const RANDOM_RANK: usize = 8;
+
+/// θ_H as given: a LoRA adapter or a full checkpoint.
+enum Endpoint {
+    Lora(PathBuf),
+    Checkpoint(PathBuf),
+}
+
+impl Endpoint {
+    fn path(&self) -> &std::path::Path {
+        match self {
+            Endpoint::Lora(p) | Endpoint::Checkpoint(p) => p,
+        }
+    }
+}
+
 /// Runs a whole landscape: checks and opens the inputs (one clear error naming the file on bad
 /// input), resumes from `req.out` when it holds the same spec, and saves each finished cell.
 pub fn run_landscape_job(
@@ -179,13 +200,6 @@ pub fn run_landscape_job(
     let input = |m: String| SweepJobError::Input(m);
     if req.batch == 0 {
         return Err(input("batch size must be at least 1".into()));
-    }
-    if req.target.is_some() {
-        return Err(input(
-            "--target: planes through a full checkpoint (dense directions) are not supported yet; \
-             give θ_H as a LoRA adapter (--adapter) or a curve fitted to one (--curve)"
-                .into(),
-        ));
     }
     let grid = Grid::parse(&req.grid, &req.range_or_default()).map_err(input)?;
     let all_cells = grid.cells();
@@ -201,17 +215,12 @@ pub fn run_landscape_job(
         }
         None => all_cells,
     };
-    // The endpoint and, for a curve, its bend and kind.
-    let (endpoint_path, curve) = match (&req.adapter, &req.curve) {
-        (Some(a), None) => (a.clone(), None),
-        (None, Some(dir)) => {
+    // The endpoint (a LoRA adapter or a full checkpoint) and, for a curve, its bend and kind.
+    let (endpoint, curve) = match (&req.adapter, &req.target, &req.curve) {
+        (Some(a), None, None) => (Endpoint::Lora(a.clone()), None),
+        (None, Some(t), None) => (Endpoint::Checkpoint(t.clone()), None),
+        (None, None, Some(dir)) => {
             let record = CurveRecord::read(dir).map_err(input)?;
-            if record.endpoint_kind == CurveEndpoint::Checkpoint {
-                return Err(input(format!(
-                    "{}: this curve bends towards a full checkpoint; planes through dense directions are not supported yet",
-                    dir.display()
-                )));
-            }
             let bend = CurveRecord::bend_dir(dir);
             if !bend.join("adapter_model.safetensors").exists() {
                 return Err(input(format!(
@@ -219,16 +228,23 @@ pub fn run_landscape_job(
                     bend.display()
                 )));
             }
-            (PathBuf::from(&record.endpoint), Some((record.kind, bend)))
+            let end = PathBuf::from(&record.endpoint);
+            let endpoint = match record.endpoint_kind {
+                CurveEndpoint::Lora => Endpoint::Lora(end),
+                CurveEndpoint::Checkpoint => Endpoint::Checkpoint(end),
+            };
+            (endpoint, Some((record.kind, bend)))
         }
-        (Some(_), Some(_)) => {
+        (None, None, None) => {
             return Err(input(
-                "--curve brings its own endpoint; give no --adapter with it".into(),
+                "give θ_H: --adapter A (a LoRA adapter), --target T (a full checkpoint) or --curve DIR (a fitted curve)"
+                    .into(),
             ));
         }
-        (None, None) => {
+        _ => {
             return Err(input(
-                "give θ_H: --adapter A (a LoRA adapter) or --curve DIR (a fitted curve)".into(),
+                "give one θ_H: --adapter, --target or --curve (a curve brings its own endpoint)"
+                    .into(),
             ));
         }
     };
@@ -236,15 +252,33 @@ pub fn run_landscape_job(
     let suite = Suite::load(&req.suite)?;
     let compute = ComputeDevice::new(req.device)?;
     let base = open_model(&req.base)?;
-    let endpoint = LoraAdapter::open_for(&endpoint_path, base.tensors.as_ref(), &base.config)?;
-    let mut slots: Vec<LoraAdapter> = vec![endpoint];
-    let mut info = vec![SlotInfo {
+    // The directions in coefficient order: the endpoint (dense delta 0 for a checkpoint, else
+    // LoRA slot 0), the bend, then random directions; the model's LoRA slots are the LoRA ones
+    // in the same order.
+    let mut lora: Vec<LoraAdapter> = Vec::new();
+    let mut info = Vec::new();
+    let target = match &endpoint {
+        Endpoint::Lora(p) => {
+            lora.push(LoraAdapter::open_for(
+                p,
+                base.tensors.as_ref(),
+                &base.config,
+            )?);
+            None
+        }
+        Endpoint::Checkpoint(p) => {
+            let t = open_model(p)?;
+            check_compatible(&base, &t)?;
+            Some(t.tensors)
+        }
+    };
+    info.push(SlotInfo {
         slot: 0,
         role: "endpoint".into(),
-        source: endpoint_path.display().to_string(),
-    }];
+        source: endpoint.path().display().to_string(),
+    });
     if let Some((_, bend)) = &curve {
-        slots.push(LoraAdapter::open_for(
+        lora.push(LoraAdapter::open_for(
             bend,
             base.tensors.as_ref(),
             &base.config,
@@ -260,13 +294,33 @@ pub fn run_landscape_job(
         (PlaneKind::Endpoints, false) => &["third"],
         (PlaneKind::Random, _) => &["u", "v"],
     };
+    // Random directions live on the endpoint adapter's layers at its ranks, or, for a full
+    // checkpoint, on every linear layer at rank RANDOM_RANK.
+    let layers: Vec<(String, usize, usize, usize)> = match lora.first() {
+        Some(a) if matches!(endpoint, Endpoint::Lora(_)) => a
+            .modules
+            .iter()
+            .map(|(n, m)| (n.clone(), m.a.shape[1], m.b.shape[0], m.a.shape[0]))
+            .collect(),
+        _ => linear_layers(base.tensors.as_ref())
+            .into_iter()
+            .map(|(n, i, o)| (n, i, o, RANDOM_RANK))
+            .collect(),
+    };
+    let config = match lora.first() {
+        Some(a) => a.config.clone(),
+        None => serde_json::from_value(serde_json::json!({
+            "peft_type": "LORA", "r": RANDOM_RANK, "lora_alpha": RANDOM_RANK as f64
+        }))
+        .map_err(|e| input(format!("random direction: {e}")))?,
+    };
     for role in random_roles {
         // The endpoints plane's third point is only a direction: it is orthogonalised and
         // rescaled, so its filter normalisation would change nothing but rounding.
         let normalise = req.filter_norm && req.plane == PlaneKind::Random;
-        let direction = random_direction(
-            &slots[0],
-            None,
+        let direction = random_direction_on(
+            &layers,
+            config.clone(),
             req.seed,
             &format!("landscape-{role}"),
             base.tensors.as_ref(),
@@ -274,24 +328,34 @@ pub fn run_landscape_job(
         )
         .map_err(input)?;
         info.push(SlotInfo {
-            slot: slots.len(),
+            slot: info.len(),
             role: (*role).into(),
             source: direction.origin.display().to_string(),
         });
-        slots.push(direction);
+        lora.push(direction);
     }
-    let slot_refs: Vec<&LoraAdapter> = slots.iter().collect();
-    let g = gram(&slot_refs);
-    // The path's coefficients at t: the straight line, or the curve (bend in slot 1 at φ(t)).
+    let n_dense = usize::from(target.is_some());
+    let mut dirs: Vec<Direction> = target
+        .iter()
+        .map(|t| Direction::Dense {
+            base: base.tensors.as_ref(),
+            target: t.as_ref(),
+        })
+        .collect();
+    dirs.extend(lora.iter().map(Direction::Lora));
+    let g = gram_of(&dirs).map_err(input)?;
+    let n = dirs.len();
+    drop(dirs);
+    // The path's coefficients at t: the straight line, or the curve (the bend at φ(t)).
     let path_at = |t: f64, on_curve: bool| -> Vec<f64> {
-        let mut p = vec![0.0; slots.len()];
+        let mut p = vec![0.0; n];
         p[0] = t;
         if on_curve && let Some((kind, _)) = &curve {
             p[1] = kind.phi(t);
         }
         p
     };
-    let plane = match req.plane {
+    let mut plane = match req.plane {
         PlaneKind::Endpoints => Plane::endpoints(g, 0, 1).map_err(input)?,
         PlaneKind::Random => {
             let center = match req.center {
@@ -299,10 +363,10 @@ pub fn run_landscape_job(
                 Center::End => path_at(1.0, true),
                 Center::T(t) => path_at(t, true),
             };
-            let n = slots.len();
             Plane::around(g, center, n - 2, n - 1)
         }
     };
+    plane.n_dense = n_dense;
     let draw = |on_curve: bool| -> Vec<PathPoint> {
         (0..PATH_DRAW_POINTS)
             .map(|i| {
@@ -354,7 +418,7 @@ pub fn run_landscape_job(
         plane,
     };
 
-    let mut run = run_record(req, &suite, &endpoint_path, curve.as_ref().map(|c| &c.1))?;
+    let mut run = run_record(req, &suite, endpoint.path(), curve.as_ref().map(|c| &c.1))?;
     run.execution = Some(Execution {
         device: compute.label.clone(),
         batch: req.batch,
@@ -380,8 +444,8 @@ pub fn run_landscape_job(
         source,
     })?;
     let endpoints = PathEndpoints {
-        adapters: slot_refs,
-        checkpoints: vec![],
+        adapters: lora.iter().collect(),
+        checkpoints: target.iter().map(|t| t.as_ref()).collect(),
     };
     let model = CausalLm::load_path(
         &base.config,
@@ -390,6 +454,8 @@ pub fn run_landscape_job(
         &compute.device,
     )?;
     drop(endpoints);
+    drop(target);
+    drop(lora);
     drop(base);
     crate::compute::release_free_host_memory();
 
@@ -444,6 +510,7 @@ fn run_record(
     let spec = serde_json::json!({
         "base": req.base.display().to_string(),
         "adapter": req.adapter.as_ref().map(|p| p.display().to_string()),
+        "target": req.target.as_ref().map(|p| p.display().to_string()),
         "curve": req.curve.as_ref().map(|p| p.display().to_string()),
         "suite": req.suite.display().to_string(),
         "plane": req.plane,

@@ -198,17 +198,146 @@ pub fn adapter_inner(x: &LoraAdapter, y: &LoraAdapter) -> f64 {
         .sum()
 }
 
+/// A direction of weight space the model holds: a LoRA adapter's ΔW (a slot), or the dense
+/// difference θ₁ − θ₀ of a full checkpoint (a dense delta).
+#[derive(Clone, Copy)]
+pub enum Direction<'a> {
+    Lora(&'a LoraAdapter),
+    Dense {
+        base: &'a dyn TensorSource,
+        target: &'a dyn TensorSource,
+    },
+}
+
+/// θ₁ − θ₀ of one tensor, read from the two files (f64 to keep small differences exact).
+fn dense_delta(
+    base: &dyn TensorSource,
+    target: &dyn TensorSource,
+    name: &str,
+) -> Result<Option<Vec<f64>>, String> {
+    if target.tensor_shape(name).is_none() {
+        return Ok(None);
+    }
+    let b = base.load_f32(name).map_err(|e| e.to_string())?;
+    let t = target.load_f32(name).map_err(|e| e.to_string())?;
+    if b.shape != t.shape {
+        return Err(format!(
+            "{}: `{name}` has shape {:?}, the base's is {:?}",
+            target.origin().display(),
+            t.shape,
+            b.shape
+        ));
+    }
+    Ok(Some(
+        t.data
+            .iter()
+            .zip(&b.data)
+            .map(|(&x, &y)| f64::from(x) - f64::from(y))
+            .collect(),
+    ))
+}
+
+/// ⟨θ₁ − θ₀, s·B·A⟩ over the adapter's layers: Σₚ Σₒ Bₒₚ Σᵢ Dₒᵢ Aₚᵢ.
+fn dense_lora_inner(
+    base: &dyn TensorSource,
+    target: &dyn TensorSource,
+    adapter: &LoraAdapter,
+) -> Result<f64, String> {
+    let mut total = 0.0;
+    for (name, m) in &adapter.modules {
+        let Some(d) = dense_delta(base, target, &format!("{name}.weight"))? else {
+            continue;
+        };
+        let (r, n_in, n_out) = (m.a.shape[0], m.a.shape[1], m.b.shape[0]);
+        if d.len() != n_in * n_out {
+            return Err(format!(
+                "{}: `{name}.weight` does not match the adapter's [{n_out}, {n_in}] factors",
+                target.origin().display()
+            ));
+        }
+        let mut sum = 0.0;
+        for o in 0..n_out {
+            let row = &d[o * n_in..(o + 1) * n_in];
+            for p in 0..r {
+                let a = &m.a.data[p * n_in..(p + 1) * n_in];
+                let da: f64 = row.iter().zip(a).map(|(&x, &y)| x * f64::from(y)).sum();
+                sum += f64::from(m.b.data[o * r + p]) * da;
+            }
+        }
+        total += sum * m.scale;
+    }
+    Ok(total)
+}
+
+/// ⟨θ₁ − θ₀, θ₂ − θ₀⟩ over every tensor of the base.
+fn dense_inner(
+    base: &dyn TensorSource,
+    x: &dyn TensorSource,
+    y: &dyn TensorSource,
+) -> Result<f64, String> {
+    let mut total = 0.0;
+    for name in base.tensor_names() {
+        let (Some(dx), Some(dy)) = (dense_delta(base, x, &name)?, dense_delta(base, y, &name)?)
+        else {
+            continue;
+        };
+        total += dx.iter().zip(&dy).map(|(a, b)| a * b).sum::<f64>();
+    }
+    Ok(total)
+}
+
+/// ⟨ΔW_x, ΔW_y⟩ of two directions.
+pub fn direction_inner(x: Direction, y: Direction) -> Result<f64, String> {
+    match (x, y) {
+        (Direction::Lora(a), Direction::Lora(b)) => Ok(adapter_inner(a, b)),
+        (Direction::Dense { base, target }, Direction::Lora(a))
+        | (Direction::Lora(a), Direction::Dense { base, target }) => {
+            dense_lora_inner(base, target, a)
+        }
+        (Direction::Dense { base, target: x }, Direction::Dense { target: y, .. }) => {
+            dense_inner(base, x, y)
+        }
+    }
+}
+
 /// The Gram matrix G[k][l] = ⟨ΔW_k, ΔW_l⟩ of the model's LoRA slots.
 pub fn gram(slots: &[&LoraAdapter]) -> Vec<Vec<f64>> {
-    let mut g = vec![vec![0.0; slots.len()]; slots.len()];
-    for k in 0..slots.len() {
-        for l in k..slots.len() {
-            let v = adapter_inner(slots[k], slots[l]);
+    let dirs: Vec<Direction> = slots.iter().map(|a| Direction::Lora(a)).collect();
+    // LoRA–LoRA products read no file and cannot fail.
+    gram_of(&dirs).unwrap_or_default()
+}
+
+/// The Gram matrix of any directions (dense ones read their tensors one at a time).
+pub fn gram_of(dirs: &[Direction]) -> Result<Vec<Vec<f64>>, String> {
+    let mut g = vec![vec![0.0; dirs.len()]; dirs.len()];
+    for k in 0..dirs.len() {
+        for l in k..dirs.len() {
+            let v = direction_inner(dirs[k], dirs[l])?;
             g[k][l] = v;
             g[l][k] = v;
         }
     }
-    g
+    Ok(g)
+}
+
+/// The linear layers of a model's files as (name, in, out): every `model.layers.N.*_proj`
+/// weight, the layers a random direction perturbs when θ_H is a full checkpoint.
+pub fn linear_layers(base: &dyn TensorSource) -> Vec<(String, usize, usize)> {
+    let mut out = Vec::new();
+    for name in base.tensor_names() {
+        let Some(module) = name.strip_suffix(".weight") else {
+            continue;
+        };
+        let is_linear = crate::model::trainable::LINEAR_MODULES
+            .iter()
+            .any(|(group, m)| module.ends_with(&format!(".{group}.{m}")));
+        if let (true, Some(shape)) = (is_linear, base.tensor_shape(&name))
+            && shape.len() == 2
+        {
+            out.push((module.to_string(), shape[1], shape[0]));
+        }
+    }
+    out
 }
 
 /// xᵀ G y.
@@ -223,8 +352,9 @@ fn bilinear(g: &[Vec<f64>], x: &[f64], y: &[f64]) -> f64 {
 }
 
 /// A random direction on the layers of `like` (rank `rank`, or each layer's rank in `like`;
-/// Gaussian factors drawn from `seed` and `purpose` in module order), each output row filter-normalised to the norm of the base
-/// weight's row (Li et al. 2018): row i of the delta is scaled to ‖W₀[i, :]‖. The result is a
+/// Gaussian factors drawn from `seed` and `purpose` in module order), each output row
+/// filter-normalised to the norm of the base weight's row (Li et al. 2018): row i of the delta
+/// is scaled to ‖W₀[i, :]‖. The result is a
 /// LoRA adapter (scale 1) so it sits in a slot like any other.
 pub fn random_direction(
     like: &LoraAdapter,
@@ -234,11 +364,37 @@ pub fn random_direction(
     base: &dyn TensorSource,
     filter_norm: bool,
 ) -> Result<LoraAdapter, String> {
+    let layers: Vec<(String, usize, usize, usize)> = like
+        .modules
+        .iter()
+        .map(|(name, m)| {
+            (
+                name.clone(),
+                m.a.shape[1],
+                m.b.shape[0],
+                rank.unwrap_or(m.a.shape[0]),
+            )
+        })
+        .collect();
+    let mut config = like.config.clone();
+    config.r = rank.unwrap_or(like.config.r).max(1);
+    random_direction_on(&layers, config, seed, purpose, base, filter_norm)
+}
+
+/// [`random_direction`] on explicit layers `(name, in, out, rank)`; `config` is the adapter
+/// configuration it carries (its scaling is rewritten: the factors hold the scale).
+pub fn random_direction_on(
+    layers: &[(String, usize, usize, usize)],
+    mut config: crate::checkpoint::peft::AdapterConfig,
+    seed: u64,
+    purpose: &str,
+    base: &dyn TensorSource,
+    filter_norm: bool,
+) -> Result<LoraAdapter, String> {
     let mut rng = SplitMix64::derive(seed, purpose);
     let mut modules = BTreeMap::new();
-    for (name, m) in &like.modules {
-        let (n_in, n_out) = (m.a.shape[1], m.b.shape[0]);
-        let rank = rank.unwrap_or(m.a.shape[0]).max(1);
+    for (name, n_in, n_out, rank) in layers {
+        let (n_in, n_out, rank) = (*n_in, *n_out, (*rank).max(1));
         let a: Vec<f32> = (0..rank * n_in)
             .map(|_| gaussian(&mut rng) as f32)
             .collect();
@@ -292,10 +448,7 @@ pub fn random_direction(
             },
         );
     }
-    let mut config = like.config.clone();
-    let rank = rank.unwrap_or(like.config.r).max(1);
-    config.r = rank;
-    config.lora_alpha = rank as f64;
+    config.lora_alpha = config.r as f64;
     config.use_rslora = false;
     config.rank_pattern.clear();
     config.alpha_pattern.clear();
@@ -316,6 +469,9 @@ fn gaussian(rng: &mut SplitMix64) -> f64 {
 /// A plane in the coefficient space of the model's LoRA slots, with the slots' Gram matrix.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Plane {
+    /// The first `n_dense` coefficients are the model's dense deltas, the rest its LoRA slots.
+    #[serde(default)]
+    pub n_dense: usize,
     pub center: Vec<f64>,
     pub u: Vec<f64>,
     pub v: Vec<f64>,
@@ -367,6 +523,7 @@ impl Plane {
             *x *= s;
         }
         Ok(Plane {
+            n_dense: 0,
             center: vec![0.0; n],
             u: unit(end),
             v,
@@ -383,6 +540,7 @@ impl Plane {
             e
         };
         Plane {
+            n_dense: 0,
             center,
             u: unit(u_slot),
             v: unit(v_slot),
@@ -397,15 +555,17 @@ impl Plane {
             .collect()
     }
 
-    /// The model's coefficients at a cell.
+    /// The model's coefficients at a cell (dense deltas first, then LoRA slots).
     pub fn point(&self, alpha: f64, beta: f64) -> PathPointSpec {
+        let c: Vec<f32> = self
+            .coefficients(alpha, beta)
+            .into_iter()
+            .map(|c| c as f32)
+            .collect();
+        let split = self.n_dense.min(c.len());
         PathPointSpec {
-            lora: self
-                .coefficients(alpha, beta)
-                .into_iter()
-                .map(|c| c as f32)
-                .collect(),
-            dense: vec![],
+            dense: c[..split].to_vec(),
+            lora: c[split..].to_vec(),
         }
     }
 

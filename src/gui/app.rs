@@ -645,15 +645,10 @@ impl BasinApp {
                 if req.curve.is_none() {
                     match self.endpoint.path_buf() {
                         Some(p) if is_adapter_path(&p) => req.adapter = Some(p),
-                        Some(_) => {
-                            return self.error(
-                                "a landscape needs θ_H as a LoRA adapter (planes through a full checkpoint are not supported yet)",
-                            );
-                        }
+                        Some(p) => req.target = Some(p),
                         None => {
-                            return self.error(
-                                "choose the endpoint θ_H (a LoRA adapter, Models, left) or a curve folder",
-                            );
+                            return self
+                                .error("choose the endpoint θ_H (Models, left) or a curve folder");
                         }
                     }
                 }

@@ -411,7 +411,7 @@ impl LandscapePanel {
                     egui::Button::new("Run landscape"),
                 )
                 .on_hover_text("Evaluate the suite at every cell on a worker thread (base, adapter and suite from the left)")
-                .on_disabled_hover_text("choose a base, a LoRA adapter endpoint and a suite (left)")
+                .on_disabled_hover_text("choose a base, an endpoint and a suite (left)")
                 .clicked()
             {
                 match self.request() {
