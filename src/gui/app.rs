@@ -682,6 +682,13 @@ impl BasinApp {
                     }
                 }
             }
+            LandscapeCommand::ExportPng(path) => match self.landscape.png() {
+                Some(img) => match export::save_png(&img, &path) {
+                    Ok(()) => self.info(format!("saved {}", path.display())),
+                    Err(e) => self.error(format!("export failed: {e}")),
+                },
+                None => self.error("nothing to export: no computed cell of this metric yet"),
+            },
             LandscapeCommand::Cancel => {
                 if let Some(job) = self.landscape_job.take() {
                     job.abort.cancel();

@@ -221,3 +221,74 @@ mod tests {
         assert_eq!(csv_field("plain"), "plain");
     }
 }
+
+/// Pixels per cell side of an exported landscape.
+pub const LANDSCAPE_CELL_PX: u32 = 24;
+
+/// A landscape slice rendered from its data (not a screenshot): one square of
+/// [`LANDSCAPE_CELL_PX`] pixels per cell in the Landscape tab's colours (the lowest β at the
+/// bottom), missing cells dark grey, and the projected paths drawn on top (`paths`: polylines in
+/// (α, β), white; `marks`: named points, white squares). Cell (i, j) is centred at
+/// (alphas[i], betas[j]).
+pub fn landscape_png(
+    values: &[f64],
+    alphas: &[f64],
+    betas: &[f64],
+    color: &dyn Fn(f64) -> egui::Color32,
+    paths: &[Vec<[f64; 2]>],
+    marks: &[[f64; 2]],
+) -> Option<image::RgbaImage> {
+    let (nx, ny) = (alphas.len(), betas.len());
+    if nx == 0 || ny == 0 || values.len() != nx * ny {
+        return None;
+    }
+    let px = LANDSCAPE_CELL_PX;
+    let (w, h) = (nx as u32 * px, ny as u32 * px);
+    let mut img = image::RgbaImage::new(w, h);
+    for j in 0..ny {
+        for i in 0..nx {
+            let c = color(values[j * nx + i]);
+            let rgba = image::Rgba([c.r(), c.g(), c.b(), 255]);
+            let y0 = (ny - 1 - j) as u32 * px;
+            for y in y0..y0 + px {
+                for x in i as u32 * px..(i as u32 + 1) * px {
+                    img.put_pixel(x, y, rgba);
+                }
+            }
+        }
+    }
+    // Plot coordinates → pixel centres: cell centres sit in the middle of their squares.
+    let step = |v: &[f64]| if v.len() > 1 { v[1] - v[0] } else { 1.0 };
+    let (da, db) = (step(alphas), step(betas));
+    let to_px = |p: [f64; 2]| -> (f64, f64) {
+        let x = ((p[0] - alphas[0]) / da + 0.5) * f64::from(px);
+        let y = f64::from(h) - ((p[1] - betas[0]) / db + 0.5) * f64::from(px);
+        (x, y)
+    };
+    let white = image::Rgba([255, 255, 255, 255]);
+    let dot = |img: &mut image::RgbaImage, x: f64, y: f64, r: i64| {
+        for dy in -r..=r {
+            for dx in -r..=r {
+                let (xx, yy) = (x.round() as i64 + dx, y.round() as i64 + dy);
+                if xx >= 0 && yy >= 0 && (xx as u32) < w && (yy as u32) < h {
+                    img.put_pixel(xx as u32, yy as u32, white);
+                }
+            }
+        }
+    };
+    for path in paths {
+        for seg in path.windows(2) {
+            let (a, b) = (to_px(seg[0]), to_px(seg[1]));
+            let n = ((b.0 - a.0).abs().max((b.1 - a.1).abs()).ceil() as usize).max(1);
+            for k in 0..=n {
+                let f = k as f64 / n as f64;
+                dot(&mut img, a.0 + f * (b.0 - a.0), a.1 + f * (b.1 - a.1), 0);
+            }
+        }
+    }
+    for &m in marks {
+        let (x, y) = to_px(m);
+        dot(&mut img, x, y, 3);
+    }
+    Some(img)
+}

@@ -25,6 +25,8 @@ pub enum LandscapeCommand {
     /// Start a slice; the app fills in the base, endpoint and suite from the Models panel.
     Start(Box<LandscapeRequest>),
     Cancel,
+    /// Write the shown slice as a PNG rendered from its data ([`LandscapePanel::png`]).
+    ExportPng(PathBuf),
 }
 
 /// Contour levels drawn over the heatmap.
@@ -335,6 +337,31 @@ impl LandscapePanel {
         names
     }
 
+    /// The shown metric as an image from the data: the heatmap's colours, the straight path and
+    /// the curve, and the named points (θ₀, θ_H, bend).
+    pub fn png(&self) -> Option<image::RgbaImage> {
+        let grid = self.grid?;
+        let values = cell_values(&self.results, &self.metric, &grid);
+        let scale = ColorScale::of(&values, self.log_scale)?;
+        let mut paths = Vec::new();
+        let mut marks = Vec::new();
+        if let Some(r) = &self.record {
+            paths.push(r.line.iter().map(|p| [p.at.alpha, p.at.beta]).collect());
+            if let Some(c) = &r.curve {
+                paths.push(c.iter().map(|p| [p.at.alpha, p.at.beta]).collect());
+            }
+            marks.extend(r.points.iter().map(|p| [p.at.alpha, p.at.beta]));
+        }
+        super::export::landscape_png(
+            &values,
+            &grid.alphas(),
+            &grid.betas(),
+            &|v| colormap(scale.unit(v)),
+            &paths,
+            &marks,
+        )
+    }
+
     fn cells_done(&self) -> usize {
         let mut keys: Vec<&String> = self.results.keys().map(|k| &k.0).collect();
         keys.dedup();
@@ -449,6 +476,16 @@ impl LandscapePanel {
                 });
             ui.checkbox(&mut self.log_scale, "log colour scale");
             ui.checkbox(&mut self.contours, "contours");
+            if ui
+                .add_enabled(self.grid.is_some(), egui::Button::new("Export PNG..."))
+                .on_hover_text("The shown metric rendered from the data, with the paths; grid.csv in the folder has every value")
+                .clicked()
+                && let Some(p) = rfd::FileDialog::new()
+                    .set_file_name(format!("landscape-{}.png", self.metric))
+                    .save_file()
+            {
+                commands.push(LandscapeCommand::ExportPng(p));
+            }
             if let Some((a, b)) = self.hovered {
                 ui.label(format!("α = {a:.3}, β = {b:.3}"));
             }
@@ -677,6 +714,46 @@ mod tests {
         assert!(ColorScale::of(&[f64::NAN], false).is_none());
         assert_ne!(colormap(0.0), colormap(1.0));
         assert_eq!(colormap(f64::NAN), Color32::from_gray(40));
+    }
+
+    #[test]
+    fn the_exported_png_has_each_cell_in_its_colour_with_the_lowest_beta_at_the_bottom() {
+        let grid = Grid::parse("2x2", "0:1,0:1").unwrap();
+        let mut panel = LandscapePanel {
+            grid: Some(grid),
+            metric: "m".into(),
+            ..Default::default()
+        };
+        for (a, b, v) in [
+            (0.0, 0.0, 1.0),
+            (1.0, 0.0, 2.0),
+            (0.0, 1.0, 3.0),
+            (1.0, 1.0, 4.0),
+        ] {
+            panel.on_result(MetricResult {
+                t: a,
+                beta: Some(b),
+                metric: "m".into(),
+                kind: "instruction".into(),
+                value: v,
+                ci_low: v,
+                ci_high: v,
+                n: 1,
+                extra: serde_json::json!({}),
+            });
+        }
+        let img = panel.png().unwrap();
+        let px = crate::gui::export::LANDSCAPE_CELL_PX;
+        assert_eq!(img.dimensions(), (2 * px, 2 * px));
+        let scale = ColorScale::of(&[1.0, 4.0], false).unwrap();
+        let at = |x: u32, y: u32| {
+            let p = img.get_pixel(x, y);
+            Color32::from_rgb(p[0], p[1], p[2])
+        };
+        // Bottom left is (0, 0) = 1, top right (1, 1) = 4.
+        assert_eq!(at(2, 2 * px - 3), colormap(scale.unit(1.0)));
+        assert_eq!(at(2 * px - 3, 2), colormap(scale.unit(4.0)));
+        assert_eq!(at(2, 2), colormap(scale.unit(3.0)));
     }
 
     #[test]
