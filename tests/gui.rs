@@ -670,6 +670,12 @@ fn landscape_tab_runs_a_slice_and_reopens_it_without_recomputing() {
     h.get_by_label(&format!("{metric}:"));
     let record = h.state().landscape.record.clone().unwrap();
     assert_eq!(record.points[0].name, "base");
+    // A 1-D slice across the plane draws its own plot (and a Clear button) under the heatmap.
+    h.state_mut().landscape.slice = Some(([-0.5, -0.5], [1.5, 1.5]));
+    h.step();
+    h.get_by_label("Clear slice").click();
+    h.step();
+    assert!(h.state().landscape.slice.is_none());
     assert_eq!(record.line.len(), 41);
 
     // A fresh app opens the folder in the Landscape tab without computing anything.
@@ -685,6 +691,7 @@ fn landscape_tab_runs_a_slice_and_reopens_it_without_recomputing() {
     h2.step();
     if let Ok(p) = std::env::var("BASIN_LANDSCAPE_PNG") {
         h2.state_mut().landscape.metric = "instruction".into();
+        h2.state_mut().landscape.slice = Some(([-0.5, 0.0], [1.5, 1.0]));
         h2.step();
         h2.render().unwrap().save(p).unwrap();
     }

@@ -59,6 +59,10 @@ pub struct LandscapePanel {
     pub status: String,
     /// The cell under the pointer last frame (α, β), for tests and the status line.
     pub hovered: Option<(f64, f64)>,
+    /// Dragging on the plot draws a segment instead of panning; its 1-D slice is plotted below.
+    pub slice_mode: bool,
+    /// The segment (α, β) → (α, β) whose values are plotted under the heatmap.
+    pub slice: Option<([f64; 2], [f64; 2])>,
 }
 
 impl Default for LandscapePanel {
@@ -84,6 +88,8 @@ impl Default for LandscapePanel {
             progress: None,
             status: String::new(),
             hovered: None,
+            slice_mode: false,
+            slice: None,
         }
     }
 }
@@ -476,6 +482,11 @@ impl LandscapePanel {
                 });
             ui.checkbox(&mut self.log_scale, "log colour scale");
             ui.checkbox(&mut self.contours, "contours");
+            ui.checkbox(&mut self.slice_mode, "drag a line: 1-D slice")
+                .on_hover_text("Drag on the plane to plot the metric along that segment (the grid interpolated bilinearly); off: drag pans");
+            if self.slice.is_some() && ui.button("Clear slice").clicked() {
+                self.slice = None;
+            }
             if ui
                 .add_enabled(self.grid.is_some(), egui::Button::new("Export PNG..."))
                 .on_hover_text("The shown metric rendered from the data, with the paths; grid.csv in the folder has every value")
@@ -535,10 +546,21 @@ impl LandscapePanel {
                 ui.weak("hover a cell for every metric there");
             }
         });
-        let plot_height = ui.available_height().max(120.0);
+        let slice_values = self
+            .slice
+            .map(|(from, to)| slice_along(&values, &alphas, &betas, from, to, SLICE_SAMPLES));
+        let plot_height = if slice_values.is_some() {
+            (ui.available_height() * 0.62).max(120.0)
+        } else {
+            ui.available_height().max(120.0)
+        };
+        let slice_mode = self.slice_mode;
+        let mut slice = self.slice;
         Plot::new("landscape-plot")
             .height(plot_height)
             .data_aspect(1.0)
+            .allow_drag(!slice_mode)
+            .allow_boxed_zoom(!slice_mode)
             .x_axis_label("α")
             .y_axis_label("β")
             .show(ui, |plot_ui| {
@@ -613,6 +635,23 @@ impl LandscapePanel {
                         ));
                     }
                 }
+                if slice_mode && let Some(p) = plot_ui.pointer_coordinate() {
+                    let here = [p.x, p.y];
+                    if plot_ui.response().drag_started() {
+                        slice = Some((here, here));
+                    } else if plot_ui.response().dragged()
+                        && let Some((from, _)) = slice
+                    {
+                        slice = Some((from, here));
+                    }
+                }
+                if let Some((from, to)) = slice {
+                    plot_ui.line(
+                        Line::new("slice", PlotPoints::from(vec![from, to]))
+                            .color(Color32::from_rgb(80, 200, 255))
+                            .width(2.5),
+                    );
+                }
                 if let Some(p) = plot_ui.pointer_coordinate() {
                     let nearest = |v: &[f64], x: f64| {
                         v.iter()
@@ -628,7 +667,75 @@ impl LandscapePanel {
                 }
             });
         self.hovered = hovered;
+        self.slice = slice.filter(|(a, b)| a != b || self.slice_mode);
+        if let (Some(points), Some((from, to))) = (slice_values, self.slice) {
+            Plot::new("landscape-slice")
+                .height(ui.available_height().max(80.0))
+                .x_axis_label(format!(
+                    "distance along ({:.2}, {:.2}) to ({:.2}, {:.2})",
+                    from[0], from[1], to[0], to[1]
+                ))
+                .y_axis_label(self.metric.clone())
+                .show(ui, |plot_ui| {
+                    plot_ui.line(
+                        Line::new(
+                            format!("{} along the slice", self.metric),
+                            PlotPoints::from(points),
+                        )
+                        .color(Color32::from_rgb(80, 200, 255)),
+                    );
+                });
+        }
     }
+}
+
+/// Samples of a 1-D slice.
+pub const SLICE_SAMPLES: usize = 101;
+
+/// The grid's values along the segment `from` → `to` in (α, β): `n` evenly spaced samples, each
+/// `[distance from `from`, value]` by bilinear interpolation between the four surrounding cell
+/// centres; samples outside the grid or next to a missing cell are left out.
+pub fn slice_along(
+    values: &[f64],
+    alphas: &[f64],
+    betas: &[f64],
+    from: [f64; 2],
+    to: [f64; 2],
+    n: usize,
+) -> Vec<[f64; 2]> {
+    let nx = alphas.len();
+    if nx < 2 || betas.len() < 2 || values.len() != nx * betas.len() || n < 2 {
+        return Vec::new();
+    }
+    // The cell interval holding x and the fraction within it.
+    let locate = |axis: &[f64], x: f64| -> Option<(usize, f64)> {
+        let (lo, hi) = (axis[0], axis[axis.len() - 1]);
+        if !(x >= lo.min(hi) && x <= lo.max(hi)) {
+            return None;
+        }
+        let step = (hi - lo) / (axis.len() - 1) as f64;
+        let f = ((x - lo) / step).clamp(0.0, (axis.len() - 1) as f64);
+        let i = (f.floor() as usize).min(axis.len() - 2);
+        Some((i, f - i as f64))
+    };
+    let length = ((to[0] - from[0]).powi(2) + (to[1] - from[1]).powi(2)).sqrt();
+    (0..n)
+        .filter_map(|k| {
+            let s = k as f64 / (n - 1) as f64;
+            let (a, b) = (
+                from[0] + s * (to[0] - from[0]),
+                from[1] + s * (to[1] - from[1]),
+            );
+            let (i, fa) = locate(alphas, a)?;
+            let (j, fb) = locate(betas, b)?;
+            let v = |ii: usize, jj: usize| values[jj * nx + ii];
+            let value = (1.0 - fa) * (1.0 - fb) * v(i, j)
+                + fa * (1.0 - fb) * v(i + 1, j)
+                + (1.0 - fa) * fb * v(i, j + 1)
+                + fa * fb * v(i + 1, j + 1);
+            value.is_finite().then_some([s * length, value])
+        })
+        .collect()
 }
 
 /// A horizontal colour bar with the scale's ends and middle labelled.
@@ -754,6 +861,28 @@ mod tests {
         assert_eq!(at(2, 2 * px - 3), colormap(scale.unit(1.0)));
         assert_eq!(at(2 * px - 3, 2), colormap(scale.unit(4.0)));
         assert_eq!(at(2, 2), colormap(scale.unit(3.0)));
+    }
+
+    #[test]
+    fn a_slice_of_a_plane_is_exact_and_stops_at_the_grid() {
+        // v = 2α − β + 1 is reproduced exactly by bilinear interpolation.
+        let axis: Vec<f64> = (0..5).map(|i| i as f64 * 0.5).collect();
+        let values: Vec<f64> = axis
+            .iter()
+            .flat_map(|&b| axis.iter().map(move |&a| 2.0 * a - b + 1.0))
+            .collect();
+        let pts = slice_along(&values, &axis, &axis, [0.1, 0.3], [1.9, 1.7], 11);
+        assert_eq!(pts.len(), 11);
+        let len = (1.8f64 * 1.8 + 1.4 * 1.4).sqrt();
+        for (k, p) in pts.iter().enumerate() {
+            let s = k as f64 / 10.0;
+            let (a, b) = (0.1 + 1.8 * s, 0.3 + 1.4 * s);
+            assert!((p[0] - s * len).abs() < 1e-12);
+            assert!((p[1] - (2.0 * a - b + 1.0)).abs() < 1e-12, "{p:?}");
+        }
+        // Half the segment outside the grid: only the inside half is sampled.
+        let half = slice_along(&values, &axis, &axis, [1.0, 1.0], [3.0, 1.0], 11);
+        assert_eq!(half.len(), 6);
     }
 
     #[test]
