@@ -170,6 +170,52 @@ impl PlaneRecord {
     }
 }
 
+/// Folder of a landscape's random directions (one PEFT adapter per role: `third`, `u`, `v`).
+pub const DIRECTIONS_DIR: &str = "directions";
+
+/// Writes a random direction as a PEFT adapter whose scaling is 1 (alpha = r, per layer).
+fn write_direction(
+    dir: &std::path::Path,
+    adapter: &LoraAdapter,
+    base: &std::path::Path,
+) -> Result<(), crate::checkpoint::error::CheckpointError> {
+    use crate::checkpoint::peft_writer::{PeftModule, new_lora_config, write_peft_adapter};
+    let r = adapter.config.r;
+    let targets: Vec<String> = adapter.modules.keys().cloned().collect();
+    let mut config = new_lora_config(
+        r,
+        r as f64,
+        &targets,
+        false,
+        0.0,
+        &base.display().to_string(),
+    );
+    let mut ranks = serde_json::Map::new();
+    let mut alphas = serde_json::Map::new();
+    for (name, m) in &adapter.modules {
+        let rank = m.a.shape[0];
+        if rank != r {
+            ranks.insert(name.clone(), rank.into());
+            alphas.insert(name.clone(), (rank as f64).into());
+        }
+    }
+    config["rank_pattern"] = ranks.into();
+    config["alpha_pattern"] = alphas.into();
+    let modules: Vec<PeftModule> = adapter
+        .modules
+        .iter()
+        .map(|(name, m)| PeftModule {
+            module: name,
+            rank: m.a.shape[0],
+            in_features: m.a.shape[1],
+            out_features: m.b.shape[0],
+            a: &m.a.data,
+            b: &m.b.data,
+        })
+        .collect();
+    write_peft_adapter(dir, &config, &modules)
+}
+
 /// Points of a path drawn on the plane.
 const PATH_DRAW_POINTS: usize = 41;
 
@@ -330,7 +376,7 @@ pub fn run_landscape_job(
         info.push(SlotInfo {
             slot: info.len(),
             role: (*role).into(),
-            source: direction.origin.display().to_string(),
+            source: format!("{DIRECTIONS_DIR}/{role}"),
         });
         lora.push(direction);
     }
@@ -428,6 +474,17 @@ pub fn run_landscape_job(
     let plane_json = serde_json::to_vec_pretty(&record)
         .map_err(|e| input(format!("{}: {e}", req.out.join(PLANE_FILE).display())))?;
     write_atomic(&req.out.join(PLANE_FILE), &plane_json)?;
+    // The random directions as PEFT adapters (scale 1), so the plane can be rebuilt elsewhere.
+    for slot in record
+        .slots
+        .iter()
+        .filter(|s| s.source.starts_with(DIRECTIONS_DIR))
+    {
+        if let Some(adapter) = slot.slot.checked_sub(n_dense).and_then(|k| lora.get(k)) {
+            write_direction(&req.out.join(&slot.source), adapter, &req.base)
+                .map_err(SweepJobError::Checkpoint)?;
+        }
+    }
 
     let template = chat_template_of(&base.tokenizer).map_err(|source| SweepJobError::Text {
         suite: req.suite.clone(),
