@@ -693,10 +693,87 @@ fn landscape_tab_runs_a_slice_and_reopens_it_without_recomputing() {
         h2.state_mut().landscape.metric = "instruction".into();
         h2.state_mut().landscape.slice = Some(([-0.5, 0.0], [1.5, 1.0]));
         h2.step();
-        h2.render().unwrap().save(p).unwrap();
+        h2.render().unwrap().save(&p).unwrap();
+        h2.state_mut().landscape.surface = true;
+        h2.step();
+        h2.step();
+        h2.render().unwrap().save(p.replace(".png", "-3d.png")).unwrap();
+        h2.state_mut().landscape.surface = false;
     }
     let shown = h2.state().landscape.metric.clone();
     assert!(!shown.is_empty());
     h2.get_by_label(&format!("{shown}:"));
     let _ = std::fs::remove_dir_all(&runs);
+}
+
+/// The 3-D view's shader puts pixels where its CPU twin (`surface_view::project`) says: a 2 × 2
+/// slice drawn from above and tilted, each checked at points inside its two triangles against
+/// the colours interpolated on the CPU.
+#[test]
+fn the_surface_shader_draws_where_its_cpu_twin_projects() {
+    use basin::experiments::{metrics::MetricResult, plane::Grid};
+    use basin::gui::{landscape_tab::colormap, surface_view};
+    let mut h = harness(LaunchOptions::default());
+    h.step();
+    {
+        let app = h.state_mut();
+        app.tab = basin::gui::app::Tab::Landscape;
+        let panel = &mut app.landscape;
+        panel.grid = Some(Grid::parse("2x2", "0:1,0:1").unwrap());
+        panel.metric = "m".into();
+        panel.surface = true;
+        for (a, b, v) in [(0.0, 0.0, 1.0), (1.0, 0.0, 2.0), (0.0, 1.0, 3.0), (1.0, 1.0, 4.0)] {
+            panel.on_result(MetricResult {
+                t: a,
+                beta: Some(b),
+                metric: "m".into(),
+                kind: "instruction".into(),
+                value: v,
+                ci_low: v,
+                ci_high: v,
+                n: 1,
+                extra: serde_json::json!({}),
+            });
+        }
+    }
+    // Corners (x, y, value) and their colours: the scale runs from 1 to 4.
+    let corners = [(-1.0f32, -1.0f32, 1.0), (1.0, -1.0, 2.0), (1.0, 1.0, 4.0), (-1.0, 1.0, 3.0)];
+    let colour = |v: f64| colormap((v - 1.0) / 3.0);
+    for (yaw, tilt) in [(0.0f32, 0.0f32), (20.0, 50.0)] {
+        {
+            let panel = &mut h.state_mut().landscape;
+            panel.yaw_deg = yaw;
+            panel.tilt_deg = tilt;
+        }
+        h.step();
+        h.step();
+        let rect = h.state().landscape.surface_rect.expect("the 3-D view was drawn");
+        let image = h.render().expect("render");
+        let ppp = h.ctx.pixels_per_point();
+        let m = surface_view::view_matrix(yaw, tilt, rect.width() / rect.height());
+        // Points inside triangle (0, 1, 2) and (0, 2, 3) by barycentric weights.
+        for (tri, w) in [([0usize, 1, 2], [0.2f32, 0.5, 0.3]), ([0, 2, 3], [0.3, 0.3, 0.4])] {
+            let mut pos = [0.0f32; 3];
+            let mut rgb = [0.0f32; 3];
+            for (k, &c) in tri.iter().enumerate() {
+                let (x, y, v) = corners[c];
+                let z = (((v - 1.0) / 3.0) as f32 - 0.5) * surface_view::SURFACE_HEIGHT;
+                for (d, p) in [x, y, z].iter().enumerate() {
+                    pos[d] += w[k] * p;
+                }
+                let col = colour(v);
+                for (d, ch) in [col.r(), col.g(), col.b()].iter().enumerate() {
+                    rgb[d] += w[k] * f32::from(*ch);
+                }
+            }
+            let at = surface_view::to_screen(rect, surface_view::project(&m, pos));
+            let px = image.get_pixel((at.x * ppp) as u32, (at.y * ppp) as u32);
+            for d in 0..3 {
+                assert!(
+                    (f32::from(px[d]) - rgb[d]).abs() <= 4.0,
+                    "yaw {yaw} tilt {tilt}, triangle {tri:?}: pixel {px:?} at {at:?}, expected {rgb:?}"
+                );
+            }
+        }
+    }
 }

@@ -369,7 +369,10 @@ fn a_random_plane_is_centred_where_asked_and_repeats_with_its_seed() {
     for (x, y, want) in [(&u, &u, &g[1][1]), (&u, &v, &g[1][2]), (&v, &v, &g[2][2])] {
         let got = basin::experiments::plane::adapter_inner(x, y);
         let want = want.as_f64().unwrap();
-        assert!((got - want).abs() <= 1e-9 * want.abs().max(1.0), "{got} vs {want}");
+        assert!(
+            (got - want).abs() <= 1e-9 * want.abs().max(1.0),
+            "{got} vs {want}"
+        );
     }
     // Random directions in high dimension are nearly orthogonal.
     assert!(plane["cos_uv"].as_f64().unwrap().abs() < 0.2);

@@ -194,6 +194,10 @@ impl BasinApp {
                 .map(|h| rs.device == h.device),
             _ => None,
         };
+        // The Landscape tab's 3-D view draws with the window's wgpu renderer.
+        if let Some(rs) = &cc.wgpu_render_state {
+            super::surface_view::install(rs);
+        }
         let mut app = Self::with_context(cc.egui_ctx.clone(), launch.clone(), gpu_label);
         app.recent = persisted.recent_files.clone();
         match (&app.gpu_label, shared) {

@@ -63,6 +63,13 @@ pub struct LandscapePanel {
     pub slice_mode: bool,
     /// The segment (α, β) → (α, β) whose values are plotted under the heatmap.
     pub slice: Option<([f64; 2], [f64; 2])>,
+    /// Show the 3-D surface (wgpu) instead of the heatmap.
+    pub surface: bool,
+    /// The surface's rotation about the vertical, and its tilt away from the top view (degrees).
+    pub yaw_deg: f32,
+    pub tilt_deg: f32,
+    /// Where the 3-D view was drawn last frame (points), for tests and screenshots.
+    pub surface_rect: Option<egui::Rect>,
 }
 
 impl Default for LandscapePanel {
@@ -90,6 +97,10 @@ impl Default for LandscapePanel {
             hovered: None,
             slice_mode: false,
             slice: None,
+            surface: false,
+            yaw_deg: -30.0,
+            tilt_deg: 55.0,
+            surface_rect: None,
         }
     }
 }
@@ -482,6 +493,8 @@ impl LandscapePanel {
                 });
             ui.checkbox(&mut self.log_scale, "log colour scale");
             ui.checkbox(&mut self.contours, "contours");
+            ui.checkbox(&mut self.surface, "3-D")
+                .on_hover_text("The slice as a surface drawn with wgpu; drag to rotate");
             ui.checkbox(&mut self.slice_mode, "drag a line: 1-D slice")
                 .on_hover_text("Drag on the plane to plot the metric along that segment (the grid interpolated bilinearly); off: drag pans");
             if self.slice.is_some() && ui.button("Clear slice").clicked() {
@@ -546,6 +559,10 @@ impl LandscapePanel {
                 ui.weak("hover a cell for every metric there");
             }
         });
+        if self.surface {
+            self.surface_ui(ui, &values, &grid, scale);
+            return;
+        }
         let slice_values = self
             .slice
             .map(|(from, to)| slice_along(&values, &alphas, &betas, from, to, SLICE_SAMPLES));
@@ -686,6 +703,58 @@ impl LandscapePanel {
                     );
                 });
         }
+    }
+}
+
+impl LandscapePanel {
+    /// The 3-D surface: a paint callback running `shaders/surface.wgsl`; drag rotates.
+    fn surface_ui(
+        &mut self,
+        ui: &mut egui::Ui,
+        values: &[f64],
+        grid: &Grid,
+        scale: Option<ColorScale>,
+    ) {
+        let size = ui.available_size().max(egui::vec2(120.0, 120.0));
+        let (rect, response) = ui.allocate_exact_size(size, egui::Sense::drag());
+        let delta = response.drag_delta();
+        self.yaw_deg = (self.yaw_deg + delta.x * 0.4) % 360.0;
+        self.tilt_deg = (self.tilt_deg - delta.y * 0.4).clamp(0.0, 89.0);
+        self.surface_rect = Some(rect);
+        let Some(scale) = scale else {
+            return;
+        };
+        let triangles = super::surface_view::surface_triangles(
+            values,
+            grid.nx,
+            grid.ny,
+            &|v| scale.unit(v),
+            &|v| colormap(scale.unit(v)),
+        );
+        let view = super::surface_view::view_matrix(
+            self.yaw_deg,
+            self.tilt_deg,
+            rect.width() / rect.height().max(1.0),
+        );
+        let vertices = super::surface_view::sorted_vertex_floats(&triangles, &view);
+        ui.painter()
+            .add(eframe::egui_wgpu::Callback::new_paint_callback(
+                rect,
+                super::surface_view::SurfaceCallback {
+                    vertices: std::sync::Arc::new(vertices),
+                    view,
+                },
+            ));
+        ui.painter().text(
+            rect.left_top() + egui::vec2(6.0, 6.0),
+            egui::Align2::LEFT_TOP,
+            format!(
+                "{}: drag to rotate (yaw {:.0} deg, tilt {:.0} deg)",
+                self.metric, self.yaw_deg, self.tilt_deg
+            ),
+            egui::FontId::proportional(13.0),
+            Color32::from_gray(200),
+        );
     }
 }
 

@@ -18,6 +18,7 @@ pub mod path_tab;
 pub mod reports;
 pub mod run_view;
 pub mod session;
+pub mod surface_view;
 pub mod train_panel;
 
 use std::path::PathBuf;
