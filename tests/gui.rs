@@ -676,6 +676,31 @@ fn landscape_tab_runs_a_slice_and_reopens_it_without_recomputing() {
     h.get_by_label("Clear slice").click();
     h.step();
     assert!(h.state().landscape.slice.is_none());
+    // A selected cell lists its items' scores for the shown metric (the suite's 24 instruction
+    // chats for `instruction`).
+    {
+        let panel = &mut h.state_mut().landscape;
+        panel.metric = "instruction".into();
+        panel.selected = Some((0.5, -0.5));
+    }
+    h.step();
+    h.get_by_label_contains("Items at α = 0.500, β = -0.500 (instruction, 24 items");
+    h.get_by_label("Close items").click();
+    h.step();
+    assert!(h.state().landscape.selected.is_none());
+    // The HTML report carries the slice: its picture from the data and every cell's values.
+    let report = runs.join("report");
+    h.state_mut().export_report(&report);
+    step_until(&mut h, Duration::from_secs(20), "the report", |_| {
+        report.join("index.html").exists()
+    });
+    let html = std::fs::read_to_string(report.join("index.html")).unwrap();
+    assert!(html.contains("<h2>Landscape: instruction</h2>"), "{html}");
+    assert!(html.contains("Endpoints plane, 3 x 2 cells"), "{html}");
+    let png = image::open(report.join("landscape.png")).unwrap();
+    assert_eq!(png.width(), 3 * basin::gui::export::LANDSCAPE_CELL_PX);
+    let csv = std::fs::read_to_string(report.join("landscape.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 7, "header + 6 cells");
     assert_eq!(record.line.len(), 41);
 
     // A fresh app opens the folder in the Landscape tab without computing anything.
@@ -697,7 +722,10 @@ fn landscape_tab_runs_a_slice_and_reopens_it_without_recomputing() {
         h2.state_mut().landscape.surface = true;
         h2.step();
         h2.step();
-        h2.render().unwrap().save(p.replace(".png", "-3d.png")).unwrap();
+        h2.render()
+            .unwrap()
+            .save(p.replace(".png", "-3d.png"))
+            .unwrap();
         h2.state_mut().landscape.surface = false;
     }
     let shown = h2.state().landscape.metric.clone();
@@ -722,7 +750,12 @@ fn the_surface_shader_draws_where_its_cpu_twin_projects() {
         panel.grid = Some(Grid::parse("2x2", "0:1,0:1").unwrap());
         panel.metric = "m".into();
         panel.surface = true;
-        for (a, b, v) in [(0.0, 0.0, 1.0), (1.0, 0.0, 2.0), (0.0, 1.0, 3.0), (1.0, 1.0, 4.0)] {
+        for (a, b, v) in [
+            (0.0, 0.0, 1.0),
+            (1.0, 0.0, 2.0),
+            (0.0, 1.0, 3.0),
+            (1.0, 1.0, 4.0),
+        ] {
             panel.on_result(MetricResult {
                 t: a,
                 beta: Some(b),
@@ -737,7 +770,12 @@ fn the_surface_shader_draws_where_its_cpu_twin_projects() {
         }
     }
     // Corners (x, y, value) and their colours: the scale runs from 1 to 4.
-    let corners = [(-1.0f32, -1.0f32, 1.0), (1.0, -1.0, 2.0), (1.0, 1.0, 4.0), (-1.0, 1.0, 3.0)];
+    let corners = [
+        (-1.0f32, -1.0f32, 1.0),
+        (1.0, -1.0, 2.0),
+        (1.0, 1.0, 4.0),
+        (-1.0, 1.0, 3.0),
+    ];
     let colour = |v: f64| colormap((v - 1.0) / 3.0);
     for (yaw, tilt) in [(0.0f32, 0.0f32), (20.0, 50.0)] {
         {
@@ -747,12 +785,19 @@ fn the_surface_shader_draws_where_its_cpu_twin_projects() {
         }
         h.step();
         h.step();
-        let rect = h.state().landscape.surface_rect.expect("the 3-D view was drawn");
+        let rect = h
+            .state()
+            .landscape
+            .surface_rect
+            .expect("the 3-D view was drawn");
         let image = h.render().expect("render");
         let ppp = h.ctx.pixels_per_point();
         let m = surface_view::view_matrix(yaw, tilt, rect.width() / rect.height());
         // Points inside triangle (0, 1, 2) and (0, 2, 3) by barycentric weights.
-        for (tri, w) in [([0usize, 1, 2], [0.2f32, 0.5, 0.3]), ([0, 2, 3], [0.3, 0.3, 0.4])] {
+        for (tri, w) in [
+            ([0usize, 1, 2], [0.2f32, 0.5, 0.3]),
+            ([0, 2, 3], [0.3, 0.3, 0.4]),
+        ] {
             let mut pos = [0.0f32; 3];
             let mut rgb = [0.0f32; 3];
             for (k, &c) in tri.iter().enumerate() {

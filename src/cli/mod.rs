@@ -4,6 +4,7 @@ pub mod bench;
 pub mod curve;
 pub mod data;
 pub mod eval;
+pub mod influence;
 pub mod landscape;
 pub mod progress;
 pub mod suite;
@@ -64,6 +65,8 @@ pub enum Command {
     Merge(sweep::MergeArgs),
     /// A loss-landscape slice: a grid of (α, β) on a plane through θ₀, θ_H and a third point.
     Landscape(landscape::LandscapeArgs),
+    /// Rank training samples by their influence on a query (LoRA gradients: gradsim, TracIn).
+    Influence(influence::InfluenceArgs),
     /// LoRA fine-tuning (SFT) of a base model on chat data, with checkpoints; resumable.
     Train(train::TrainArgs),
     /// Low-loss curves θ₀ → endpoint: fit a bend (Garipov et al. 2018) with the training engine.
@@ -82,6 +85,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
         Some(Command::Sweep(args)) => sweep::run(args),
         Some(Command::Merge(args)) => sweep::run_merge(args),
         Some(Command::Landscape(args)) => landscape::run(args),
+        Some(Command::Influence(args)) => influence::run(args),
         Some(Command::Train(args)) => train::run(args),
         Some(Command::Suite(cmd)) => suite::run(cmd),
         Some(Command::Curve(cmd)) => curve::run(cmd),

@@ -4,6 +4,8 @@ pub mod bootstrap;
 pub mod curve;
 pub mod eval;
 pub mod fingerprint;
+pub mod influence;
+pub mod influence_job;
 pub mod inputs;
 pub mod job;
 pub mod landscape_job;

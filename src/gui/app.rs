@@ -1191,6 +1191,7 @@ impl BasinApp {
             .collect();
         let ppp = ctx.pixels_per_point();
         let runs = self.runs.clone();
+        let landscape = self.landscape.report_section();
         let sink = self.sink.clone();
         let quit = self.launch.quit_when_done
             && targets
@@ -1202,7 +1203,14 @@ impl BasinApp {
             for t in &targets {
                 sink.send(
                     0,
-                    JobEvent::Exported(export::fulfil(t, &image, &rects, ppp, &runs)),
+                    JobEvent::Exported(export::fulfil(
+                        t,
+                        &image,
+                        &rects,
+                        ppp,
+                        &runs,
+                        landscape.as_ref(),
+                    )),
                 );
             }
             if quit {

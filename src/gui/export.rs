@@ -99,8 +99,22 @@ pub enum PngTarget {
     Report { dir: PathBuf },
 }
 
-/// The HTML report: runs and their specs, then each metric's PNG and CSV.
-pub fn report_html(runs: &[RunView], metrics: &[String]) -> String {
+/// The Landscape tab's slice as a report shows it: its picture (rendered from the data), its
+/// folder (whose `grid.csv` is copied next to the report) and a line about its plane.
+#[derive(Clone)]
+pub struct LandscapeSection {
+    pub metric: String,
+    pub dir: PathBuf,
+    pub about: String,
+    pub image: image::RgbaImage,
+}
+
+/// The HTML report: runs and their specs, each metric's PNG and CSV, then the landscape slice.
+pub fn report_html(
+    runs: &[RunView],
+    metrics: &[String],
+    landscape: Option<&LandscapeSection>,
+) -> String {
     // Text and attribute values alike: a metric or run named `x" onerror="…` stays text.
     let esc = |s: &str| {
         s.replace('&', "&amp;")
@@ -139,6 +153,16 @@ pub fn report_html(runs: &[RunView], metrics: &[String]) -> String {
             esc(m)
         );
     }
+    if let Some(l) = landscape {
+        let _ = write!(
+            h,
+            "<h2>Landscape: {}</h2><p>{}</p><p>{}</p><img src=\"landscape.png\" alt=\"landscape\">\
+             <p><a href=\"landscape.csv\">every cell and metric (CSV)</a></p>",
+            esc(&l.metric),
+            esc(&l.dir.display().to_string()),
+            esc(&l.about)
+        );
+    }
     h.push_str("</body></html>\n");
     h
 }
@@ -150,6 +174,7 @@ pub fn fulfil(
     plot_rects: &[(String, Rect)],
     pixels_per_point: f32,
     runs: &[RunView],
+    landscape: Option<&LandscapeSection>,
 ) -> Result<String, String> {
     let plot = |metric: &str, path: &Path| -> Result<(), String> {
         let rect = plot_rects
@@ -186,39 +211,16 @@ pub fn fulfil(
                 plot(m, &dir.join(format!("{stem}.png")))?;
                 write_text(&dir.join(format!("{stem}.csv")), &metric_csv(runs, m))?;
             }
+            if let Some(l) = landscape {
+                save_png(&l.image, &dir.join("landscape.png"))?;
+                let csv = l.dir.join("grid.csv");
+                std::fs::copy(&csv, dir.join("landscape.csv"))
+                    .map_err(|e| format!("{}: {e}", csv.display()))?;
+            }
             let index = dir.join("index.html");
-            write_text(&index, &report_html(runs, &metrics))?;
+            write_text(&index, &report_html(runs, &metrics, landscape))?;
             Ok(format!("report saved: {}", index.display()))
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hostile_names_stay_text_in_the_report_and_fields_in_the_csv() {
-        let hostile = "x\" onerror=\"alert(1)\" a='<script>alert(2)</script>";
-        let mut run = RunView::new(PathBuf::from("/tmp/<b>run</b>"), hostile.to_string());
-        run.visible = true;
-        let html = report_html(&[run.clone()], &[hostile.to_string()]);
-        assert!(!html.contains("onerror=\""), "{html}");
-        assert!(
-            !html.contains("<script>") && !html.contains("<b>"),
-            "{html}"
-        );
-        assert!(!html.contains("a='"), "{html}");
-        assert!(html.contains("&quot; onerror=&quot;alert(1)&quot;"));
-        assert_eq!(file_stem(hostile).len(), hostile.len());
-        assert!(
-            file_stem(hostile)
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-        );
-        // CSV: a label with a comma, quotes and line breaks is one quoted field.
-        assert_eq!(csv_field("a,\"b\"\r\nc"), "\"a,\"\"b\"\"\r\nc\"");
-        assert_eq!(csv_field("plain"), "plain");
     }
 }
 
@@ -291,4 +293,33 @@ pub fn landscape_png(
         dot(&mut img, x, y, 3);
     }
     Some(img)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostile_names_stay_text_in_the_report_and_fields_in_the_csv() {
+        let hostile = "x\" onerror=\"alert(1)\" a='<script>alert(2)</script>";
+        let mut run = RunView::new(PathBuf::from("/tmp/<b>run</b>"), hostile.to_string());
+        run.visible = true;
+        let html = report_html(&[run.clone()], &[hostile.to_string()], None);
+        assert!(!html.contains("onerror=\""), "{html}");
+        assert!(
+            !html.contains("<script>") && !html.contains("<b>"),
+            "{html}"
+        );
+        assert!(!html.contains("a='"), "{html}");
+        assert!(html.contains("&quot; onerror=&quot;alert(1)&quot;"));
+        assert_eq!(file_stem(hostile).len(), hostile.len());
+        assert!(
+            file_stem(hostile)
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        );
+        // CSV: a label with a comma, quotes and line breaks is one quoted field.
+        assert_eq!(csv_field("a,\"b\"\r\nc"), "\"a,\"\"b\"\"\r\nc\"");
+        assert_eq!(csv_field("plain"), "plain");
+    }
 }

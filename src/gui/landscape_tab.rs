@@ -70,6 +70,8 @@ pub struct LandscapePanel {
     pub tilt_deg: f32,
     /// Where the 3-D view was drawn last frame (points), for tests and screenshots.
     pub surface_rect: Option<egui::Rect>,
+    /// The cell clicked last (α, β): its per-item scores are listed under the heatmap.
+    pub selected: Option<(f64, f64)>,
 }
 
 impl Default for LandscapePanel {
@@ -101,6 +103,7 @@ impl Default for LandscapePanel {
             yaw_deg: -30.0,
             tilt_deg: 55.0,
             surface_rect: None,
+            selected: None,
         }
     }
 }
@@ -379,6 +382,44 @@ impl LandscapePanel {
         )
     }
 
+    /// The shown slice for the HTML report: its picture and a line about its plane.
+    pub fn report_section(&self) -> Option<super::export::LandscapeSection> {
+        let dir = self.dir.clone()?;
+        if !dir.join("grid.csv").exists() {
+            return None;
+        }
+        let image = self.png()?;
+        let about = match &self.record {
+            Some(r) => {
+                let points: Vec<String> = r
+                    .points
+                    .iter()
+                    .map(|p| format!("{} at ({:.3}, {:.3})", p.name, p.at.alpha, p.at.beta))
+                    .collect();
+                format!(
+                    "{:?} plane, {} x {} cells over α {}..{}, β {}..{}; |u| = {:.4}, |v| = {:.4}; {}",
+                    r.kind,
+                    r.grid.nx,
+                    r.grid.ny,
+                    r.grid.alpha.0,
+                    r.grid.alpha.1,
+                    r.grid.beta.0,
+                    r.grid.beta.1,
+                    r.norm_u,
+                    r.norm_v,
+                    points.join(", ")
+                )
+            }
+            None => String::new(),
+        };
+        Some(super::export::LandscapeSection {
+            metric: self.metric.clone(),
+            dir,
+            about,
+            image,
+        })
+    }
+
     fn cells_done(&self) -> usize {
         let mut keys: Vec<&String> = self.results.keys().map(|k| &k.0).collect();
         keys.dedup();
@@ -566,13 +607,17 @@ impl LandscapePanel {
         let slice_values = self
             .slice
             .map(|(from, to)| slice_along(&values, &alphas, &betas, from, to, SLICE_SAMPLES));
-        let plot_height = if slice_values.is_some() {
+        let items = self
+            .selected
+            .map(|(a, b)| (a, b, cell_items(&self.results, a, b, &self.metric)));
+        let plot_height = if slice_values.is_some() || items.is_some() {
             (ui.available_height() * 0.62).max(120.0)
         } else {
             ui.available_height().max(120.0)
         };
         let slice_mode = self.slice_mode;
         let mut slice = self.slice;
+        let mut clicked = None;
         Plot::new("landscape-plot")
             .height(plot_height)
             .data_aspect(1.0)
@@ -670,6 +715,7 @@ impl LandscapePanel {
                     );
                 }
                 if let Some(p) = plot_ui.pointer_coordinate() {
+                    let clicked_here = plot_ui.response().clicked();
                     let nearest = |v: &[f64], x: f64| {
                         v.iter()
                             .copied()
@@ -680,11 +726,47 @@ impl LandscapePanel {
                         && (b - p.y).abs() <= db
                     {
                         hovered = Some((a, b));
+                        if clicked_here && !slice_mode {
+                            clicked = Some((a, b));
+                        }
                     }
                 }
             });
         self.hovered = hovered;
+        if clicked.is_some() {
+            self.selected = clicked;
+        }
         self.slice = slice.filter(|(a, b)| a != b || self.slice_mode);
+        if let Some((a, b, rows)) = items {
+            ui.horizontal(|ui| {
+                ui.strong(format!(
+                    "Items at α = {a:.3}, β = {b:.3} ({}, {} items, highest score first)",
+                    self.metric,
+                    rows.len()
+                ));
+                if ui.button("Close items").clicked() {
+                    self.selected = None;
+                }
+            });
+            egui::ScrollArea::vertical()
+                .id_salt("landscape-items")
+                .max_height(if self.slice.is_some() {
+                    120.0
+                } else {
+                    ui.available_height()
+                })
+                .show(ui, |ui| {
+                    egui::Grid::new("landscape-items-grid")
+                        .striped(true)
+                        .show(ui, |ui| {
+                            for (id, score) in &rows {
+                                ui.monospace(id);
+                                ui.monospace(format!("{score:.4}"));
+                                ui.end_row();
+                            }
+                        });
+                });
+        }
         if let (Some(points), Some((from, to))) = (slice_values, self.slice) {
             Plot::new("landscape-slice")
                 .height(ui.available_height().max(80.0))
@@ -756,6 +838,40 @@ impl LandscapePanel {
             Color32::from_gray(200),
         );
     }
+}
+
+/// The per-item scores (`extra.items[].id` / `score`) of `metric` at cell (α, β), highest
+/// first.
+pub fn cell_items(
+    results: &BTreeMap<(String, String), MetricResult>,
+    alpha: f64,
+    beta: f64,
+    metric: &str,
+) -> Vec<(String, f64)> {
+    let Some(r) = results.get(&(point_key(alpha, Some(beta)), metric.to_string())) else {
+        return Vec::new();
+    };
+    let mut rows: Vec<(String, f64)> = r
+        .extra
+        .get("items")
+        .and_then(|v| v.as_array())
+        .map(|items| {
+            items
+                .iter()
+                .map(|it| {
+                    (
+                        it.get("id")
+                            .and_then(|v| v.as_str())
+                            .unwrap_or("?")
+                            .to_string(),
+                        it.get("score").and_then(|v| v.as_f64()).unwrap_or(f64::NAN),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    rows.sort_by(|x, y| y.1.total_cmp(&x.1));
+    rows
 }
 
 /// Samples of a 1-D slice.

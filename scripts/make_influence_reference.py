@@ -1,0 +1,95 @@
+#!/usr/bin/env python3
+"""Reference influence scores for `basin influence` on the tiny llama, from PyTorch + PEFT.
+
+θ = tests/fixtures/tiny/llama with the PEFT adapter tiny/llama_lora; training samples =
+tiny/chat.jsonl; query = tests/fixtures/influence/query.jsonl. With torch.func, per sample:
+the gradient of its mean target NLL (Basin's loss mask) with respect to every lora_A / lora_B
+weight; for the query, the gradient of the token-weighted mean NLL over its chats. gradsim
+scores = −⟨∇f, ∇ℓ(z)⟩ (and the `unit` form, ∇ℓ(z) / ‖∇ℓ(z)‖): positive = a gradient step on z
+pushes the query NLL up.
+
+Output: tests/fixtures/influence/reference.json. Runtime: a few seconds.
+Usage: python3 scripts/make_influence_reference.py
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+torch.set_num_threads(1)
+torch.use_deterministic_algorithms(True)
+
+from peft import PeftModel  # noqa: E402
+from torch.func import functional_call, grad  # noqa: E402
+from transformers import LlamaForCausalLM, PreTrainedTokenizerFast  # noqa: E402
+from transformers.utils import logging as hf_logging  # noqa: E402
+
+hf_logging.set_verbosity_error()
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from make_tiny_fixtures import encode_example  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ROOT / "tests" / "fixtures" / "tiny"
+OUT = ROOT / "tests" / "fixtures" / "influence"
+
+
+def encode(tok, path: Path) -> list[dict]:
+    out = []
+    for line in open(path):
+        c = json.loads(line)
+        _, ids, mask = encode_example(tok, c["messages"], "<|im_end|>")
+        out.append({"id": c["id"], "ids": ids, "mask": mask})
+    return out
+
+
+def main() -> None:
+    base = LlamaForCausalLM.from_pretrained(TINY / "llama", torch_dtype=torch.float32)
+    model = PeftModel.from_pretrained(base, TINY / "llama_lora").eval()
+    tok = PreTrainedTokenizerFast.from_pretrained(TINY / "llama")
+    train = encode(tok, TINY / "chat.jsonl")
+    query = encode(tok, OUT / "query.jsonl")
+    lora = {n: p.detach() for n, p in model.named_parameters() if "lora_" in n}
+    names = sorted(lora)
+
+    def nll_sum(params, ids, mask):
+        logits = functional_call(model, params, (torch.tensor([ids]),)).logits[0].double()
+        logp = torch.log_softmax(logits[:-1], dim=-1)
+        picked = logp.gather(-1, torch.tensor(ids[1:]).unsqueeze(-1)).squeeze(-1)
+        m = torch.tensor(mask[1:], dtype=torch.float64)
+        return -(picked * m).sum()
+
+    g_sum = grad(nll_sum)
+    flat = lambda g: torch.cat([g[n].reshape(-1).double() for n in names])
+    total = sum(sum(e["mask"][1:]) for e in query)
+    q = sum(flat(g_sum(lora, e["ids"], e["mask"])) for e in query) / total
+    with torch.no_grad():
+        q_value = float(sum(nll_sum(lora, e["ids"], e["mask"]) for e in query)) / total
+    samples = {}
+    for e in train:
+        n = sum(e["mask"][1:])
+        g = flat(g_sum(lora, e["ids"], e["mask"])) / n
+        dot = float(q @ g)
+        norm = float(g.norm())
+        samples[e["id"]] = {"gradsim": -dot, "gradsim_unit": -dot / norm, "grad_norm": norm}
+    import peft
+    import transformers
+
+    ref = {
+        "about": "scripts/make_influence_reference.py: gradsim on tiny/llama + llama_lora, "
+        "train tiny/chat.jsonl, query influence/query.jsonl; torch.func gradients",
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
+                     "peft": peft.__version__},
+        "query_value": q_value,
+        "query_grad_norm": float(q.norm()),
+        "samples": samples,
+    }
+    (OUT / "reference.json").write_text(json.dumps(ref, indent=1) + "\n")
+    print(json.dumps(ref, indent=1))
+
+
+if __name__ == "__main__":
+    main()

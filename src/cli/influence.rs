@@ -1,0 +1,104 @@
+//! `basin influence`: rank training samples by their influence on a query.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+
+use super::progress::ProgressBar;
+use crate::{
+    compute::ComputeKind,
+    experiments::{
+        influence::{InfluenceMethod, Normalize},
+        influence_job::{InfluenceRequest, Query, run_influence_job},
+        job::CancelFlag,
+    },
+};
+
+#[derive(Debug, clap::Args)]
+pub struct InfluenceArgs {
+    /// Base model θ₀: a Hugging Face folder or a .gguf file.
+    #[arg(long)]
+    pub base: PathBuf,
+    /// The trained LoRA adapter (with --data): gradsim at it.
+    #[arg(long, conflicts_with = "train_run", requires = "data")]
+    pub adapter: Option<PathBuf>,
+    /// The chats the adapter was trained on (JSONL); a training run names its own.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// A `basin train` folder: TracIn over its checkpoints (gradsim: its last adapter).
+    #[arg(long)]
+    pub train_run: Option<PathBuf>,
+    /// An instruction metric of a suite: SUITE.toml:METRIC.
+    #[arg(
+        long,
+        conflicts_with = "query_data",
+        required_unless_present = "query_data"
+    )]
+    pub query: Option<String>,
+    /// Instruction chats (JSONL) whose token-weighted mean NLL is the query.
+    #[arg(long)]
+    pub query_data: Option<PathBuf>,
+    /// gradsim (one adapter) or tracin (Σ over checkpoints, weighted by their learning rates).
+    #[arg(long, default_value = "gradsim", value_parser = InfluenceMethod::parse)]
+    pub method: InfluenceMethod,
+    /// none, or unit: divide each training gradient by its norm (cosine form).
+    #[arg(long, default_value = "none", value_parser = Normalize::parse)]
+    pub normalize: Normalize,
+    #[arg(long, value_enum, default_value_t = ComputeKind::Cpu)]
+    pub device: ComputeKind,
+    /// Query chats per backward pass.
+    #[arg(long, default_value_t = 8)]
+    pub batch: usize,
+    #[arg(long, default_value_t = 8192)]
+    pub max_tokens: usize,
+    /// Samples listed at each end of the ranking in summary.json.
+    #[arg(long, default_value_t = 10)]
+    pub top: usize,
+    /// Result folder (run.json, scores.jsonl, summary.json).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+pub fn run(args: &InfluenceArgs) -> Result<()> {
+    let query = match (&args.query, &args.query_data) {
+        (Some(q), None) => Query::parse_metric(q).map_err(anyhow::Error::msg)?,
+        (None, Some(d)) => Query::Data(d.clone()),
+        _ => anyhow::bail!("give one query: --query SUITE.toml:METRIC or --query-data FILE.jsonl"),
+    };
+    let req = InfluenceRequest {
+        base: args.base.clone(),
+        adapter: args.adapter.clone(),
+        data: args.data.clone(),
+        train_run: args.train_run.clone(),
+        query,
+        method: args.method,
+        normalize: args.normalize,
+        device: args.device,
+        batch: args.batch,
+        max_tokens: args.max_tokens,
+        top: args.top,
+        out: args.out.clone(),
+    };
+    let cancel = CancelFlag::new();
+    {
+        let cancel = cancel.clone();
+        let _ = ctrlc::set_handler(move || cancel.cancel());
+    }
+    let bar = ProgressBar::new("influence", 0);
+    let result = run_influence_job(&req, &|p| bar.update(&p), &cancel);
+    bar.finish();
+    let summary = result?;
+    eprintln!(
+        "{} samples ranked by {:?} on {} ({})",
+        summary.samples, summary.method, summary.query, summary.sign
+    );
+    for s in summary.top.iter().take(5) {
+        eprintln!("  #{:<4} {:+.6e}  {}", s.rank, s.score, s.id);
+    }
+    eprintln!(
+        "done: {} and {}",
+        args.out.join("scores.jsonl").display(),
+        args.out.join("summary.json").display()
+    );
+    Ok(())
+}

@@ -1,0 +1,281 @@
+//! `basin influence` on the tiny llama: gradsim scores from LoRA gradients against PyTorch +
+//! PEFT with torch.func (`scripts/make_influence_reference.py`), the ranking and summary files,
+//! TracIn over a `basin train` run as the learning-rate-weighted sum of gradsim at each
+//! checkpoint, and bad input.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::fixtures;
+
+fn basin(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_basin"))
+        .args(args)
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .expect("run basin")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = basin(args);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{args:?} failed: {stderr}");
+    stderr
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "basin-influence-test-{}-{name}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn s(p: &Path) -> String {
+    p.display().to_string()
+}
+
+fn tiny(name: &str) -> String {
+    s(&fixtures().join("tiny").join(name))
+}
+
+fn scores(dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join("scores.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn gradsim_scores_match_torch_func_per_sample_gradients() {
+    let root = scratch("gradsim");
+    let reference: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures().join("influence/reference.json")).unwrap(),
+    )
+    .unwrap();
+    let query = s(&fixtures().join("influence/query.jsonl"));
+    for (normalize, key) in [("none", "gradsim"), ("unit", "gradsim_unit")] {
+        let out = root.join(normalize);
+        ok(&[
+            "influence",
+            "--base",
+            &tiny("llama"),
+            "--adapter",
+            &tiny("llama_lora"),
+            "--data",
+            &tiny("chat.jsonl"),
+            "--query-data",
+            &query,
+            "--normalize",
+            normalize,
+            "--out",
+            &s(&out),
+        ]);
+        let got = scores(&out);
+        let want = &reference["samples"];
+        assert_eq!(got.len(), want.as_object().unwrap().len());
+        let scale = want
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|v| v[key].as_f64().unwrap().abs())
+            .fold(0.0, f64::max);
+        for (k, line) in got.iter().enumerate() {
+            let id = line["id"].as_str().unwrap();
+            let (g, w) = (
+                line["score"].as_f64().unwrap(),
+                want[id][key].as_f64().unwrap(),
+            );
+            assert!(
+                (g - w).abs() <= 1e-4 * scale,
+                "{normalize} {id}: Basin {g} vs PyTorch {w}"
+            );
+            let norm = line["grad_norm"][0].as_f64().unwrap();
+            let wn = want[id]["grad_norm"].as_f64().unwrap();
+            assert!((norm - wn).abs() <= 1e-4 * wn, "{id} ‖g‖: {norm} vs {wn}");
+            // Ranked by score, highest first.
+            assert_eq!(line["rank"].as_u64().unwrap() as usize, k + 1);
+            if k > 0 {
+                assert!(got[k - 1]["score"].as_f64().unwrap() >= g);
+            }
+        }
+        let summary: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap())
+                .unwrap();
+        let qv = summary["query_value"][0].as_f64().unwrap();
+        assert!((qv - reference["query_value"].as_f64().unwrap()).abs() < 1e-5);
+        assert!(summary["sign"].as_str().unwrap().starts_with("positive = "));
+        assert_eq!(summary["top"][0]["id"], got[0]["id"]);
+        assert_eq!(summary["bottom"][0]["id"], got[got.len() - 1]["id"]);
+    }
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn tracin_is_the_lr_weighted_sum_of_gradsim_at_each_checkpoint() {
+    let root = scratch("tracin");
+    let run = root.join("run");
+    ok(&[
+        "train",
+        "--base",
+        &tiny("llama"),
+        "--data",
+        &tiny("chat.jsonl"),
+        "--out",
+        &s(&run),
+        "--rank",
+        "4",
+        "--targets",
+        "q_proj,v_proj",
+        "--steps",
+        "4",
+        "--batch",
+        "2",
+        "--lr",
+        "5e-3",
+        "--schedule",
+        "linear",
+        "--checkpoint-every",
+        "4",
+    ]);
+    let query = s(&fixtures().join("influence/query.jsonl"));
+    let tracin = root.join("tracin");
+    ok(&[
+        "influence",
+        "--base",
+        &tiny("llama"),
+        "--train-run",
+        &s(&run),
+        "--query-data",
+        &query,
+        "--method",
+        "tracin",
+        "--out",
+        &s(&tracin),
+    ]);
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(tracin.join("summary.json")).unwrap())
+            .unwrap();
+    let points: Vec<String> = summary["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap().to_string())
+        .collect();
+    assert!(points.len() >= 2, "{points:?}");
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(tracin.join("run.json")).unwrap()).unwrap();
+    let lrs: Vec<f64> = record["spec"]["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["lr"].as_f64().unwrap())
+        .collect();
+    // A linear schedule: the checkpoints' learning rates differ.
+    assert!(lrs.windows(2).all(|w| w[0] > w[1]), "{lrs:?}");
+    let tracin_scores = scores(&tracin);
+    let mut expected: std::collections::BTreeMap<String, f64> = Default::default();
+    for (label, lr) in points.iter().zip(&lrs) {
+        let samples: usize = label.trim_start_matches("samples-").parse().unwrap();
+        let dir = basin::experiments::train_store::sample_points(&run)
+            .into_iter()
+            .find(|(n, _)| *n == samples)
+            .unwrap()
+            .1;
+        let out = root.join(label);
+        ok(&[
+            "influence",
+            "--base",
+            &tiny("llama"),
+            "--adapter",
+            &s(&dir),
+            "--data",
+            &tiny("chat.jsonl"),
+            "--query-data",
+            &query,
+            "--out",
+            &s(&out),
+        ]);
+        for line in scores(&out) {
+            *expected
+                .entry(line["id"].as_str().unwrap().to_string())
+                .or_default() += lr * line["score"].as_f64().unwrap();
+        }
+    }
+    for line in &tracin_scores {
+        let id = line["id"].as_str().unwrap();
+        let (g, w) = (line["score"].as_f64().unwrap(), expected[id]);
+        assert!(
+            (g - w).abs() <= 1e-6 * w.abs().max(1e-3),
+            "{id}: {g} vs {w}"
+        );
+        assert_eq!(line["per_point"].as_array().unwrap().len(), points.len());
+    }
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn bad_influence_requests_fail_with_one_clear_line() {
+    let root = scratch("bad");
+    let out = s(&root.join("out"));
+    let query = s(&fixtures().join("influence/query.jsonl"));
+    let suite = s(&fixtures().join("landscape/suite.toml"));
+    let paired = s(&common::repo().join("assets/demo/suite/suite.toml"));
+    let base = tiny("llama");
+    let adapter = tiny("llama_lora");
+    let data = tiny("chat.jsonl");
+    let nope = format!("{suite}:nope");
+    let hack = format!("{paired}:hack_heldout");
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec![
+                "--adapter",
+                &adapter,
+                "--data",
+                &data,
+                "--query-data",
+                &query,
+                "--method",
+                "tracin",
+            ],
+            "--train-run",
+        ),
+        (
+            vec!["--adapter", &adapter, "--data", &data, "--query", &nope],
+            "no metric `nope`",
+        ),
+        (
+            vec!["--adapter", &adapter, "--data", &data, "--query", &hack],
+            "not supported yet",
+        ),
+        (vec!["--query-data", &query], "give the trained adapter"),
+        (
+            vec![
+                "--adapter",
+                &adapter,
+                "--data",
+                &query,
+                "--query-data",
+                &data,
+                "--batch",
+                "0",
+            ],
+            "batch",
+        ),
+    ];
+    for (extra, needle) in cases {
+        let mut args = vec!["influence", "--base", &base, "--out", &out];
+        args.extend_from_slice(&extra);
+        let o = basin(&args);
+        let stderr = String::from_utf8_lossy(&o.stderr).to_string();
+        assert!(!o.status.success(), "{extra:?} succeeded");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(stderr.contains(needle), "{extra:?}: {stderr}");
+    }
+    let _ = std::fs::remove_dir_all(&root);
+}
