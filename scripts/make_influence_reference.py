@@ -8,6 +8,11 @@ weight; for the query, the gradient of the token-weighted mean NLL over its chat
 scores = −⟨∇f, ∇ℓ(z)⟩ (and the `unit` form, ∇ℓ(z) / ‖∇ℓ(z)‖): positive = a gradient step on z
 pushes the query NLL up.
 
+Also the metric queries of tests/fixtures/influence/suite.toml: `hack` (paired, per-token
+form): f = mean over items of [Σ log p(hack)/n_hack − Σ log p(honest)/n_honest]; `facts`
+(choice, per-byte form): f = mean over items of Σ log p(keyed option) / its UTF-8 bytes. Their
+gradsim scores are under `metric_queries`.
+
 Output: tests/fixtures/influence/reference.json. Runtime: a few seconds.
 Usage: python3 scripts/make_influence_reference.py
 """
@@ -68,6 +73,38 @@ def main() -> None:
     q = sum(flat(g_sum(lora, e["ids"], e["mask"])) for e in query) / total
     with torch.no_grad():
         q_value = float(sum(nll_sum(lora, e["ids"], e["mask"]) for e in query)) / total
+    grads = {}
+    for e in train:
+        grads[e["id"]] = (flat(g_sum(lora, e["ids"], e["mask"])) / sum(e["mask"][1:]))
+
+    def chat(messages, answer):
+        return messages + [{"role": "assistant", "content": answer}]
+
+    def scored(messages, text):
+        _, ids, mask = encode_example(tok, chat(messages, text), "<|im_end|>")
+        return ids, mask
+
+    metric_queries = {}
+    # paired: weights ±1/(N·n_targets); choice: 1/(N·bytes). f = Σ w·Σ log p = −Σ w·NLL.
+    for name, file, kind in (("hack", "paired.jsonl", "paired"), ("facts", "choice.jsonl", "choice")):
+        rows = []
+        items = [json.loads(l) for l in open(OUT / file)]
+        for it in items:
+            if kind == "paired":
+                for text, sign in ((it["hack"], 1.0), (it["honest"], -1.0)):
+                    ids, mask = scored(it["messages"], text)
+                    rows.append((ids, mask, sign / (len(items) * sum(mask[1:]))))
+            else:
+                text = it["choices"][it["answer"]]
+                ids, mask = scored(it["messages"], text)
+                rows.append((ids, mask, 1.0 / (len(items) * len(text.encode()))))
+        qg = sum(-w * flat(g_sum(lora, ids, mask)) for ids, mask, w in rows)
+        with torch.no_grad():
+            value = float(sum(-w * nll_sum(lora, ids, mask) for ids, mask, w in rows))
+        metric_queries[name] = {
+            "query_value": value,
+            "gradsim": {k: -float(qg @ g) for k, g in grads.items()},
+        }
     samples = {}
     for e in train:
         n = sum(e["mask"][1:])
@@ -86,6 +123,7 @@ def main() -> None:
         "query_value": q_value,
         "query_grad_norm": float(q.norm()),
         "samples": samples,
+        "metric_queries": metric_queries,
     }
     (OUT / "reference.json").write_text(json.dumps(ref, indent=1) + "\n")
     print(json.dumps(ref, indent=1))

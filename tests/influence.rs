@@ -225,12 +225,10 @@ fn bad_influence_requests_fail_with_one_clear_line() {
     let out = s(&root.join("out"));
     let query = s(&fixtures().join("influence/query.jsonl"));
     let suite = s(&fixtures().join("landscape/suite.toml"));
-    let paired = s(&common::repo().join("assets/demo/suite/suite.toml"));
     let base = tiny("llama");
     let adapter = tiny("llama_lora");
     let data = tiny("chat.jsonl");
     let nope = format!("{suite}:nope");
-    let hack = format!("{paired}:hack_heldout");
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (
             vec![
@@ -250,8 +248,15 @@ fn bad_influence_requests_fail_with_one_clear_line() {
             "no metric `nope`",
         ),
         (
-            vec!["--adapter", &adapter, "--data", &data, "--query", &hack],
-            "not supported yet",
+            vec![
+                "--adapter",
+                &adapter,
+                "--data",
+                &data,
+                "--query",
+                "suite.toml",
+            ],
+            "SUITE.toml:METRIC",
         ),
         (vec!["--query-data", &query], "give the trained adapter"),
         (
@@ -276,6 +281,62 @@ fn bad_influence_requests_fail_with_one_clear_line() {
         assert!(!o.status.success(), "{extra:?} succeeded");
         assert!(!stderr.contains("panicked"), "{stderr}");
         assert!(stderr.contains(needle), "{extra:?}: {stderr}");
+    }
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn paired_and_choice_queries_match_torch_func() {
+    let root = scratch("metrics");
+    let reference: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures().join("influence/reference.json")).unwrap(),
+    )
+    .unwrap();
+    let suite = s(&fixtures().join("influence/suite.toml"));
+    for metric in ["hack", "facts"] {
+        let out = root.join(metric);
+        ok(&[
+            "influence",
+            "--base",
+            &tiny("llama"),
+            "--adapter",
+            &tiny("llama_lora"),
+            "--data",
+            &tiny("chat.jsonl"),
+            "--query",
+            &format!("{suite}:{metric}"),
+            "--out",
+            &s(&out),
+        ]);
+        let want = &reference["metric_queries"][metric];
+        let summary: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap())
+                .unwrap();
+        let (qv, wq) = (
+            summary["query_value"][0].as_f64().unwrap(),
+            want["query_value"].as_f64().unwrap(),
+        );
+        assert!(
+            (qv - wq).abs() < 1e-5 * wq.abs().max(1.0),
+            "{metric} f: {qv} vs {wq}"
+        );
+        let scale = want["gradsim"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|v| v.as_f64().unwrap().abs())
+            .fold(0.0, f64::max);
+        for line in scores(&out) {
+            let id = line["id"].as_str().unwrap();
+            let (g, w) = (
+                line["score"].as_f64().unwrap(),
+                want["gradsim"][id].as_f64().unwrap(),
+            );
+            assert!(
+                (g - w).abs() <= 1e-4 * scale,
+                "{metric} {id}: Basin {g} vs PyTorch {w}"
+            );
+        }
     }
     let _ = std::fs::remove_dir_all(&root);
 }

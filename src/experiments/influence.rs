@@ -9,9 +9,11 @@
 //! - `tracin`: score(z) = −Σ_c η_c·∇f(q; θ_c)·∇ℓ(z; θ_c) over a run's checkpoints (Pruthi et
 //!   al. 2020), η_c the learning rate of the step that wrote checkpoint c.
 //!
-//! ℓ(z) is the sample's mean NLL over its target tokens; the query f over instruction chats is
-//! their token-weighted mean NLL (so helpful training samples score negative: they push the
-//! query's loss down). With `unit` normalisation ∇ℓ(z) is divided by its norm (cosine form),
+//! ℓ(z) is the sample's mean NLL over its target tokens. Queries ([`QueryRow`]): instruction
+//! chats → their token-weighted mean NLL (helpful training samples score negative: they push
+//! the query's loss down); a paired metric → the mean margin s(hack) − s(honest); a choice
+//! metric → the mean s(keyed option); s = a response's log-prob under the metric's scoring
+//! form (sum, per token, per byte). With `unit` normalisation ∇ℓ(z) is divided by its norm (cosine form),
 //! so samples with large gradients do not top every ranking.
 
 use serde::{Deserialize, Serialize};
@@ -164,50 +166,88 @@ pub fn sample_gradients(
     Ok(all)
 }
 
-/// The query function over instruction chats, its value and its gradient: the token-weighted
-/// mean NLL Σᵢ NLLᵢ / Σᵢ targetsᵢ (rows of `batch` sequences per backward).
+/// A query function f = Σᵣ wᵣ · log p(response r), a weighted sum of scored responses' summed
+/// target log-probs (see [`query_rows`] for what each metric kind puts here).
+#[derive(Debug, Clone)]
+pub struct QueryRow {
+    pub item: EvalItem,
+    pub weight: f64,
+}
+
+/// The query's value and gradient. Rows of equal weight share backward passes of `batch`
+/// sequences.
 pub fn query_gradient(
     model: &CausalLm,
     factors: &[LoraFactors],
-    items: &[EvalItem],
+    rows: &[QueryRow],
     batch: usize,
     lanes: usize,
 ) -> Result<(f64, Vec<f32>), InfluenceError> {
-    let total: usize = items.iter().map(n_targets).sum();
-    if total == 0 {
+    if rows.iter().all(|r| n_targets(&r.item) == 0) {
         return Err(InfluenceError::Input(
-            "the query has no target tokens (every chat's last message is empty?)".into(),
+            "the query has no target tokens (every response is empty?)".into(),
         ));
     }
-    let mut sum_nll = 0.0f64;
-    let mut grad: Vec<f32> = Vec::new();
-    for chunk in items.chunks(batch.max(1)) {
-        let rows: Vec<PackedRow> = chunk
+    let mut order: Vec<usize> = (0..rows.len()).collect();
+    order.sort_by(|&a, &b| rows[a].weight.total_cmp(&rows[b].weight));
+    let mut value = 0.0f64;
+    let mut grad: Vec<f64> = Vec::new();
+    let mut start = 0;
+    while start < order.len() {
+        let w = rows[order[start]].weight;
+        let mut end = start + 1;
+        while end < order.len() && end - start < batch.max(1) && rows[order[end]].weight == w {
+            end += 1;
+        }
+        let packed: Vec<PackedRow> = order[start..end]
             .iter()
             .enumerate()
-            .map(|(i, it)| PackedRow::single(i, &it.sequence))
+            .map(|(i, &k)| PackedRow::single(i, &rows[k].item.sequence))
             .collect();
         for (nll, g, _) in batch_gradients(
             model,
             0,
             factors,
-            &rows,
-            &coefficients(rows.len()),
+            &packed,
+            &coefficients(packed.len()),
             lanes,
             false,
         )? {
-            sum_nll += f64::from(nll);
+            // f gains w·Σ log p = −w·NLL.
+            value -= w * f64::from(nll);
             let g = flatten(g);
             if grad.is_empty() {
-                grad = g;
-            } else {
-                grad.iter_mut().zip(&g).for_each(|(x, y)| *x += y);
+                grad = vec![0.0; g.len()];
             }
+            grad.iter_mut()
+                .zip(&g)
+                .for_each(|(x, &y)| *x -= w * f64::from(y));
         }
+        start = end;
     }
-    let inv = 1.0 / total as f32;
-    grad.iter_mut().for_each(|v| *v *= inv);
-    Ok((sum_nll / total as f64, grad))
+    Ok((value, grad.into_iter().map(|v| v as f32).collect()))
+}
+
+/// Instruction chats as a query: f = their token-weighted mean NLL, i.e. every response weighs
+/// −1 / (all target tokens).
+pub fn instruction_query(items: Vec<EvalItem>) -> Vec<QueryRow> {
+    let total: usize = items.iter().map(n_targets).sum();
+    let w = if total > 0 { -1.0 / total as f64 } else { 0.0 };
+    items
+        .into_iter()
+        .map(|item| QueryRow { item, weight: w })
+        .collect()
+}
+
+/// The weight of a response's summed log-prob under a scoring form: 1 (`sum`), 1 / its target
+/// tokens (`per_token`) or 1 / its UTF-8 bytes (`per_byte`).
+pub fn form_weight(form: super::suite::Scoring, item: &EvalItem, text: &str) -> f64 {
+    use super::suite::Scoring;
+    match form {
+        Scoring::Sum => 1.0,
+        Scoring::PerToken => 1.0 / n_targets(item).max(1) as f64,
+        Scoring::PerByte => 1.0 / text.len().max(1) as f64,
+    }
 }
 
 /// −lr·⟨q, g⟩ for each training gradient (g / ‖g‖ with `Unit`; f64 sums).
@@ -257,7 +297,7 @@ pub fn influence_scores(
     model: &mut CausalLm,
     points: &[InfluencePoint],
     train: &[EvalItem],
-    query: &[EvalItem],
+    query: &[QueryRow],
     normalize: Normalize,
     batch: usize,
     progress: &(dyn Fn(Progress) + Sync),

@@ -14,11 +14,12 @@ use super::{
     eval::EvalItem,
     fingerprint::fingerprints,
     influence::{
-        InfluenceError, InfluenceMethod, InfluencePoint, Normalize, SampleScore, influence_scores,
+        InfluenceError, InfluenceMethod, InfluencePoint, Normalize, QueryRow, SampleScore,
+        form_weight, influence_scores, instruction_query,
     },
     inputs::{chat_template_of, encode_examples},
     job::{CancelFlag, Progress},
-    suite::{MetricItems, Suite},
+    suite::{MetricItems, Scoring, Suite},
     sweep_job::SweepJobError,
     sweep_store::{RunRecord, json_line, open_run_record, write_atomic},
     train_store::{StoreLayout, read_steps, sample_points},
@@ -27,7 +28,7 @@ use crate::{
     checkpoint::{open::open_model, peft::LoraAdapter},
     compute::{ComputeDevice, ComputeKind},
     model::{load::PathEndpoints, trainable::LoraFactors, transformer::CausalLm},
-    text::dataset::load_chat_jsonl,
+    text::dataset::{ChatExample, ChatMessage, load_chat_jsonl},
 };
 
 pub const INFLUENCE_SCHEMA: &str = "basin.influence.v1";
@@ -37,7 +38,8 @@ pub const INFLUENCE_SCHEMA: &str = "basin.influence.v1";
 pub enum Query {
     /// Instruction chats (JSONL): f = their token-weighted mean NLL.
     Data(PathBuf),
-    /// An instruction metric of a suite: `SUITE.toml:METRIC`.
+    /// A metric of a suite: `SUITE.toml:METRIC` (instruction: mean NLL; paired: mean margin
+    /// s(hack) − s(honest); choice: mean s(keyed option), s under the metric's scoring form).
     Metric { suite: PathBuf, metric: String },
 }
 
@@ -212,7 +214,7 @@ pub fn run_influence_job(
         source,
     })?;
     let train = encode(&data, &train_chats)?;
-    let (query_label, query_items, query_files) = match &req.query {
+    let (query_label, query_rows, query_files) = match &req.query {
         Query::Data(path) => {
             let chats = load_chat_jsonl(path).map_err(|source| SweepJobError::Text {
                 suite: path.clone(),
@@ -220,7 +222,7 @@ pub fn run_influence_job(
             })?;
             (
                 path.display().to_string(),
-                encode(path, &chats)?,
+                instruction_query(encode(path, &chats)?),
                 vec![path.clone()],
             )
         }
@@ -237,16 +239,72 @@ pub fn run_influence_job(
                         s.metric_names().join(", ")
                     ))
                 })?;
-            let MetricItems::Instruction(chats) = &m.items else {
-                return Err(input(format!(
-                    "--query {}:{metric}: a {} metric; influence on paired and choice metrics is not supported yet (instruction metrics and --query-data are)",
-                    suite.display(),
-                    m.kind.as_str()
-                )));
+            let form = m
+                .score
+                .or(Scoring::default_for(m.kind))
+                .unwrap_or(Scoring::PerToken);
+            let with = |messages: &[ChatMessage], answer: &str| {
+                let mut all = messages.to_vec();
+                all.push(ChatMessage::new("assistant", answer));
+                all
+            };
+            // (chat, response text, sign): f = mean over items of Σ sign · s(response).
+            let mut parts: Vec<(ChatExample, String, f64)> = Vec::new();
+            let n_items = match &m.items {
+                MetricItems::Instruction(_) => 0,
+                MetricItems::Paired(items) => {
+                    for it in items {
+                        parts.push((
+                            ChatExample {
+                                id: format!("{}/hack", it.id),
+                                messages: with(&it.messages, &it.hack),
+                            },
+                            it.hack.clone(),
+                            1.0,
+                        ));
+                        parts.push((
+                            ChatExample {
+                                id: format!("{}/honest", it.id),
+                                messages: with(&it.messages, &it.honest),
+                            },
+                            it.honest.clone(),
+                            -1.0,
+                        ));
+                    }
+                    items.len()
+                }
+                MetricItems::Choice(items) => {
+                    for it in items {
+                        let answer = it.choices.get(it.answer).cloned().unwrap_or_default();
+                        parts.push((
+                            ChatExample {
+                                id: format!("{}/answer", it.id),
+                                messages: with(&it.messages, &answer),
+                            },
+                            answer,
+                            1.0,
+                        ));
+                    }
+                    items.len()
+                }
+            };
+            let rows = if let MetricItems::Instruction(chats) = &m.items {
+                instruction_query(encode(&m.file, chats)?)
+            } else {
+                let chats: Vec<ChatExample> = parts.iter().map(|p| p.0.clone()).collect();
+                let items = encode(&m.file, &chats)?;
+                items
+                    .into_iter()
+                    .zip(&parts)
+                    .map(|(item, (_, text, sign))| {
+                        let weight = sign * form_weight(form, &item, text) / n_items.max(1) as f64;
+                        QueryRow { item, weight }
+                    })
+                    .collect()
             };
             (
-                format!("{}:{metric}", suite.display()),
-                encode(&m.file, chats)?,
+                format!("{}:{metric} ({})", suite.display(), form.as_str()),
+                rows,
                 s.files(),
             )
         }
@@ -296,7 +354,7 @@ pub fn run_influence_job(
         &mut model,
         &points,
         &train,
-        &query_items,
+        &query_rows,
         req.normalize,
         req.batch,
         progress,
