@@ -46,8 +46,9 @@ pub struct InfluenceArgs {
     pub normalize: Normalize,
     #[arg(long, value_enum, default_value_t = ComputeKind::Cpu)]
     pub device: ComputeKind,
-    /// Query chats per backward pass.
-    #[arg(long, default_value_t = 8)]
+    /// Query responses per backward pass of equal weight (more: faster on a GPU; on a CPU 1
+    /// keeps the peak lowest, measured 1.5 GiB vs 7 GiB at 8 for SmolLM2, at the same speed).
+    #[arg(long, default_value_t = 1)]
     pub batch: usize,
     #[arg(long, default_value_t = 8192)]
     pub max_tokens: usize,
