@@ -822,3 +822,67 @@ fn the_surface_shader_draws_where_its_cpu_twin_projects() {
         }
     }
 }
+
+#[test]
+fn influence_tab_ranks_the_demo_training_chats_and_reopens_the_ranking() {
+    let runs = scratch("influence");
+    let mut h = harness(demo_launch(&runs));
+    step_until(&mut h, Duration::from_secs(60), "the demo's reports", |a| {
+        a.all_reports_settled()
+    });
+    h.get_by_label("Influence").click();
+    h.step();
+    h.get_by_label_contains("No ranking yet");
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/demo/train.jsonl");
+    {
+        let panel = &mut h.state_mut().influence;
+        panel.data = data.display().to_string();
+        panel.metric = "hack_heldout".into();
+    }
+    h.get_by_label("Rank samples").click();
+    h.step();
+    assert!(
+        h.state().influence_job.is_some(),
+        "{}",
+        h.state().influence.status
+    );
+    step_until(&mut h, Duration::from_secs(180), "the ranking", |a| {
+        a.influence_job.is_none()
+    });
+    let app = h.state();
+    assert!(
+        app.influence.status.starts_with("finished: 96 samples"),
+        "{}",
+        app.influence.status
+    );
+    assert_eq!(app.influence.scores.len(), 96);
+    assert_eq!(app.influence.texts.len(), 96);
+    let first = app.influence.visible_rows()[0].clone();
+    assert_eq!(first.rank, 1);
+    let dir = app.influence.dir.clone().unwrap();
+    h.step();
+    h.get_by_label_contains("Sign: positive = ");
+    // Clicking a row shows its full text.
+    h.get_by_label(&first.id).click();
+    h.step();
+    assert_eq!(
+        h.state().influence.selected.as_deref(),
+        Some(first.id.as_str())
+    );
+    h.get_by_label(&format!("Sample {}", first.id));
+    if let Ok(p) = std::env::var("BASIN_INFLUENCE_PNG") {
+        h.render().unwrap().save(p).unwrap();
+    }
+
+    // A fresh app opens the folder in the Influence tab without computing anything.
+    let mut h2 = harness(LaunchOptions {
+        runs_dir: Some(runs.clone()),
+        ..Default::default()
+    });
+    h2.state_mut().open_result_folder(&dir);
+    h2.step();
+    assert_eq!(h2.state().tab, basin::gui::app::Tab::Influence);
+    assert!(h2.state().influence_job.is_none());
+    assert_eq!(h2.state().influence.scores.len(), 96);
+    let _ = std::fs::remove_dir_all(&runs);
+}

@@ -19,7 +19,8 @@ use super::{
     demo::demo_paths,
     export::{self, PngTarget},
     frame_times::FrameLog,
-    jobs::{self, JobEvent, JobSink, LandscapeJob, Slot, SweepJob, Tagged, TrainJob},
+    influence_tab::{InfluenceCommand, InfluencePanel},
+    jobs::{self, InfluenceJob, JobEvent, JobSink, LandscapeJob, Slot, SweepJob, Tagged, TrainJob},
     landscape_tab::{LandscapeCommand, LandscapePanel},
     reports::{ModelReport, SuiteReport, is_adapter_path},
     run_view::RunView,
@@ -68,6 +69,7 @@ pub enum Tab {
     Items,
     Train,
     Landscape,
+    Influence,
     Log,
 }
 
@@ -117,6 +119,9 @@ pub struct BasinApp {
     /// The Landscape tab (owns its settings and the shown slice).
     pub landscape: LandscapePanel,
     pub landscape_job: Option<LandscapeJob>,
+    /// The Influence tab (owns its settings and the shown ranking).
+    pub influence: InfluencePanel,
+    pub influence_job: Option<InfluenceJob>,
     /// Sweeps cancelled while their worker finishes its batch.
     pub detached: Vec<JoinHandle<()>>,
     pub tab: Tab,
@@ -264,6 +269,8 @@ impl BasinApp {
             train_job: None,
             landscape: LandscapePanel::default(),
             landscape_job: None,
+            influence: InfluencePanel::default(),
+            influence_job: None,
             detached: Vec::new(),
             tab: Tab::Path,
             delta: false,
@@ -428,6 +435,21 @@ impl BasinApp {
     /// Adds an existing result folder (e.g. a sweep run by the CLI on a cluster); a landscape
     /// folder opens in the Landscape tab.
     pub fn open_result_folder(&mut self, dir: &Path) {
+        let schema = std::fs::read_to_string(dir.join("run.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v.get("schema").and_then(|s| s.as_str()).map(String::from));
+        if schema.as_deref() == Some(crate::experiments::influence_job::INFLUENCE_SCHEMA) {
+            match self.influence.open_run(dir) {
+                Ok(()) => {
+                    self.remember(dir);
+                    self.tab = Tab::Influence;
+                    self.log(format!("opened influence ranking {}", dir.display()));
+                }
+                Err(e) => self.error(e),
+            }
+            return;
+        }
         if crate::experiments::sweep_store::StoreFiles::of_dir(dir)
             == crate::experiments::sweep_store::StoreFiles::LANDSCAPE
         {
@@ -701,6 +723,62 @@ impl BasinApp {
                         job.request.out.display()
                     ));
                     self.log("landscape cancelled");
+                    self.detached.push(job.thread);
+                }
+            }
+        }
+    }
+
+    /// Carries out what the Influence tab asked for.
+    pub fn influence_command(&mut self, command: InfluenceCommand) {
+        match command {
+            InfluenceCommand::Start(mut req) => {
+                if self.influence_job.is_some() {
+                    return self.error("a ranking is already running");
+                }
+                let Some(base) = self.base.path_buf() else {
+                    return self.error("choose a base model theta0 first (Models, left)");
+                };
+                if req.train_run.is_none() {
+                    match self.endpoint.path_buf() {
+                        Some(p) if is_adapter_path(&p) => req.adapter = Some(p),
+                        _ => {
+                            return self.error(
+                                "influence needs the trained LoRA adapter as the endpoint (Models, left) or a training run folder",
+                            );
+                        }
+                    }
+                }
+                req.base = base;
+                req.device = self.settings.device;
+                req.out = self.runs_dir.join(format!("{}-influence", timestamp()));
+                let mut k = 2;
+                while req.out.exists() {
+                    req.out = self.runs_dir.join(format!("{}-influence-{k}", timestamp()));
+                    k += 1;
+                }
+                self.influence.on_started(&req.out);
+                self.log(format!(
+                    "influence started: {:?} on {:?}, results in {}",
+                    req.method,
+                    req.query,
+                    req.out.display()
+                ));
+                let id = self.job_id();
+                match jobs::spawn_influence(&self.sink, id, *req) {
+                    Ok(job) => self.influence_job = Some(job),
+                    Err(e) => {
+                        self.influence.on_finished(format!("could not start: {e}"));
+                        self.error(format!("could not start a worker thread: {e}"));
+                    }
+                }
+            }
+            InfluenceCommand::Cancel => {
+                if let Some(job) = self.influence_job.take() {
+                    job.cancel.cancel();
+                    self.influence.running = false;
+                    self.influence.status = "cancelled".into();
+                    self.log("influence cancelled");
                     self.detached.push(job.thread);
                 }
             }
@@ -995,6 +1073,31 @@ impl BasinApp {
                 };
                 self.log(format!("landscape {message}"));
                 self.landscape.on_finished(message);
+                self.detached.push(job.thread);
+            }
+            JobEvent::InfluenceProgress(p) => {
+                if self.influence_job.as_ref().map(|j| j.id) == Some(id) {
+                    self.influence.on_progress(p);
+                }
+            }
+            JobEvent::InfluenceFinished(result) => {
+                let Some(job) = self.influence_job.take_if(|j| j.id == id) else {
+                    return;
+                };
+                let secs = job.started.elapsed().as_secs_f64();
+                let message = match result {
+                    Ok(s) => format!(
+                        "finished: {} samples ranked ({secs:.1} s); results in {}",
+                        s.samples,
+                        job.request.out.display()
+                    ),
+                    Err(e) => {
+                        self.error(format!("influence failed: {e}"));
+                        format!("failed: {e}")
+                    }
+                };
+                self.log(format!("influence {message}"));
+                self.influence.on_finished(message);
                 self.detached.push(job.thread);
             }
             JobEvent::SuiteChecked(result) => {
@@ -1355,8 +1458,10 @@ impl BasinApp {
 impl eframe::App for BasinApp {
     fn ui(&mut self, ui: &mut egui::Ui, frame: &mut eframe::Frame) {
         self.poll_jobs();
-        let running =
-            self.sweep.is_some() || self.train_job.is_some() || self.landscape_job.is_some();
+        let running = self.sweep.is_some()
+            || self.train_job.is_some()
+            || self.landscape_job.is_some()
+            || self.influence_job.is_some();
         if let Some(log) = &mut self.frame_log {
             log.record(frame.info().cpu_usage, running);
         }
@@ -1388,6 +1493,7 @@ impl eframe::App for BasinApp {
                 ui.selectable_value(&mut self.tab, Tab::Items, "Items");
                 ui.selectable_value(&mut self.tab, Tab::Train, "Train");
                 ui.selectable_value(&mut self.tab, Tab::Landscape, "Landscape");
+                ui.selectable_value(&mut self.tab, Tab::Influence, "Influence");
                 ui.selectable_value(&mut self.tab, Tab::Log, "Log");
             });
             ui.separator();
@@ -1404,6 +1510,17 @@ impl eframe::App for BasinApp {
                     let ready = self.base.path_buf().is_some() && self.suite.path_buf().is_some();
                     for command in self.landscape.ui(ui, ready) {
                         self.landscape_command(command);
+                    }
+                }
+                Tab::Influence => {
+                    let metrics = match &self.suite.report {
+                        ReportState::Ready(r) => r.metrics.iter().map(|m| m.name.clone()).collect(),
+                        _ => Vec::new(),
+                    };
+                    let suite = self.suite.path_buf();
+                    let ready = self.base.path_buf().is_some() && suite.is_some();
+                    for command in self.influence.ui(ui, &metrics, suite, ready) {
+                        self.influence_command(command);
                     }
                 }
                 Tab::Log => log_tab_ui(self, ui),
@@ -1430,6 +1547,9 @@ impl eframe::App for BasinApp {
         }
         if let Some(job) = &self.landscape_job {
             job.abort.cancel();
+        }
+        if let Some(job) = &self.influence_job {
+            job.cancel.cancel();
         }
         if let Some(log) = &self.frame_log
             && let Err(e) = log.write()

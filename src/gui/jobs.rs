@@ -7,6 +7,7 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use crate::experiments::{
+    influence_job::{InfluenceRequest, InfluenceSummary, run_influence_job},
     job::{CancelFlag, Progress},
     landscape_job::{LandscapeRequest, LandscapeStart, run_landscape_job},
     metrics::MetricResult,
@@ -72,6 +73,8 @@ pub enum JobEvent {
     LandscapeProgress(Progress),
     LandscapeResult(MetricResult),
     LandscapeFinished(Result<SweepOutcome, String>),
+    InfluenceProgress(Progress),
+    InfluenceFinished(Result<InfluenceSummary, String>),
 }
 
 #[derive(Debug, Clone)]
@@ -282,6 +285,49 @@ pub fn spawn_landscape(
         id,
         request,
         abort,
+        started: Instant::now(),
+        thread,
+    })
+}
+
+/// An influence ranking running on a worker thread.
+pub struct InfluenceJob {
+    pub id: u64,
+    pub request: InfluenceRequest,
+    /// Stops between samples (nothing is written for a cancelled ranking).
+    pub cancel: CancelFlag,
+    pub started: Instant,
+    pub thread: JoinHandle<()>,
+}
+
+pub fn spawn_influence(
+    sink: &JobSink,
+    id: u64,
+    request: InfluenceRequest,
+) -> std::io::Result<InfluenceJob> {
+    let cancel = CancelFlag::new();
+    let thread = {
+        let sink = sink.clone();
+        let cancel = cancel.clone();
+        let request = request.clone();
+        std::thread::Builder::new()
+            .name("basin-influence".into())
+            .spawn(move || {
+                let result = run_guarded(|| {
+                    run_influence_job(
+                        &request,
+                        &|p| sink.send(id, JobEvent::InfluenceProgress(p)),
+                        &cancel,
+                    )
+                    .map_err(|e| error_text(&e))
+                });
+                sink.send(id, JobEvent::InfluenceFinished(result));
+            })?
+    };
+    Ok(InfluenceJob {
+        id,
+        request,
+        cancel,
         started: Instant::now(),
         thread,
     })

@@ -10,6 +10,7 @@ pub mod demo;
 pub mod export;
 pub mod frame_times;
 pub mod help;
+pub mod influence_tab;
 pub mod items_tab;
 pub mod jobs;
 pub mod landscape_tab;
