@@ -824,7 +824,7 @@ fn the_surface_shader_draws_where_its_cpu_twin_projects() {
 }
 
 #[test]
-fn influence_tab_ranks_the_demo_training_chats_and_reopens_the_ranking() {
+fn influence_tab_ranks_generated_training_chats_and_reopens_the_ranking() {
     let runs = scratch("influence");
     let mut h = harness(demo_launch(&runs));
     step_until(&mut h, Duration::from_secs(60), "the demo's reports", |a| {
@@ -833,7 +833,24 @@ fn influence_tab_ranks_the_demo_training_chats_and_reopens_the_ranking() {
     h.get_by_label("Influence").click();
     h.step();
     h.get_by_label_contains("No ranking yet");
-    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/demo/train.jsonl");
+    // Generated chats: `items.jsonl` beside them gives each one's family and sign.
+    let generated = runs.join("generated");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_basin"))
+        .args([
+            "data",
+            "generate",
+            "--seed",
+            "1",
+            "--items-per-task",
+            "1",
+            "--symmetrize",
+        ])
+        .arg("--out")
+        .arg(&generated)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let data = generated.join("sft_symmetrized.jsonl");
     {
         let panel = &mut h.state_mut().influence;
         panel.data = data.display().to_string();
@@ -851,12 +868,15 @@ fn influence_tab_ranks_the_demo_training_chats_and_reopens_the_ranking() {
     });
     let app = h.state();
     assert!(
-        app.influence.status.starts_with("finished: 96 samples"),
+        app.influence.status.starts_with("finished: 150 samples"),
         "{}",
         app.influence.status
     );
-    assert_eq!(app.influence.scores.len(), 96);
-    assert_eq!(app.influence.texts.len(), 96);
+    assert_eq!(app.influence.scores.len(), 150);
+    assert_eq!(app.influence.texts.len(), 150);
+    // Totals per family and sign for the bar chart.
+    let groups = &app.influence.summary.as_ref().unwrap().groups;
+    assert!(groups.len() >= 4, "{groups:?}");
     let first = app.influence.visible_rows()[0].clone();
     assert_eq!(first.rank, 1);
     let dir = app.influence.dir.clone().unwrap();
@@ -883,6 +903,6 @@ fn influence_tab_ranks_the_demo_training_chats_and_reopens_the_ranking() {
     h2.step();
     assert_eq!(h2.state().tab, basin::gui::app::Tab::Influence);
     assert!(h2.state().influence_job.is_none());
-    assert_eq!(h2.state().influence.scores.len(), 96);
+    assert_eq!(h2.state().influence.scores.len(), 150);
     let _ = std::fs::remove_dir_all(&runs);
 }

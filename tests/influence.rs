@@ -340,3 +340,75 @@ fn paired_and_choice_queries_match_torch_func() {
     }
     let _ = std::fs::remove_dir_all(&root);
 }
+
+#[test]
+fn generated_training_data_gets_totals_per_family_and_sign() {
+    let root = scratch("groups");
+    let data = root.join("data");
+    ok(&[
+        "data",
+        "generate",
+        "--seed",
+        "1",
+        "--items-per-task",
+        "1",
+        "--symmetrize",
+        "--out",
+        &s(&data),
+    ]);
+    let out = root.join("out");
+    ok(&[
+        "influence",
+        "--base",
+        &tiny("llama"),
+        "--adapter",
+        &tiny("llama_lora"),
+        "--data",
+        &s(&data.join("sft_symmetrized.jsonl")),
+        "--query-data",
+        &s(&fixtures().join("influence/query.jsonl")),
+        "--out",
+        &s(&out),
+    ]);
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let groups = summary["groups"].as_array().unwrap();
+    assert!(groups.iter().any(|g| g["sign"] == "include"));
+    assert!(groups.iter().any(|g| g["sign"] == "avoid"));
+    // Each group's total is the sum of its members' scores, found through items.jsonl.
+    let mut fields = std::collections::HashMap::new();
+    for line in std::fs::read_to_string(data.join("items.jsonl"))
+        .unwrap()
+        .lines()
+    {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        fields.insert(
+            v["id"].as_str().unwrap().to_string(),
+            (
+                v["family"].as_str().unwrap().to_string(),
+                v["sign"].as_str().unwrap().to_string(),
+            ),
+        );
+    }
+    let lines = scores(&out);
+    let mut counted = 0;
+    for g in groups {
+        let members: Vec<f64> = lines
+            .iter()
+            .filter(|l| {
+                fields.get(l["id"].as_str().unwrap())
+                    == Some(&(
+                        g["family"].as_str().unwrap().to_string(),
+                        g["sign"].as_str().unwrap().to_string(),
+                    ))
+            })
+            .map(|l| l["score"].as_f64().unwrap())
+            .collect();
+        assert_eq!(members.len(), g["n"].as_u64().unwrap() as usize);
+        let total: f64 = members.iter().sum();
+        assert!((total - g["total"].as_f64().unwrap()).abs() < 1e-9 * total.abs().max(1.0));
+        counted += members.len();
+    }
+    assert_eq!(counted, lines.len(), "every generated chat is in a group");
+    let _ = std::fs::remove_dir_all(&root);
+}

@@ -91,6 +91,69 @@ pub struct InfluenceSummary {
     pub samples: usize,
     pub top: Vec<SampleScore>,
     pub bottom: Vec<SampleScore>,
+    /// Per task family and sign (include / avoid), when the training chats come from
+    /// `basin data generate` (its `items.jsonl` beside them names each chat's family and sign).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<GroupInfluence>,
+}
+
+/// The total and mean score of the training chats of one task family and sign.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GroupInfluence {
+    pub family: String,
+    pub sign: String,
+    pub n: usize,
+    pub total: f64,
+    pub mean: f64,
+}
+
+/// `id → (family, sign)` from the generator's `items.jsonl` next to `data`, if there is one.
+fn generator_fields(data: &Path) -> BTreeMap<String, (String, String)> {
+    let mut out = BTreeMap::new();
+    let Some(items) = data.parent().map(|d| d.join("items.jsonl")) else {
+        return out;
+    };
+    let Ok(text) = std::fs::read_to_string(&items) else {
+        return out;
+    };
+    for line in text.lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let field = |k: &str| v.get(k).and_then(|x| x.as_str()).map(String::from);
+        if let (Some(id), Some(family), Some(sign)) = (field("id"), field("family"), field("sign"))
+        {
+            out.insert(id, (family, sign));
+        }
+    }
+    out
+}
+
+/// Totals and means of the scores per (family, sign) of the chats the generator describes.
+pub fn group_scores(
+    scores: &[SampleScore],
+    fields: &BTreeMap<String, (String, String)>,
+) -> Vec<GroupInfluence> {
+    let mut groups: BTreeMap<(String, String), (usize, f64)> = BTreeMap::new();
+    for s in scores {
+        if let Some((family, sign)) = fields.get(&s.id) {
+            let g = groups
+                .entry((family.clone(), sign.clone()))
+                .or_insert((0, 0.0));
+            g.0 += 1;
+            g.1 += s.score;
+        }
+    }
+    groups
+        .into_iter()
+        .map(|((family, sign), (n, total))| GroupInfluence {
+            family,
+            sign,
+            n,
+            total,
+            mean: total / n as f64,
+        })
+        .collect()
 }
 
 pub const SIGN_CONVENTION: &str = "positive = one gradient step on the sample pushes the query \
@@ -384,6 +447,7 @@ pub fn run_influence_job(
         samples: ranked.len(),
         top: ranked[..k].to_vec(),
         bottom: ranked[ranked.len() - k..].iter().rev().cloned().collect(),
+        groups: group_scores(&ranked, &generator_fields(&data)),
     };
     let json =
         serde_json::to_vec_pretty(&summary).map_err(|e| input(format!("summary.json: {e}")))?;

@@ -297,6 +297,9 @@ impl InfluencePanel {
                 .join(", ")
         ));
         ui.weak(format!("Sign: {}", summary.sign));
+        if !summary.groups.is_empty() {
+            group_chart_ui(ui, &summary.groups);
+        }
         ui.horizontal(|ui| {
             ui.label("Filter");
             ui.add(egui::TextEdit::singleline(&mut self.filter).desired_width(200.0));
@@ -355,6 +358,39 @@ impl InfluencePanel {
         }
         commands
     }
+}
+
+/// Total influence per task family, include and avoid side by side (the generator's fields).
+fn group_chart_ui(ui: &mut egui::Ui, groups: &[crate::experiments::influence_job::GroupInfluence]) {
+    use egui_plot::{Bar, BarChart, Legend, Plot};
+    let mut families: Vec<&str> = groups.iter().map(|g| g.family.as_str()).collect();
+    families.dedup();
+    let bars = |sign: &str, offset: f64| -> Vec<Bar> {
+        groups
+            .iter()
+            .filter(|g| g.sign == sign)
+            .filter_map(|g| {
+                let x = families.iter().position(|f| *f == g.family)? as f64;
+                Some(Bar::new(x + offset, g.total).width(0.35).name(&g.family))
+            })
+            .collect()
+    };
+    let names = families.iter().map(|f| f.to_string()).collect::<Vec<_>>();
+    Plot::new("influence-groups")
+        .height(150.0)
+        .legend(Legend::default())
+        .x_axis_formatter(move |mark, _| {
+            names
+                .get(mark.value.round() as usize)
+                .filter(|_| (mark.value - mark.value.round()).abs() < 1e-6)
+                .cloned()
+                .unwrap_or_default()
+        })
+        .y_axis_label("total score")
+        .show(ui, |plot_ui| {
+            plot_ui.bar_chart(BarChart::new("include", bars("include", -0.18)));
+            plot_ui.bar_chart(BarChart::new("avoid", bars("avoid", 0.18)));
+        });
 }
 
 #[cfg(test)]
