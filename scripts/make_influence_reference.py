@@ -13,6 +13,11 @@ form): f = mean over items of [Σ log p(hack)/n_hack − Σ log p(honest)/n_hone
 (choice, per-byte form): f = mean over items of Σ log p(keyed option) / its UTF-8 bytes. Their
 gradsim scores are under `metric_queries`.
 
+DataInf (Kwon et al. 2024) on the chat query, per LoRA module l (its A and B together) with
+λ_l = 0.1 × the mean squared gradient entry over samples: score_k = −Σ_l (1/λ_l)·(v·g_k −
+(1/n)·Σ_i (v·g_i)(g_i·g_k)/(λ_l + ‖g_i‖²)); and the exact solve −Σ_l g_kᵀ(G_lᵀG_l/n + λ_l I)⁻¹v
+that DataInf approximates, with the Spearman correlation of the two rankings (`datainf`).
+
 Output: tests/fixtures/influence/reference.json. Runtime: a few seconds.
 Usage: python3 scripts/make_influence_reference.py
 """
@@ -105,6 +110,38 @@ def main() -> None:
             "query_value": value,
             "gradsim": {k: -float(qg @ g) for k, g in grads.items()},
         }
+    # DataInf per module (A and B of one module together).
+    modules = sorted({n.rsplit(".lora_", 1)[0] for n in names})
+    offsets, pos = {}, 0
+    for n in names:
+        size = lora[n].numel()
+        offsets.setdefault(n.rsplit(".lora_", 1)[0], []).append((pos, pos + size))
+        pos += size
+    ids = list(grads)
+    n_samples = len(ids)
+    datainf = {k: 0.0 for k in ids}
+    exact = {k: 0.0 for k in ids}
+    lambdas = []
+    for m in modules:
+        idx = torch.cat([torch.arange(a, b) for a, b in offsets[m]])
+        v = q[idx]
+        gs = torch.stack([grads[k][idx] for k in ids])
+        lam = 0.1 * float((gs ** 2).mean())
+        lambdas.append(lam)
+        sq = (gs ** 2).sum(dim=1)
+        vg = gs @ v
+        c = vg / (lam + sq)
+        gram = gs @ gs.T
+        corr = (c.unsqueeze(1) * gram).sum(dim=0) / n_samples
+        di = -(vg - corr) / lam
+        h = gs.T @ gs / n_samples + lam * torch.eye(gs.shape[1], dtype=gs.dtype)
+        ex = -(gs @ torch.linalg.solve(h, v))
+        for j, k in enumerate(ids):
+            datainf[k] += float(di[j])
+            exact[k] += float(ex[j])
+    rank = lambda d: {k: r for r, k in enumerate(sorted(ids, key=lambda k: d[k]))}
+    ra, rb = rank(datainf), rank(exact)
+    spearman = 1 - 6 * sum((ra[k] - rb[k]) ** 2 for k in ids) / (n_samples * (n_samples ** 2 - 1))
     samples = {}
     for e in train:
         n = sum(e["mask"][1:])
@@ -124,6 +161,8 @@ def main() -> None:
         "query_grad_norm": float(q.norm()),
         "samples": samples,
         "metric_queries": metric_queries,
+        "datainf": {"scores": datainf, "exact_inverse": exact, "spearman_vs_exact": spearman,
+                    "lambdas": lambdas},
     }
     (OUT / "reference.json").write_text(json.dumps(ref, indent=1) + "\n")
     print(json.dumps(ref, indent=1))

@@ -412,3 +412,68 @@ fn generated_training_data_gets_totals_per_family_and_sign() {
     assert_eq!(counted, lines.len(), "every generated chat is in a group");
     let _ = std::fs::remove_dir_all(&root);
 }
+
+#[test]
+fn datainf_matches_its_pytorch_closed_form() {
+    let root = scratch("datainf");
+    let reference: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures().join("influence/reference.json")).unwrap(),
+    )
+    .unwrap();
+    let out = root.join("out");
+    ok(&[
+        "influence",
+        "--base",
+        &tiny("llama"),
+        "--adapter",
+        &tiny("llama_lora"),
+        "--data",
+        &tiny("chat.jsonl"),
+        "--query-data",
+        &s(&fixtures().join("influence/query.jsonl")),
+        "--method",
+        "datainf",
+        "--out",
+        &s(&out),
+    ]);
+    let want = &reference["datainf"];
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    // One λ per LoRA module (the same modules in another order: compare as sorted lists).
+    let mut got_l: Vec<f64> = summary["damping"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    let mut want_l: Vec<f64> = want["lambdas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    got_l.sort_by(f64::total_cmp);
+    want_l.sort_by(f64::total_cmp);
+    assert_eq!(got_l.len(), want_l.len());
+    for (g, w) in got_l.iter().zip(&want_l) {
+        assert!((g - w).abs() <= 1e-4 * w, "λ {g} vs {w}");
+    }
+    let scale = want["scores"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_f64().unwrap().abs())
+        .fold(0.0, f64::max);
+    for line in scores(&out) {
+        let id = line["id"].as_str().unwrap();
+        let (g, w) = (
+            line["score"].as_f64().unwrap(),
+            want["scores"][id].as_f64().unwrap(),
+        );
+        assert!(
+            (g - w).abs() <= 1e-4 * scale,
+            "{id}: Basin {g} vs PyTorch {w}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&root);
+}

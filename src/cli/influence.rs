@@ -8,7 +8,7 @@ use super::progress::ProgressBar;
 use crate::{
     compute::ComputeKind,
     experiments::{
-        influence::{InfluenceMethod, Normalize},
+        influence::{Damping, InfluenceMethod, Normalize},
         influence_job::{InfluenceRequest, Query, run_influence_job},
         job::CancelFlag,
     },
@@ -38,12 +38,16 @@ pub struct InfluenceArgs {
     /// Instruction chats (JSONL) whose token-weighted mean NLL is the query.
     #[arg(long)]
     pub query_data: Option<PathBuf>,
-    /// gradsim (one adapter) or tracin (Σ over checkpoints, weighted by their learning rates).
+    /// gradsim (one adapter), tracin (Σ over checkpoints, weighted by their learning rates) or
+    /// datainf (one adapter, DataInf's closed-form inverse Hessian per LoRA layer).
     #[arg(long, default_value = "gradsim", value_parser = InfluenceMethod::parse)]
     pub method: InfluenceMethod,
     /// none, or unit: divide each training gradient by its norm (cosine form).
     #[arg(long, default_value = "none", value_parser = Normalize::parse)]
     pub normalize: Normalize,
+    /// DataInf's damping: auto (0.1 × each layer's mean squared gradient entry) or a number.
+    #[arg(long, default_value = "auto", value_parser = Damping::parse)]
+    pub damping: Damping,
     #[arg(long, value_enum, default_value_t = ComputeKind::Cpu)]
     pub device: ComputeKind,
     /// Query responses per backward pass of equal weight (more: faster on a GPU; on a CPU 1
@@ -74,6 +78,7 @@ pub fn run(args: &InfluenceArgs) -> Result<()> {
         query,
         method: args.method,
         normalize: args.normalize,
+        damping: args.damping,
         device: args.device,
         batch: args.batch,
         max_tokens: args.max_tokens,

@@ -14,7 +14,7 @@ use super::{
     eval::EvalItem,
     fingerprint::fingerprints,
     influence::{
-        InfluenceError, InfluenceMethod, InfluencePoint, Normalize, QueryRow, SampleScore,
+        Damping, InfluenceError, InfluenceMethod, InfluencePoint, Normalize, QueryRow, SampleScore,
         form_weight, influence_scores, instruction_query,
     },
     inputs::{chat_template_of, encode_examples},
@@ -69,6 +69,8 @@ pub struct InfluenceRequest {
     pub query: Query,
     pub method: InfluenceMethod,
     pub normalize: Normalize,
+    /// DataInf's damping per layer.
+    pub damping: Damping,
     pub device: ComputeKind,
     pub batch: usize,
     pub max_tokens: usize,
@@ -87,6 +89,9 @@ pub struct InfluenceSummary {
     pub sign: String,
     /// The query function's value at each point.
     pub query_value: Vec<f64>,
+    /// DataInf: the damping λ of each LoRA layer, in module order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub damping: Vec<f64>,
     pub points: Vec<String>,
     pub samples: usize,
     pub top: Vec<SampleScore>,
@@ -198,14 +203,14 @@ fn points_of(req: &InfluenceRequest) -> Result<(Vec<PointPath>, PathBuf), String
                     dir.display()
                 ));
             }
-            if req.method == InfluenceMethod::Gradsim {
+            if req.method != InfluenceMethod::Tracin {
                 points = points.split_off(points.len() - 1);
             }
             let steps =
                 read_steps(&dir.join(StoreLayout::of_dir(dir).log)).map_err(|e| e.to_string())?;
             let mut out = Vec::new();
             for (samples, path) in points {
-                let lr = if req.method == InfluenceMethod::Gradsim {
+                let lr = if req.method != InfluenceMethod::Tracin {
                     1.0
                 } else {
                     // The step that brought the run to this many samples.
@@ -397,6 +402,7 @@ pub fn run_influence_job(
             "query": query_label,
             "method": req.method,
             "normalize": req.normalize,
+            "damping": req.damping,
             "max_tokens": req.max_tokens,
             "points": point_paths.iter().map(|(l, _, lr)| serde_json::json!({"label": l, "lr": lr})).collect::<Vec<_>>(),
         }),
@@ -413,12 +419,14 @@ pub fn run_influence_job(
     )?;
     drop(base);
     crate::compute::release_free_host_memory();
-    let (scores, query_value) = influence_scores(
+    let result = influence_scores(
         &mut model,
         &points,
         &train,
         &query_rows,
+        req.method,
         req.normalize,
+        req.damping,
         req.batch,
         progress,
         cancel,
@@ -427,7 +435,8 @@ pub fn run_influence_job(
         InfluenceError::Train(t) => input(t.to_string()),
         other => input(other.to_string()),
     })?;
-    let mut ranked = scores.clone();
+    let query_value = result.query_values;
+    let mut ranked = result.scores;
     ranked.sort_by_key(|s| s.rank);
     let path = req.out.join("scores.jsonl");
     let mut text = String::new();
@@ -443,6 +452,7 @@ pub fn run_influence_job(
         query: query_label,
         sign: SIGN_CONVENTION.into(),
         query_value,
+        damping: result.lambdas,
         points: point_paths.iter().map(|(l, _, _)| l.clone()).collect(),
         samples: ranked.len(),
         top: ranked[..k].to_vec(),

@@ -94,6 +94,7 @@ impl InfluencePanel {
             query,
             method: self.method,
             normalize: self.normalize,
+            damping: crate::experiments::influence::Damping::Auto,
             device: crate::compute::ComputeKind::Cpu,
             batch: 1,
             max_tokens: 8192,
@@ -219,6 +220,7 @@ impl InfluencePanel {
                 .selected_text(match self.method {
                     InfluenceMethod::Gradsim => "gradsim",
                     InfluenceMethod::Tracin => "tracin",
+                    InfluenceMethod::Datainf => "datainf",
                 })
                 .show_ui(ui, |ui| {
                     ui.selectable_value(&mut self.method, InfluenceMethod::Gradsim, "gradsim")
@@ -226,6 +228,10 @@ impl InfluencePanel {
                     ui.selectable_value(&mut self.method, InfluenceMethod::Tracin, "tracin")
                         .on_hover_text(
                             "A training run's checkpoints, weighted by their learning rates",
+                        );
+                    ui.selectable_value(&mut self.method, InfluenceMethod::Datainf, "datainf")
+                        .on_hover_text(
+                            "One adapter, DataInf's closed-form inverse Hessian per LoRA layer",
                         );
                 });
             let mut unit = self.normalize == Normalize::Unit;
