@@ -717,7 +717,7 @@ impl BasinApp {
             },
             LandscapeCommand::Cancel => {
                 if let Some(job) = self.landscape_job.take() {
-                    job.abort.cancel();
+                    job.cancel.cancel();
                     self.landscape.on_finished(format!(
                         "cancelled; finished cells are saved in {}",
                         job.request.out.display()
@@ -1546,7 +1546,7 @@ impl eframe::App for BasinApp {
             job.cancel.cancel();
         }
         if let Some(job) = &self.landscape_job {
-            job.abort.cancel();
+            job.cancel.cancel();
         }
         if let Some(job) = &self.influence_job {
             job.cancel.cancel();

@@ -126,6 +126,52 @@ impl JobSink {
     }
 }
 
+/// A long job on a worker thread: its request, the flag that stops it, and its thread.
+pub struct Worker<R> {
+    pub id: u64,
+    pub request: R,
+    /// Stops the job at its next safe point (finished work is already saved).
+    pub cancel: CancelFlag,
+    pub started: Instant,
+    pub thread: JoinHandle<()>,
+}
+
+/// Runs `body` on a worker thread named `name`, with a fresh cancel flag, and sends
+/// `finished(result)` when it ends; a panic in `body` becomes an error result
+/// ([`run_guarded`]), so every job ends with its finished event. The one mechanism behind every
+/// long job the app runs.
+fn spawn_worker<R, T>(
+    sink: &JobSink,
+    id: u64,
+    name: &str,
+    request: R,
+    body: impl FnOnce(&JobSink, &R, &CancelFlag) -> Result<T, String> + Send + 'static,
+    finished: impl FnOnce(Result<T, String>) -> JobEvent + Send + 'static,
+) -> std::io::Result<Worker<R>>
+where
+    R: Clone + Send + 'static,
+{
+    let cancel = CancelFlag::new();
+    let thread = {
+        let sink = sink.clone();
+        let cancel = cancel.clone();
+        let request = request.clone();
+        std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                let result = run_guarded(|| body(&sink, &request, &cancel));
+                sink.send(id, finished(result));
+            })?
+    };
+    Ok(Worker {
+        id,
+        request,
+        cancel,
+        started: Instant::now(),
+        thread,
+    })
+}
+
 /// Builds a model report off the UI thread.
 pub fn spawn_model_report(
     sink: &JobSink,
@@ -192,145 +238,107 @@ impl SweepJob {
 }
 
 pub fn spawn_sweep(sink: &JobSink, id: u64, request: SweepRequest) -> std::io::Result<SweepJob> {
-    let abort = CancelFlag::new();
-    let thread = {
-        let sink = sink.clone();
-        let abort = abort.clone();
-        let request = request.clone();
-        std::thread::Builder::new()
-            .name("basin-sweep".into())
-            .spawn(move || {
-                let never = CancelFlag::new();
-                let hooks = SweepHooks {
-                    progress: &|p| sink.send(id, JobEvent::SweepProgress(p)),
-                    on_result: &|r| sink.send(id, JobEvent::SweepResult(r.clone())),
-                    stop_after_point: &never,
-                    abort: &abort,
-                };
-                let on_start = |s: &crate::experiments::sweep_job::SweepStart| {
-                    sink.send(
-                        id,
-                        JobEvent::SweepStarted(SweepStartInfo {
-                            path_kind: s.path.as_str().to_string(),
-                            points: s.points,
-                            metrics: s.metrics,
-                            sequences_per_point: s.sequences_per_point,
-                            device_label: s.device_label.clone(),
-                        }),
-                    )
-                };
-                let result = run_guarded(|| {
-                    run_sweep_job(&request, &hooks, &on_start).map_err(|e| error_text(&e))
-                });
-                sink.send(id, JobEvent::SweepFinished(result));
-            })?
-    };
-    Ok(SweepJob {
+    let worker = spawn_worker(
+        sink,
         id,
+        "basin-sweep",
         request,
-        abort,
-        started: Instant::now(),
+        move |sink, request, cancel| {
+            let never = CancelFlag::new();
+            let hooks = SweepHooks {
+                progress: &|p| sink.send(id, JobEvent::SweepProgress(p)),
+                on_result: &|r| sink.send(id, JobEvent::SweepResult(r.clone())),
+                stop_after_point: &never,
+                abort: cancel,
+            };
+            let on_start = |s: &crate::experiments::sweep_job::SweepStart| {
+                sink.send(
+                    id,
+                    JobEvent::SweepStarted(SweepStartInfo {
+                        path_kind: s.path.as_str().to_string(),
+                        points: s.points,
+                        metrics: s.metrics,
+                        sequences_per_point: s.sequences_per_point,
+                        device_label: s.device_label.clone(),
+                    }),
+                )
+            };
+            run_sweep_job(request, &hooks, &on_start).map_err(|e| error_text(&e))
+        },
+        JobEvent::SweepFinished,
+    )?;
+    Ok(SweepJob {
+        id: worker.id,
+        request: worker.request,
+        abort: worker.cancel,
+        started: worker.started,
         progress: None,
         info: None,
-        thread,
+        thread: worker.thread,
     })
 }
 
-/// A landscape slice running on a worker thread.
-pub struct LandscapeJob {
-    pub id: u64,
-    pub request: LandscapeRequest,
-    /// Stops after the batch in flight (finished cells are saved).
-    pub abort: CancelFlag,
-    pub started: Instant,
-    pub thread: JoinHandle<()>,
-}
+/// A landscape slice on a worker thread (cancel: drop the batch in flight; finished cells are
+/// saved).
+pub type LandscapeJob = Worker<LandscapeRequest>;
 
 pub fn spawn_landscape(
     sink: &JobSink,
     id: u64,
     request: LandscapeRequest,
 ) -> std::io::Result<LandscapeJob> {
-    let abort = CancelFlag::new();
-    let thread = {
-        let sink = sink.clone();
-        let abort = abort.clone();
-        let request = request.clone();
-        std::thread::Builder::new()
-            .name("basin-landscape".into())
-            .spawn(move || {
-                let never = CancelFlag::new();
-                let hooks = SweepHooks {
-                    progress: &|p| sink.send(id, JobEvent::LandscapeProgress(p)),
-                    on_result: &|r| sink.send(id, JobEvent::LandscapeResult(r.clone())),
-                    stop_after_point: &never,
-                    abort: &abort,
-                };
-                let on_start = |s: &LandscapeStart| {
-                    sink.send(
-                        id,
-                        JobEvent::LandscapeStarted {
-                            cells: s.cells,
-                            device_label: s.device_label.clone(),
-                        },
-                    )
-                };
-                let result = run_guarded(|| {
-                    run_landscape_job(&request, &hooks, &on_start).map_err(|e| error_text(&e))
-                });
-                sink.send(id, JobEvent::LandscapeFinished(result));
-            })?
-    };
-    Ok(LandscapeJob {
+    spawn_worker(
+        sink,
         id,
+        "basin-landscape",
         request,
-        abort,
-        started: Instant::now(),
-        thread,
-    })
+        move |sink, request, cancel| {
+            let never = CancelFlag::new();
+            let hooks = SweepHooks {
+                progress: &|p| sink.send(id, JobEvent::LandscapeProgress(p)),
+                on_result: &|r| sink.send(id, JobEvent::LandscapeResult(r.clone())),
+                stop_after_point: &never,
+                abort: cancel,
+            };
+            let on_start = |s: &LandscapeStart| {
+                sink.send(
+                    id,
+                    JobEvent::LandscapeStarted {
+                        cells: s.cells,
+                        device_label: s.device_label.clone(),
+                    },
+                )
+            };
+            run_landscape_job(request, &hooks, &on_start).map_err(|e| error_text(&e))
+        },
+        JobEvent::LandscapeFinished,
+    )
 }
 
-/// An influence ranking running on a worker thread.
-pub struct InfluenceJob {
-    pub id: u64,
-    pub request: InfluenceRequest,
-    /// Stops between samples (nothing is written for a cancelled ranking).
-    pub cancel: CancelFlag,
-    pub started: Instant,
-    pub thread: JoinHandle<()>,
-}
+/// An influence ranking on a worker thread (cancel: stop between samples; nothing is written
+/// for a cancelled ranking).
+pub type InfluenceJob = Worker<InfluenceRequest>;
 
 pub fn spawn_influence(
     sink: &JobSink,
     id: u64,
     request: InfluenceRequest,
 ) -> std::io::Result<InfluenceJob> {
-    let cancel = CancelFlag::new();
-    let thread = {
-        let sink = sink.clone();
-        let cancel = cancel.clone();
-        let request = request.clone();
-        std::thread::Builder::new()
-            .name("basin-influence".into())
-            .spawn(move || {
-                let result = run_guarded(|| {
-                    run_influence_job(
-                        &request,
-                        &|p| sink.send(id, JobEvent::InfluenceProgress(p)),
-                        &cancel,
-                    )
-                    .map_err(|e| error_text(&e))
-                });
-                sink.send(id, JobEvent::InfluenceFinished(result));
-            })?
-    };
-    Ok(InfluenceJob {
+    spawn_worker(
+        sink,
         id,
+        "basin-influence",
         request,
-        cancel,
-        started: Instant::now(),
-        thread,
-    })
+        move |sink, request, cancel| {
+            run_influence_job(
+                request,
+                &|p| sink.send(id, JobEvent::InfluenceProgress(p)),
+                cancel,
+            )
+            .map_err(|e| error_text(&e))
+        },
+        JobEvent::InfluenceFinished,
+    )
 }
 
 /// Checks the suite at a model off the UI thread (`basin suite check`'s code).
@@ -350,59 +358,40 @@ pub fn spawn_suite_check(
         })
 }
 
-/// A training run on a worker thread.
-pub struct TrainJob {
-    pub id: u64,
-    pub request: TrainRequest,
-    /// Stops after the step in flight (the state is saved for a resume).
-    pub cancel: CancelFlag,
-    pub started: Instant,
-    pub thread: JoinHandle<()>,
-}
+/// A training run on a worker thread (cancel: stop after the step in flight; the state is
+/// saved for a resume).
+pub type TrainJob = Worker<TrainRequest>;
 
 pub fn spawn_train(sink: &JobSink, id: u64, request: TrainRequest) -> std::io::Result<TrainJob> {
-    let cancel = CancelFlag::new();
-    let thread = {
-        let sink = sink.clone();
-        let cancel = cancel.clone();
-        let request = request.clone();
-        std::thread::Builder::new()
-            .name("basin-train".into())
-            .spawn(move || {
-                let hooks = TrainHooks {
-                    progress: &|p| sink.send(id, JobEvent::TrainProgress(p)),
-                    on_step: &|r| sink.send(id, JobEvent::TrainStep(r.clone())),
-                    on_checkpoint: &|name| {
-                        sink.send(id, JobEvent::TrainCheckpoint(name.to_string()))
-                    },
-                    cancel: &cancel,
-                };
-                let on_start = |s: &TrainStart| {
-                    sink.send(
-                        id,
-                        JobEvent::TrainStarted(TrainStartInfo {
-                            examples: s.examples,
-                            modules: s.modules,
-                            trainable_parameters: s.trainable_parameters,
-                            total_steps: s.total_steps,
-                            resumed_at: s.resumed_at,
-                            device_label: s.device_label.clone(),
-                        }),
-                    )
-                };
-                let result = run_guarded(|| {
-                    run_train_job(&request, &hooks, &on_start).map_err(|e| error_text(&e))
-                });
-                sink.send(id, JobEvent::TrainFinished(result));
-            })?
-    };
-    Ok(TrainJob {
+    spawn_worker(
+        sink,
         id,
+        "basin-train",
         request,
-        cancel,
-        started: Instant::now(),
-        thread,
-    })
+        move |sink, request, cancel| {
+            let hooks = TrainHooks {
+                progress: &|p| sink.send(id, JobEvent::TrainProgress(p)),
+                on_step: &|r| sink.send(id, JobEvent::TrainStep(r.clone())),
+                on_checkpoint: &|name| sink.send(id, JobEvent::TrainCheckpoint(name.to_string())),
+                cancel,
+            };
+            let on_start = |s: &TrainStart| {
+                sink.send(
+                    id,
+                    JobEvent::TrainStarted(TrainStartInfo {
+                        examples: s.examples,
+                        modules: s.modules,
+                        trainable_parameters: s.trainable_parameters,
+                        total_steps: s.total_steps,
+                        resumed_at: s.resumed_at,
+                        device_label: s.device_label.clone(),
+                    }),
+                )
+            };
+            run_train_job(request, &hooks, &on_start).map_err(|e| error_text(&e))
+        },
+        JobEvent::TrainFinished,
+    )
 }
 
 #[cfg(test)]
