@@ -169,3 +169,29 @@ pub fn check_lora_gradients_by_finite_differences(
     }
     checked
 }
+
+/// Runs the `basin` binary of this build (no backtraces, so errors are the one line users see).
+pub fn basin(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_basin"))
+        .args(args)
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .expect("run basin")
+}
+
+/// Runs `basin` expecting success; returns its stderr (progress and summaries).
+pub fn basin_ok(args: &[&str]) -> String {
+    let out = basin(args);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{args:?} failed: {stderr}");
+    stderr
+}
+
+/// A fresh, empty scratch folder for one test (`group` and `name` keep tests apart).
+pub fn scratch_dir(group: &str, name: &str) -> PathBuf {
+    let dir =
+        std::env::temp_dir().join(format!("basin-{group}-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
