@@ -1,5 +1,5 @@
 //! The Influence tab: rank the training chats by their influence on a suite metric (or a chats
-//! file) with `basin influence`'s job, then browse the ranking: a sortable, filterable table
+//! file) with `basin influence`'s job, then browse the ranking: a filterable table in rank order
 //! (rank, score, id, gradient norm, text preview), the full text of a clicked row, and the
 //! sign convention. The panel owns its settings and the shown ranking and returns
 //! [`InfluenceCommand`]s; the app fills in the Models and Data panels' inputs and runs the job.
