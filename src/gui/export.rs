@@ -32,7 +32,7 @@ pub fn metric_csv(runs: &[RunView], metric: &str) -> String {
     out
 }
 
-fn csv_field(s: &str) -> String {
+pub fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {

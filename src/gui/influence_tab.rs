@@ -1,6 +1,6 @@
 //! The Influence tab: rank the training chats by their influence on a suite metric (or a chats
-//! file) with `basin influence`'s job, then browse the ranking: a filterable table in rank order
-//! (rank, score, id, gradient norm, text preview), the full text of a clicked row, and the
+//! file) with `basin influence`'s job, then browse the ranking: a filterable table sorted by score,
+//! id or gradient norm (rank, score, id, gradient norm, text preview; CSV export), the full text of a clicked row, and the
 //! sign convention. The panel owns its settings and the shown ranking and returns
 //! [`InfluenceCommand`]s; the app fills in the Models and Data panels' inputs and runs the job.
 //! A folder written by the CLI opens here without recomputing.
@@ -17,6 +17,33 @@ use crate::experiments::{
     sweep_store::RunRecord,
 };
 use crate::text::dataset::load_chat_jsonl;
+
+/// Table order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortBy {
+    /// Highest score first.
+    Rank,
+    /// Lowest score first (the samples that push the query down the most).
+    ReverseRank,
+    Id,
+    /// Largest training gradient first.
+    GradNorm,
+}
+
+/// `rank,score,id,grad_norm` rows (a header, then one per sample in the given order).
+pub fn scores_csv(rows: &[&SampleScore]) -> String {
+    let mut out = String::from("rank,score,id,grad_norm\n");
+    for s in rows {
+        out.push_str(&format!(
+            "{},{},{},{}\n",
+            s.rank,
+            s.score,
+            super::export::csv_field(&s.id),
+            s.grad_norm.last().copied().unwrap_or(f64::NAN)
+        ));
+    }
+    out
+}
 
 /// What the panel asks the app to do.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,6 +64,8 @@ pub struct InfluencePanel {
     pub normalize: Normalize,
     /// Only rows whose id or text contains this.
     pub filter: String,
+    /// The column the table is sorted by (rank = score, highest first).
+    pub sort: SortBy,
     /// The folder shown (running or opened).
     pub dir: Option<PathBuf>,
     pub scores: Vec<SampleScore>,
@@ -58,6 +87,7 @@ impl Default for InfluencePanel {
             method: InfluenceMethod::Gradsim,
             normalize: Normalize::None,
             filter: String::new(),
+            sort: SortBy::Rank,
             dir: None,
             scores: Vec::new(),
             summary: None,
@@ -181,10 +211,11 @@ impl InfluencePanel {
         Ok(())
     }
 
-    /// The rows the table shows: the filter applied, in rank order.
+    /// The rows the table shows: the filter applied, in the chosen order.
     pub fn visible_rows(&self) -> Vec<&SampleScore> {
         let f = self.filter.to_lowercase();
-        self.scores
+        let mut rows: Vec<&SampleScore> = self
+            .scores
             .iter()
             .filter(|s| {
                 f.is_empty()
@@ -194,7 +225,15 @@ impl InfluencePanel {
                         .get(&s.id)
                         .is_some_and(|t| t.to_lowercase().contains(&f))
             })
-            .collect()
+            .collect();
+        let norm = |s: &SampleScore| s.grad_norm.last().copied().unwrap_or(f64::NAN);
+        match self.sort {
+            SortBy::Rank => rows.sort_by_key(|s| s.rank),
+            SortBy::ReverseRank => rows.sort_by_key(|s| std::cmp::Reverse(s.rank)),
+            SortBy::Id => rows.sort_by(|a, b| a.id.cmp(&b.id)),
+            SortBy::GradNorm => rows.sort_by(|a, b| norm(b).total_cmp(&norm(a))),
+        }
+        rows
     }
 
     /// Draws the tab; `metrics` are the suite's metric names.
@@ -309,6 +348,27 @@ impl InfluencePanel {
         ui.horizontal(|ui| {
             ui.label("Filter");
             ui.add(egui::TextEdit::singleline(&mut self.filter).desired_width(200.0));
+            ui.label("Sort");
+            ui.selectable_value(&mut self.sort, SortBy::Rank, "highest score");
+            ui.selectable_value(&mut self.sort, SortBy::ReverseRank, "lowest score");
+            ui.selectable_value(&mut self.sort, SortBy::Id, "id");
+            ui.selectable_value(&mut self.sort, SortBy::GradNorm, "|grad|");
+            if ui
+                .button("Export CSV...")
+                .on_hover_text(
+                    "The rows shown, in this order (scores.jsonl in the folder has everything)",
+                )
+                .clicked()
+                && let Some(path) = rfd::FileDialog::new()
+                    .set_file_name("influence.csv")
+                    .save_file()
+            {
+                let text = scores_csv(&self.visible_rows());
+                self.status = match super::export::write_text(&path, &text) {
+                    Ok(()) => format!("saved {}", path.display()),
+                    Err(e) => format!("export failed: {e}"),
+                };
+            }
         });
         let rows: Vec<SampleScore> = self.visible_rows().into_iter().cloned().collect();
         let detail_height = if self.selected.is_some() { 140.0 } else { 0.0 };
@@ -422,6 +482,16 @@ mod tests {
         assert_eq!(p.visible_rows()[0].id, "b-2");
         p.filter = "a-".into();
         assert_eq!(p.visible_rows().len(), 1);
+        p.filter.clear();
+        p.sort = SortBy::ReverseRank;
+        assert_eq!(p.visible_rows()[0].id, "b-2");
+        p.sort = SortBy::Id;
+        assert_eq!(p.visible_rows()[0].id, "a-1");
+        let csv = scores_csv(&p.visible_rows());
+        assert_eq!(
+            csv.lines().collect::<Vec<_>>(),
+            ["rank,score,id,grad_norm", "1,0,a-1,1", "2,0,b-2,1"]
+        );
         // A request needs a query metric and the training chats (or a run).
         assert!(p.request(None).is_err());
         p.metric = "hack".into();
