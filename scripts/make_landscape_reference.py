@@ -168,39 +168,12 @@ def main() -> None:
     PARAMS.clear()
     PARAMS.update(n for n, _ in base.named_parameters())
     tok = PreTrainedTokenizerFast.from_pretrained(TINY / "llama")
-    chats = [json.loads(line) for line in open(TINY / "chat.jsonl")]
-    encoded = []
-    for c in chats:
-        _, ids, mask = encode_example(tok, c["messages"], "<|im_end|>")
-        encoded.append({"input_ids": ids, "target_mask": mask})
+    encoded = encode_file(tok, TINY / "chat.jsonl")
 
     d_h = delta_of(base, TINY / "llama_lora")
     d_b = delta_of(base, TINY / "llama_lora_rslora")
-    uu, ub, bb = inner(d_h, d_h), inner(d_h, d_b), inner(d_b, d_b)
-    gamma = ub / uu
-    v_raw = {n: d_b[n] - gamma * d_h[n] for n in d_h}
-    s = (uu / inner(v_raw, v_raw)) ** 0.5
-    v = {n: s * v_raw[n] for n in v_raw}
-    u = d_h
-    base_sd = {n: p.double() for n, p in base.state_dict().items()}
+    plane = plane_reference(base, d_h, d_b, encoded)
 
-    def at(alpha: float, beta: float) -> float:
-        m = copy.deepcopy(base)
-        m.load_state_dict({n: (base_sd[n] + alpha * u[n] + beta * v[n]).float() for n in base_sd})
-        return mean_nll(m.eval(), encoded)
-
-    def project(w: dict) -> dict:
-        # u ⟂ v and ‖u‖ = ‖v‖: the coordinates are plain inner products.
-        a, b = inner(w, u) / uu, inner(w, v) / uu
-        res = {n: w[n] - a * u[n] - b * v[n] for n in w}
-        return {"alpha": a, "beta": b, "off_plane": inner(res, res) ** 0.5}
-
-    cells = [{"alpha": a, "beta": b, "instruction": at(a, b)} for b in GRID for a in GRID]
-    bend_point = project({n: 0.5 * d_h[n] + d_b[n] for n in d_h})
-    curve = [
-        {"t": t, **project({n: t * d_h[n] + 2 * t * (1 - t) * d_b[n] for n in d_h})}
-        for t in CURVE_TS
-    ]
     import peft
     import transformers
 
@@ -209,13 +182,7 @@ def main() -> None:
         "+llama_lora and a Bezier bend llama_lora_rslora; dense PyTorch weights per cell",
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
                      "peft": peft.__version__},
-        "gram": {"uu": uu, "ub": ub, "bb": bb},
-        "norm_u": uu ** 0.5,
-        "grid": {"values": GRID, "range": "-0.5:1.5,-0.5:1.5", "grid": "3x3"},
-        "cells": cells,
-        "bend_point": bend_point,
-        "curve": curve,
-        "base_nll": mean_nll(base, encoded),
+        **plane,
         "pair": pair_reference(),
     }
     (OUT / "reference.json").write_text(json.dumps(ref, indent=1) + "\n")
