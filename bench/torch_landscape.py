@@ -21,17 +21,8 @@ import torch
 from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-
-def encode(tok, messages, eot_id):
-    full = tok(tok.apply_chat_template(messages, tokenize=False), add_special_tokens=False)["input_ids"]
-    prefix = tok(tok.apply_chat_template(messages[:-1], tokenize=False, add_generation_prompt=True), add_special_tokens=False)["input_ids"]
-    assert full[: len(prefix)] == prefix
-    end = len(full)
-    for i in range(len(prefix), len(full)):
-        if full[i] == eot_id:
-            end = i + 1
-            break
-    return full, [len(prefix) <= i < end for i in range(len(full))]
+# The same encoding (Basin's loss mask) as the sweep benchmark.
+from torch_sweep import encode
 
 
 def main():
