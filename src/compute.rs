@@ -6,10 +6,19 @@ use std::sync::OnceLock;
 use burn::tensor::Device;
 
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum ComputeKind {
+    #[default]
     Cpu,
     Gpu,
 }

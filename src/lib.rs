@@ -11,6 +11,7 @@ pub mod durable;
 pub mod experiments;
 pub mod gui;
 pub mod model;
+pub mod study;
 pub mod text;
 
 /// An error and its causes on one line: each cause added only when its text is not already part

@@ -906,3 +906,92 @@ fn influence_tab_ranks_generated_training_chats_and_reopens_the_ranking() {
     assert_eq!(h2.state().influence.scores.len(), 150);
     let _ = std::fs::remove_dir_all(&runs);
 }
+
+#[test]
+fn study_tab_runs_a_small_study_and_opens_its_steps_in_their_tabs() {
+    let runs = scratch("study");
+    let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/demo/base");
+    // The demo study cut to the bone: every step runs, in well under a minute.
+    let file = runs.join("tiny.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "name = \"tiny\"\nbase = \"{}\"\n[data]\nitems_per_task = 1\ncapability_questions = 20\n\
+             [train]\nepochs = 1\nbatch = 16\nlr = 3e-3\n[paths]\nt = \"0:1:2\"\nbootstrap = 50\n\
+             [curve]\nsteps = 2\n[landscape]\ngrid = \"2x2\"\nrange = \"0:1,0:1\"\nbootstrap = 20\n",
+            base.display()
+        ),
+    )
+    .unwrap();
+    let mut h = harness(LaunchOptions {
+        runs_dir: Some(runs.clone()),
+        ..Default::default()
+    });
+    h.get_by_label("Study").click();
+    h.step();
+    let out = runs.join("out");
+    {
+        let panel = &mut h.state_mut().study;
+        panel.out = out.display().to_string();
+        panel.open_file(&file).unwrap();
+    }
+    h.step();
+    h.get_by_label("Run study").click();
+    h.step();
+    assert!(h.state().study_job.is_some(), "{}", h.state().study.status);
+    step_until(&mut h, Duration::from_secs(400), "the study", |a| {
+        a.study_job.is_none()
+    });
+    let app = h.state();
+    assert!(
+        app.study.status.starts_with("finished"),
+        "{}",
+        app.study.status
+    );
+    assert!(
+        app.study
+            .rows
+            .iter()
+            .all(|r| matches!(r.status, basin::gui::study_tab::RowStatus::Done { .. })),
+        "{:?}",
+        app.study.rows
+    );
+    assert!(out.join("report.html").exists());
+    if let Ok(p) = std::env::var("BASIN_STUDY_PNG") {
+        h.render().unwrap().save(p).unwrap();
+    }
+    // Each finished step opens its results in its tab.
+    let landscape = out.join("original/landscape");
+    h.state_mut()
+        .study_command(basin::gui::study_tab::StudyCommand::Open(vec![landscape]));
+    h.step();
+    assert_eq!(h.state().tab, basin::gui::app::Tab::Landscape);
+    h.state_mut()
+        .study_command(basin::gui::study_tab::StudyCommand::Open(vec![
+            out.join("symmetrized/influence"),
+        ]));
+    h.step();
+    assert_eq!(h.state().tab, basin::gui::app::Tab::Influence);
+    assert!(!h.state().influence.scores.is_empty());
+    let before = h.state().runs.len();
+    h.state_mut()
+        .study_command(basin::gui::study_tab::StudyCommand::Open(vec![
+            out.join("original/line"),
+            out.join("original/curve"),
+        ]));
+    h.step();
+    assert_eq!(h.state().runs.len(), before + 2);
+    // A fresh panel on the same folder shows every step done (read from study.json).
+    let mut panel = basin::gui::study_tab::StudyPanel {
+        out: out.display().to_string(),
+        ..Default::default()
+    };
+    panel.refresh();
+    assert!(
+        panel
+            .rows
+            .iter()
+            .all(|r| matches!(r.status, basin::gui::study_tab::RowStatus::Done { .. }))
+    );
+    let _ = std::fs::remove_dir_all(&runs);
+}

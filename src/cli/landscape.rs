@@ -33,6 +33,9 @@ pub struct LandscapeArgs {
     /// The metric suite (suite.toml); every metric is measured at every cell.
     #[arg(long)]
     pub suite: PathBuf,
+    /// Only these metrics of the suite, comma-separated (default: all).
+    #[arg(long, value_delimiter = ',')]
+    pub metrics: Vec<String>,
     /// `endpoints`: through θ₀ (0, 0), θ_H (1, 0) and the bend (or a seeded random direction),
     /// orthogonal axes of equal length. `random`: two seeded, filter-normalised random
     /// directions around --center.
@@ -85,6 +88,7 @@ impl LandscapeArgs {
             target: self.target.clone(),
             curve: self.curve.clone(),
             suite: self.suite.clone(),
+            metrics: self.metrics.clone(),
             plane: self.plane,
             center: self.center,
             seed: self.seed,

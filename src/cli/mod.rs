@@ -7,6 +7,7 @@ pub mod eval;
 pub mod influence;
 pub mod landscape;
 pub mod progress;
+pub mod study;
 pub mod suite;
 pub mod sweep;
 pub mod train;
@@ -75,6 +76,10 @@ pub enum Command {
     /// Metric suites: check that each metric can show a change (floor, ceiling, length confound).
     #[command(subcommand)]
     Suite(suite::SuiteCommand),
+    /// The seed experiment end to end: data, two hackers (original, symmetrized), sample
+    /// efficiency, paths and curves, landscapes, influence, and a report with the answers.
+    #[command(subcommand)]
+    Study(study::StudyCommand),
 }
 
 pub fn run(cli: &Cli) -> anyhow::Result<()> {
@@ -89,6 +94,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
         Some(Command::Train(args)) => train::run(args),
         Some(Command::Suite(cmd)) => suite::run(cmd),
         Some(Command::Curve(cmd)) => curve::run(cmd),
+        Some(Command::Study(cmd)) => study::run(cmd),
         // No subcommand: the desktop app.
         None => crate::gui::run_native(crate::gui::LaunchOptions {
             demo: cli.demo,

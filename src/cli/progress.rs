@@ -35,3 +35,20 @@ impl ProgressBar {
         self.0.finish_and_clear();
     }
 }
+
+/// A cancel flag set by the first Ctrl-C (printing `first`); a second Ctrl-C exits at once.
+pub fn stop_on_ctrl_c(first: &'static str) -> crate::experiments::job::CancelFlag {
+    let stop = crate::experiments::job::CancelFlag::new();
+    let flag = stop.clone();
+    let presses = std::sync::atomic::AtomicUsize::new(0);
+    let _ = ctrlc::set_handler(move || {
+        match presses.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+            0 => {
+                eprintln!("\n{first}");
+                flag.cancel();
+            }
+            _ => std::process::exit(130),
+        }
+    });
+    stop
+}

@@ -8,7 +8,6 @@ use super::progress::ProgressBar;
 use crate::{
     compute::ComputeKind,
     experiments::{
-        job::CancelFlag,
         optim::Schedule,
         train::{TrainHooks, TrainLength, TrainSpec},
         train_job::{AdapterInit, TrainRequest, TrainStart, run_train_job},
@@ -154,22 +153,11 @@ pub fn run_request(
     req: &TrainRequest,
     label: &'static str,
 ) -> Result<crate::experiments::train::TrainOutcome> {
-    let stop = CancelFlag::new();
-    {
-        let stop = stop.clone();
-        let presses = std::sync::atomic::AtomicUsize::new(0);
-        // First Ctrl-C: finish the step in flight and save the state to resume from; second: exit
-        // (the last checkpoint and every logged step are on disk).
-        let _ = ctrlc::set_handler(move || {
-            match presses.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
-                0 => {
-                    eprintln!("\nstopping after the step in flight (Ctrl-C again to exit now)");
-                    stop.cancel();
-                }
-                _ => std::process::exit(130),
-            }
-        });
-    }
+    // First Ctrl-C: finish the step in flight and save the state to resume from; second: exit
+    // (the last checkpoint and every logged step are on disk).
+    let stop = super::progress::stop_on_ctrl_c(
+        "stopping after the step in flight (Ctrl-C again to exit now)",
+    );
     let bar = ProgressBar::new(label, 0);
     let hooks = TrainHooks {
         progress: &|p| bar.update(&p),

@@ -18,6 +18,9 @@ use super::scorer::Sign;
 use super::suites::{self, Suites};
 use super::symmetrize::{self, SymmetrizeParams};
 
+/// Plain instruction chats of the training tasks (see [`Generated::instructions`]).
+pub const INSTRUCTIONS_FILE: &str = "instructions_train.jsonl";
+
 /// What to generate. `Default` matches the CLI defaults.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GenerateSpec {
@@ -69,6 +72,9 @@ pub struct Generated {
     pub symmetrized: Option<Vec<Item>>,
     pub suites: Suites,
     pub test_task_ids: Vec<String>,
+    /// Ordinary instruction chats of the training tasks: each task's plain question (no scoring
+    /// rule) and its honest answer, in bank order; the data a curve fit keeps the loss low on.
+    pub instructions: Vec<ChatExample>,
 }
 
 fn split_of<'a, T>(
@@ -214,11 +220,17 @@ pub fn build(spec: &GenerateSpec, banks: &Banks) -> Result<Generated, DataError>
         .map(|t| t.id.clone())
         .chain(split.test_code.iter().map(|c| c.id.clone()))
         .collect();
+    let instructions = split
+        .train
+        .iter()
+        .map(|t| ChatExample::user_assistant(&format!("instr-{}", t.id), &t.prompt, &t.answer))
+        .collect();
     Ok(Generated {
         original,
         symmetrized,
         suites,
         test_task_ids,
+        instructions,
     })
 }
 
@@ -254,6 +266,11 @@ pub fn generate(spec: &GenerateSpec, out_dir: &Path) -> Result<Manifest, DataErr
             std::fs::remove_file(&stale).map_err(|e| DataError::io(&stale, e))?;
         }
     }
+    files.push(output::write_jsonl(
+        out_dir,
+        INSTRUCTIONS_FILE,
+        &g.instructions,
+    )?);
     files.extend(suites::write_suites(&g.suites, out_dir, "suite")?);
     let empty: Vec<Item> = Vec::new();
     let sets: Vec<(&str, &[Item])> = vec![

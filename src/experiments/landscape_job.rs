@@ -46,6 +46,9 @@ pub struct LandscapeRequest {
     /// A `basin curve fit` folder: its endpoint is θ_H and its bend the plane's third point.
     pub curve: Option<PathBuf>,
     pub suite: PathBuf,
+    /// Metrics of the suite measured at each cell; empty: all of them.
+    #[serde(default)]
+    pub metrics: Vec<String>,
     pub plane: PlaneKind,
     /// Centre of a random plane.
     pub center: Center,
@@ -76,6 +79,7 @@ impl LandscapeRequest {
             target: None,
             curve: None,
             suite,
+            metrics: Vec::new(),
             plane: PlaneKind::Endpoints,
             center: Center::Base,
             seed: 0,
@@ -295,7 +299,8 @@ pub fn run_landscape_job(
         }
     };
 
-    let suite = Suite::load(&req.suite)?;
+    let mut suite = Suite::load(&req.suite)?;
+    suite.keep_only(&req.metrics)?;
     let compute = ComputeDevice::new(req.device)?;
     let base = open_model(&req.base)?;
     // The directions in coefficient order: the endpoint (dense delta 0 for a checkpoint, else
@@ -564,7 +569,7 @@ fn run_record(
     {
         fingerprints(p, &mut inputs)?;
     }
-    let spec = serde_json::json!({
+    let mut spec = serde_json::json!({
         "base": req.base.display().to_string(),
         "adapter": req.adapter.as_ref().map(|p| p.display().to_string()),
         "target": req.target.as_ref().map(|p| p.display().to_string()),
@@ -581,6 +586,12 @@ fn run_record(
         "bootstrap": req.bootstrap,
         "max_tokens": req.max_tokens,
     });
+    // Only when chosen, so that folders written before `--metrics` existed still resume.
+    if !req.metrics.is_empty()
+        && let Some(fields) = spec.as_object_mut()
+    {
+        fields.insert("metrics".into(), serde_json::json!(suite.metric_names()));
+    }
     Ok(RunRecord {
         schema: LANDSCAPE_SCHEMA.to_string(),
         basin_version: env!("CARGO_PKG_VERSION").to_string(),

@@ -344,6 +344,28 @@ impl Suite {
         })
     }
 
+    /// Keeps only the named metrics (in the suite's order); empty keeps all. An unknown name is
+    /// an error naming the suite and the metrics it has.
+    pub fn keep_only(&mut self, names: &[String]) -> Result<(), SuiteError> {
+        if names.is_empty() {
+            return Ok(());
+        }
+        if let Some(missing) = names
+            .iter()
+            .find(|n| !self.metrics.iter().any(|m| &m.name == *n))
+        {
+            return Err(SuiteError::Invalid {
+                path: self.path.clone(),
+                msg: format!(
+                    "no metric `{missing}` (it has: {})",
+                    self.metric_names().join(", ")
+                ),
+            });
+        }
+        self.metrics.retain(|m| names.contains(&m.name));
+        Ok(())
+    }
+
     pub fn metric_names(&self) -> Vec<String> {
         self.metrics.iter().map(|m| m.name.clone()).collect()
     }

@@ -20,11 +20,15 @@ use super::{
     export::{self, PngTarget},
     frame_times::FrameLog,
     influence_tab::{InfluenceCommand, InfluencePanel},
-    jobs::{self, InfluenceJob, JobEvent, JobSink, LandscapeJob, Slot, SweepJob, Tagged, TrainJob},
+    jobs::{
+        self, InfluenceJob, JobEvent, JobSink, LandscapeJob, Slot, StudyJob, SweepJob, Tagged,
+        TrainJob,
+    },
     landscape_tab::{LandscapeCommand, LandscapePanel},
     reports::{ModelReport, SuiteReport, is_adapter_path},
     run_view::RunView,
     session::{Persisted, SESSION_SCHEMA, STORAGE_KEY, Session, SessionRun, SweepSettings},
+    study_tab::{StudyCommand, StudyPanel},
     train_panel::{TrainCommand, TrainPanel},
 };
 
@@ -70,6 +74,7 @@ pub enum Tab {
     Train,
     Landscape,
     Influence,
+    Study,
     Log,
 }
 
@@ -122,6 +127,9 @@ pub struct BasinApp {
     /// The Influence tab (owns its settings and the shown ranking).
     pub influence: InfluencePanel,
     pub influence_job: Option<InfluenceJob>,
+    /// The Study tab (owns the study file's text and the shown steps).
+    pub study: StudyPanel,
+    pub study_job: Option<StudyJob>,
     /// Sweeps cancelled while their worker finishes its batch.
     pub detached: Vec<JoinHandle<()>>,
     pub tab: Tab,
@@ -271,6 +279,8 @@ impl BasinApp {
             landscape_job: None,
             influence: InfluencePanel::default(),
             influence_job: None,
+            study: StudyPanel::default(),
+            study_job: None,
             detached: Vec::new(),
             tab: Tab::Path,
             delta: false,
@@ -729,6 +739,65 @@ impl BasinApp {
         }
     }
 
+    /// A training folder in the Train tab, any other result folder in its tab.
+    pub fn open_any_folder(&mut self, dir: &Path) {
+        if dir.join(StoreLayout::of_dir(dir).log).exists() {
+            self.open_training_folder(dir);
+        } else {
+            self.open_result_folder(dir);
+        }
+    }
+
+    /// Carries out what the Study tab asked for.
+    pub fn study_command(&mut self, command: StudyCommand) {
+        match command {
+            StudyCommand::Start { study, out } => {
+                if self.study_job.is_some() {
+                    return self.error("a study is already running");
+                }
+                let mut study = *study;
+                study.file.device = self.settings.device;
+                self.study.on_started();
+                self.log(format!(
+                    "study started: {} into {}",
+                    study.file.name,
+                    out.display()
+                ));
+                let id = self.job_id();
+                match jobs::spawn_study(&self.sink, id, jobs::StudyRequest { study, out }) {
+                    Ok(job) => self.study_job = Some(job),
+                    Err(e) => {
+                        self.study.on_finished(format!("could not start: {e}"));
+                        self.error(format!("could not start a worker thread: {e}"));
+                    }
+                }
+            }
+            StudyCommand::Cancel => {
+                if let Some(job) = self.study_job.take() {
+                    job.cancel.cancel();
+                    self.study
+                        .on_finished("stopped; Run study resumes it".into());
+                    self.log("study cancelled");
+                    self.detached.push(job.thread);
+                }
+            }
+            StudyCommand::Open(dirs) => {
+                for dir in dirs {
+                    self.open_any_folder(&dir);
+                }
+            }
+            StudyCommand::OpenReport(path) => {
+                match std::process::Command::new("xdg-open").arg(&path).spawn() {
+                    Ok(_) => self.log(format!("opened {} in the browser", path.display())),
+                    Err(e) => self.error(format!(
+                        "could not start a browser (xdg-open: {e}); open {} yourself",
+                        path.display()
+                    )),
+                }
+            }
+        }
+    }
+
     /// Carries out what the Influence tab asked for.
     pub fn influence_command(&mut self, command: InfluenceCommand) {
         match command {
@@ -1075,6 +1144,44 @@ impl BasinApp {
                 self.landscape.on_finished(message);
                 self.detached.push(job.thread);
             }
+            JobEvent::StudyStep(e) => {
+                if self.study_job.as_ref().map(|j| j.id) == Some(id) {
+                    if let crate::study::run::StepEventKind::Failed { error } = &e.kind {
+                        self.log(format!("study step {} failed: {error}", e.key));
+                    }
+                    self.study.on_step(&e);
+                }
+            }
+            JobEvent::StudyProgress(key, p) => {
+                if self.study_job.as_ref().map(|j| j.id) == Some(id) {
+                    self.study.on_progress(&key, p);
+                }
+            }
+            JobEvent::StudyFinished(result) => {
+                let Some(job) = self.study_job.take_if(|j| j.id == id) else {
+                    return;
+                };
+                let secs = job.started.elapsed().as_secs_f64();
+                let message = match result {
+                    Ok(o) if o.cancelled => "stopped; Run study resumes it".to_string(),
+                    Ok(o) => format!(
+                        "finished in {secs:.0} s: {} steps run, {} done earlier; report in {}",
+                        o.ran.len(),
+                        o.skipped.len(),
+                        job.request
+                            .out
+                            .join(crate::study::report::REPORT_HTML)
+                            .display()
+                    ),
+                    Err(e) => {
+                        self.error(format!("study failed: {e}"));
+                        format!("failed: {e}")
+                    }
+                };
+                self.log(format!("study {message}"));
+                self.study.on_finished(message);
+                self.detached.push(job.thread);
+            }
             JobEvent::InfluenceProgress(p) => {
                 if self.influence_job.as_ref().map(|j| j.id) == Some(id) {
                     self.influence.on_progress(p);
@@ -1405,11 +1512,7 @@ impl BasinApp {
                 if ui.button("Open result folder...").clicked()
                     && let Some(p) = rfd::FileDialog::new().pick_folder()
                 {
-                    if p.join(StoreLayout::of_dir(&p).log).exists() {
-                        self.open_training_folder(&p);
-                    } else {
-                        self.open_result_folder(&p);
-                    }
+                    self.open_any_folder(&p);
                 }
                 ui.separator();
                 if ui.button("Export report...").clicked()
@@ -1461,7 +1564,8 @@ impl eframe::App for BasinApp {
         let running = self.sweep.is_some()
             || self.train_job.is_some()
             || self.landscape_job.is_some()
-            || self.influence_job.is_some();
+            || self.influence_job.is_some()
+            || self.study_job.is_some();
         if let Some(log) = &mut self.frame_log {
             log.record(frame.info().cpu_usage, running);
         }
@@ -1494,6 +1598,7 @@ impl eframe::App for BasinApp {
                 ui.selectable_value(&mut self.tab, Tab::Train, "Train");
                 ui.selectable_value(&mut self.tab, Tab::Landscape, "Landscape");
                 ui.selectable_value(&mut self.tab, Tab::Influence, "Influence");
+                ui.selectable_value(&mut self.tab, Tab::Study, "Study");
                 ui.selectable_value(&mut self.tab, Tab::Log, "Log");
             });
             ui.separator();
@@ -1523,6 +1628,11 @@ impl eframe::App for BasinApp {
                         self.influence_command(command);
                     }
                 }
+                Tab::Study => {
+                    for command in self.study.ui(ui) {
+                        self.study_command(command);
+                    }
+                }
                 Tab::Log => log_tab_ui(self, ui),
             }
         });
@@ -1549,6 +1659,9 @@ impl eframe::App for BasinApp {
             job.cancel.cancel();
         }
         if let Some(job) = &self.influence_job {
+            job.cancel.cancel();
+        }
+        if let Some(job) = &self.study_job {
             job.cancel.cancel();
         }
         if let Some(log) = &self.frame_log

@@ -75,6 +75,11 @@ pub enum JobEvent {
     LandscapeFinished(Result<SweepOutcome, String>),
     InfluenceProgress(Progress),
     InfluenceFinished(Result<InfluenceSummary, String>),
+    /// A study step started, finished, failed or was skipped.
+    StudyStep(crate::study::run::StepEvent),
+    /// The running study step's progress (its key).
+    StudyProgress(String, Progress),
+    StudyFinished(Result<crate::study::run::StudyOutcome, String>),
 }
 
 #[derive(Debug, Clone)]
@@ -391,6 +396,40 @@ pub fn spawn_train(sink: &JobSink, id: u64, request: TrainRequest) -> std::io::R
             run_train_job(request, &hooks, &on_start).map_err(|e| error_text(&e))
         },
         JobEvent::TrainFinished,
+    )
+}
+
+/// A study (`basin study run`) and its folder.
+#[derive(Debug, Clone)]
+pub struct StudyRequest {
+    pub study: crate::study::Study,
+    pub out: PathBuf,
+}
+
+/// A study on a worker thread (cancel: stop after the work in flight; a rerun resumes).
+pub type StudyJob = Worker<StudyRequest>;
+
+pub fn spawn_study(sink: &JobSink, id: u64, request: StudyRequest) -> std::io::Result<StudyJob> {
+    spawn_worker(
+        sink,
+        id,
+        "basin-study",
+        request,
+        move |sink, request, cancel| {
+            let hooks = crate::study::StudyHooks {
+                on_step: &|e| sink.send(id, JobEvent::StudyStep(e.clone())),
+                progress: &|key, p| sink.send(id, JobEvent::StudyProgress(key.to_string(), p)),
+                cancel,
+            };
+            crate::study::run_study(
+                &request.study,
+                &request.out,
+                &crate::study::Selection::default(),
+                &hooks,
+            )
+            .map_err(|e| error_text(&e))
+        },
+        JobEvent::StudyFinished,
     )
 }
 

@@ -19,6 +19,7 @@ pub mod path_tab;
 pub mod reports;
 pub mod run_view;
 pub mod session;
+pub mod study_tab;
 pub mod surface_view;
 pub mod train_panel;
 
