@@ -459,3 +459,119 @@ fn datainf_matches_its_pytorch_closed_form() {
     }
     let _ = std::fs::remove_dir_all(&root);
 }
+
+fn summary(dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn proj_dim_sketches_gradients_and_caches_them_for_the_next_query() {
+    let root = scratch("proj");
+    let cache = root.join("cache");
+    let run = |name: &str, query: &str, method: &str, dim: Option<&str>, data: &str| {
+        let out = root.join(name);
+        let mut args = vec![
+            "influence".to_string(),
+            "--base".into(),
+            tiny("llama"),
+            "--adapter".into(),
+            tiny("llama_lora"),
+            "--data".into(),
+            data.to_string(),
+            "--query-data".into(),
+            query.to_string(),
+            "--method".into(),
+            method.into(),
+            "--grad-cache".into(),
+            s(&cache),
+            "--out".into(),
+            s(&out),
+        ];
+        if let Some(d) = dim {
+            args.extend(["--proj-dim".into(), d.into()]);
+        }
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        ok(&refs);
+        (scores(&out), summary(&out))
+    };
+    let by_id = |v: &[serde_json::Value]| -> std::collections::BTreeMap<String, f64> {
+        v.iter()
+            .map(|l| {
+                (
+                    l["id"].as_str().unwrap().to_string(),
+                    l["score"].as_f64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let query = s(&fixtures().join("influence/query.jsonl"));
+    let data = tiny("chat.jsonl");
+    for method in ["gradsim", "datainf"] {
+        // A sketch as large as the gradients keeps every module exact: the exact scores.
+        let (exact, _) = run(&format!("{method}-exact"), &query, method, None, &data);
+        let (wide, sw) = run(
+            &format!("{method}-wide"),
+            &query,
+            method,
+            Some("100000000"),
+            &data,
+        );
+        let (e, w) = (by_id(&exact), by_id(&wide));
+        let scale = e.values().map(|v| v.abs()).fold(0.0, f64::max);
+        for (id, v) in &e {
+            assert!(
+                (w[id] - v).abs() <= 1e-9 * scale,
+                "{method} {id}: {} vs {v}",
+                w[id]
+            );
+        }
+        assert_eq!(sw["proj_dim"], 100000000);
+        // Exact norms are reported with a sketch too (to f32 precision: the second method
+        // reads the first one's training gradients and norms from the cache).
+        assert_eq!(sw["cached_points"], if method == "gradsim" { 0 } else { 1 });
+        let norm = |v: &serde_json::Value| v["grad_norm"][0].as_f64().unwrap();
+        let w0 = wide.iter().find(|l| l["id"] == exact[0]["id"]).unwrap();
+        assert!((norm(w0) - norm(&exact[0])).abs() <= 1e-6 * norm(&exact[0]));
+    }
+    // A small sketch: the first query computes and caches the training gradients, a second
+    // query (other chats) reads them, and a query repeated on the cache scores identically.
+    let (first, s1) = run("small-1", &query, "gradsim", Some("64"), &data);
+    assert_eq!(s1["cached_points"], 0);
+    assert_ne!(
+        by_id(&first),
+        by_id(&run("exact-again", &query, "gradsim", None, &data).0)
+    );
+    let other_query = tiny("chat.jsonl");
+    let (_, s2) = run("small-2", &other_query, "gradsim", Some("64"), &data);
+    assert_eq!(s2["cached_points"], 1, "{s2}");
+    let (again, s3) = run("small-3", &query, "gradsim", Some("64"), &data);
+    assert_eq!(s3["cached_points"], 1);
+    assert_eq!(by_id(&first), by_id(&again));
+    // Other training data is another key.
+    let fewer = root.join("fewer.jsonl");
+    let text = std::fs::read_to_string(&data).unwrap();
+    std::fs::write(
+        &fewer,
+        text.lines().take(5).collect::<Vec<_>>().join("\n") + "\n",
+    )
+    .unwrap();
+    let (_, s4) = run("small-4", &query, "gradsim", Some("64"), &s(&fewer));
+    assert_eq!(s4["cached_points"], 0);
+    let o = basin(&[
+        "influence",
+        "--base",
+        &tiny("llama"),
+        "--adapter",
+        &tiny("llama_lora"),
+        "--data",
+        &data,
+        "--query-data",
+        &query,
+        "--proj-dim",
+        "0",
+        "--out",
+        &s(&root.join("zero")),
+    ]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("--proj-dim"));
+    let _ = std::fs::remove_dir_all(&root);
+}

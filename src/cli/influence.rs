@@ -28,7 +28,8 @@ pub struct InfluenceArgs {
     /// A `basin train` folder: TracIn over its checkpoints (gradsim: its last adapter).
     #[arg(long)]
     pub train_run: Option<PathBuf>,
-    /// An instruction metric of a suite: SUITE.toml:METRIC.
+    /// A metric of a suite: SUITE.toml:METRIC (instruction: mean NLL; paired: mean margin
+    /// hack − honest; choice: mean score of the keyed option).
     #[arg(
         long,
         conflicts_with = "query_data",
@@ -62,6 +63,18 @@ pub struct InfluenceArgs {
     /// Result folder (run.json, scores.jsonl, summary.json).
     #[arg(long)]
     pub out: PathBuf,
+    /// Sketch every gradient to about this many entries (a seeded CountSketch per LoRA module:
+    /// inner products kept in expectation; memory ∝ samples × K instead of samples × LoRA
+    /// parameters). Sketched training gradients are cached, so a later query at the same
+    /// adapters and data skips their backward passes.
+    #[arg(long)]
+    pub proj_dim: Option<usize>,
+    /// Seed of the sketch.
+    #[arg(long, default_value_t = 0)]
+    pub proj_seed: u64,
+    /// Folder of the gradient cache (default: $BASIN_CACHE/influence-grads).
+    #[arg(long)]
+    pub grad_cache: Option<PathBuf>,
 }
 
 pub fn run(args: &InfluenceArgs) -> Result<()> {
@@ -84,6 +97,9 @@ pub fn run(args: &InfluenceArgs) -> Result<()> {
         max_tokens: args.max_tokens,
         top: args.top,
         out: args.out.clone(),
+        proj_dim: args.proj_dim,
+        proj_seed: args.proj_seed,
+        grad_cache: args.grad_cache.clone(),
     };
     let cancel = CancelFlag::new();
     {
@@ -98,6 +114,13 @@ pub fn run(args: &InfluenceArgs) -> Result<()> {
         "{} samples ranked by {:?} on {} ({})",
         summary.samples, summary.method, summary.query, summary.sign
     );
+    if let Some(dim) = summary.proj_dim {
+        eprintln!(
+            "gradients sketched to ~{dim} entries; training gradients of {} of {} points read from the cache",
+            summary.cached_points,
+            summary.points.len()
+        );
+    }
     for s in summary.top.iter().take(5) {
         eprintln!("  #{:<4} {:+.6e}  {}", s.rank, s.score, s.id);
     }

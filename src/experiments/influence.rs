@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     eval::EvalItem,
+    grad_sketch::{GradCache, GradSketch},
     job::{CancelFlag, Progress},
     train::{TrainError, batch_gradients},
 };
@@ -80,6 +81,9 @@ pub struct InfluencePoint {
     pub label: String,
     pub factors: Vec<LoraFactors>,
     pub lr: f64,
+    /// Names this point's sketched training gradients in a [`GradCache`] (see
+    /// [`super::grad_sketch::cache_key`]).
+    pub cache_key: Option<String>,
 }
 
 /// The gradients of one forward + backward, flattened in factor order (each module's A then B,
@@ -120,15 +124,18 @@ pub enum InfluenceError {
 }
 
 /// ∇ of each sample's mean target NLL at the factors (one forward + backward per sample; the
-/// samples are split over `lanes` threads). A sample without targets has a zero gradient.
+/// samples are split over `lanes` threads), sketched when a sketch is given (so only the
+/// sketches are ever held), with each exact gradient's norm. A sample without targets has a zero
+/// gradient.
 pub fn sample_gradients(
     model: &CausalLm,
     factors: &[LoraFactors],
     items: &[EvalItem],
     lanes: usize,
+    sketch: Option<&GradSketch>,
     progress: &(dyn Fn(usize) + Sync),
     cancel: &CancelFlag,
-) -> Result<Vec<Vec<f32>>, InfluenceError> {
+) -> Result<(Vec<Vec<f32>>, Vec<f64>), InfluenceError> {
     let n = items.len();
     let lanes = lanes.clamp(1, n.max(1));
     let parts: Vec<std::ops::Range<usize>> = (0..lanes)
@@ -160,17 +167,26 @@ pub fn sample_gradients(
                 0.0
             };
             g.iter_mut().for_each(|v| *v *= scale);
-            out.push(g);
+            let norm = g.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>().sqrt();
+            let g = match sketch {
+                Some(s) => s.apply(&g),
+                None => g,
+            };
+            out.push((g, norm));
             let d = done.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
             progress(d);
         }
         Ok(out)
     });
-    let mut all = Vec::with_capacity(n);
+    let mut grads = Vec::with_capacity(n);
+    let mut norms = Vec::with_capacity(n);
     for part in results {
-        all.extend(part?);
+        for (g, norm) in part? {
+            grads.push(g);
+            norms.push(norm);
+        }
     }
-    Ok(all)
+    Ok((grads, norms))
 }
 
 /// A query function f = Σᵣ wᵣ · log p(response r), a weighted sum of scored responses' summed
@@ -308,13 +324,16 @@ impl Damping {
 }
 
 /// DataInf scores (sign as everywhere: positive pushes the query up) and each layer's λ.
-/// `layers` are the lengths of the flat gradients' consecutive segments (one per LoRA module).
+/// `layers` are the lengths of the flat gradients' consecutive segments (one per LoRA module);
+/// `entries` each module's number of parameters (what auto damping averages over: the layers'
+/// lengths, or the modules' sizes when the gradients are sketches).
 /// Per layer l with v = ∇f_l, gᵢ = ∇ℓ_l(zᵢ), n samples:
 /// vᵀ(H_l + λI)⁻¹g_k ≈ (1/λ)·(v·g_k − (1/n)·Σᵢ (v·gᵢ)(gᵢ·g_k)/(λ + ‖gᵢ‖²)).
 pub fn datainf_scores(
     query: &[f32],
     samples: &[Vec<f32>],
     layers: &[usize],
+    entries: &[usize],
     damping: Damping,
 ) -> (Vec<f64>, Vec<f64>) {
     let n = samples.len();
@@ -327,7 +346,8 @@ pub fn datainf_scores(
             .sum()
     };
     let mut start = 0;
-    for &len in layers {
+    for (l, &len) in layers.iter().enumerate() {
+        let size = entries.get(l).copied().unwrap_or(len);
         let seg = |g: &[f32]| -> std::ops::Range<usize> {
             start.min(g.len())..(start + len).min(g.len())
         };
@@ -336,7 +356,7 @@ pub fn datainf_scores(
         let sq: Vec<f64> = g.iter().map(|x| dot(x, x)).collect();
         let lambda = match damping {
             Damping::Fixed(l) => l,
-            Damping::Auto => 0.1 * sq.iter().sum::<f64>() / (n.max(1) * len.max(1)) as f64,
+            Damping::Auto => 0.1 * sq.iter().sum::<f64>() / (n.max(1) * size.max(1)) as f64,
         };
         lambdas.push(lambda);
         if lambda <= 0.0 || n == 0 {
@@ -373,18 +393,31 @@ pub struct SampleScore {
     pub grad_norm: Vec<f64>,
 }
 
+/// How [`influence_scores`] scores: the method, its options, and the optional sketch and cache.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoreSpec {
+    pub method: InfluenceMethod,
+    pub normalize: Normalize,
+    pub damping: Damping,
+    /// Query responses per backward pass.
+    pub batch: usize,
+    /// `--proj-dim`: sketch gradients to about this many entries (seeded by `sketch_seed`).
+    pub sketch_dim: Option<usize>,
+    pub sketch_seed: u64,
+    /// Where sketched training gradients are kept between runs (with a sketch only).
+    pub cache: Option<GradCache>,
+}
+
 /// Scores every training sample at every point (the query's gradient taken at the same point)
-/// and ranks them; `progress` counts samples over all points.
-#[allow(clippy::too_many_arguments)]
+/// and ranks them; `progress` counts samples over all points. With a sketch and a cache, a
+/// point whose `cache_key` is in the cache reads its training gradients instead of computing
+/// them.
 pub fn influence_scores(
     model: &mut CausalLm,
     points: &[InfluencePoint],
     train: &[EvalItem],
     query: &[QueryRow],
-    method: InfluenceMethod,
-    normalize: Normalize,
-    damping: Damping,
-    batch: usize,
+    spec: &ScoreSpec,
     progress: &(dyn Fn(Progress) + Sync),
     cancel: &CancelFlag,
 ) -> Result<InfluenceResult, InfluenceError> {
@@ -395,9 +428,18 @@ pub fn influence_scores(
     let mut norms: Vec<Vec<f64>> = Vec::with_capacity(points.len());
     let mut query_values = Vec::with_capacity(points.len());
     let mut lambdas = Vec::new();
+    let mut cached_points = 0;
     for (k, p) in points.iter().enumerate() {
         let stage = format!("{} ({}/{})", p.label, k + 1, points.len());
-        let (value, q) = query_gradient(model, &p.factors, query, batch, lanes)?;
+        let modules: Vec<usize> = p.factors.iter().map(|f| f.a.len() + f.b.len()).collect();
+        let sketch = spec
+            .sketch_dim
+            .map(|dim| GradSketch::new(&modules, dim, spec.sketch_seed));
+        let (value, q) = query_gradient(model, &p.factors, query, spec.batch, lanes)?;
+        let q = match &sketch {
+            Some(s) => s.apply(&q),
+            None => q,
+        };
         query_values.push(value);
         let report = |d: usize| {
             progress(Progress {
@@ -406,20 +448,44 @@ pub fn influence_scores(
                 stage: stage.clone(),
             })
         };
-        let grads = sample_gradients(model, &p.factors, train, lanes, &report, cancel)?;
-        norms.push(
-            grads
-                .iter()
-                .map(|g| g.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>().sqrt())
-                .collect(),
-        );
-        if method == InfluenceMethod::Datainf {
-            let layers: Vec<usize> = p.factors.iter().map(|f| f.a.len() + f.b.len()).collect();
-            let (s, l) = datainf_scores(&q, &grads, &layers, damping);
+        let cache = match (&spec.cache, &p.cache_key, &sketch) {
+            (Some(c), Some(key), Some(_)) => Some((c, key)),
+            _ => None,
+        };
+        let hit = cache.and_then(|(c, key)| c.load(key, train.len(), q.len()));
+        let (grads, point_norms) = match hit {
+            Some(found) => {
+                cached_points += 1;
+                report(train.len());
+                found
+            }
+            None => {
+                let (grads, point_norms) = sample_gradients(
+                    model,
+                    &p.factors,
+                    train,
+                    lanes,
+                    sketch.as_ref(),
+                    &report,
+                    cancel,
+                )?;
+                if let Some((c, key)) = cache {
+                    // A cache that cannot be written only costs the next query time.
+                    let _ = c.store(key, &grads, &point_norms);
+                }
+                (grads, point_norms)
+            }
+        };
+        norms.push(point_norms);
+        if spec.method == InfluenceMethod::Datainf {
+            let layers = sketch
+                .as_ref()
+                .map_or(modules.clone(), GradSketch::sketched_layers);
+            let (s, l) = datainf_scores(&q, &grads, &layers, &modules, spec.damping);
             per_point.push(s);
             lambdas = l;
         } else {
-            per_point.push(point_scores(&q, &grads, p.lr, normalize));
+            per_point.push(point_scores(&q, &grads, p.lr, spec.normalize));
         }
     }
     let mut scores: Vec<SampleScore> = train
@@ -442,6 +508,7 @@ pub fn influence_scores(
         scores,
         query_values,
         lambdas,
+        cached_points,
     })
 }
 
@@ -452,6 +519,8 @@ pub struct InfluenceResult {
     pub query_values: Vec<f64>,
     /// DataInf: each LoRA layer's damping λ (empty for the other methods).
     pub lambdas: Vec<f64>,
+    /// Points whose training gradients came from the cache.
+    pub cached_points: usize,
 }
 
 #[cfg(test)]
@@ -484,7 +553,7 @@ mod tests {
         let v = [1.0f32, 2.0];
         let g = vec![vec![1.0f32, 0.0], vec![0.5, 1.0]];
         let lambda = 0.3;
-        let (s, l) = datainf_scores(&v, &g, &[2], Damping::Fixed(lambda));
+        let (s, l) = datainf_scores(&v, &g, &[2], &[2], Damping::Fixed(lambda));
         assert_eq!(l, vec![lambda]);
         let dot = |a: &[f64], b: &[f64]| a[0] * b[0] + a[1] * b[1];
         let (vv, g0, g1) = ([1.0, 2.0], [1.0, 0.0], [0.5, 1.0]);
@@ -499,7 +568,7 @@ mod tests {
             assert!((s[k] - want).abs() < 1e-12, "{k}: {} vs {want}", s[k]);
         }
         // Auto damping: 0.1 × the mean squared entry.
-        let (_, l) = datainf_scores(&v, &g, &[2], Damping::Auto);
+        let (_, l) = datainf_scores(&v, &g, &[2], &[2], Damping::Auto);
         assert!((l[0] - 0.1 * (1.0 + 0.25 + 1.0) / 4.0).abs() < 1e-12);
         assert_eq!(Normalize::parse("unit").unwrap(), Normalize::Unit);
     }

@@ -13,9 +13,10 @@ use serde::{Deserialize, Serialize};
 use super::{
     eval::EvalItem,
     fingerprint::fingerprints,
+    grad_sketch::{GradCache, cache_key, default_cache_dir},
     influence::{
         Damping, InfluenceError, InfluenceMethod, InfluencePoint, Normalize, QueryRow, SampleScore,
-        form_weight, influence_scores, instruction_query,
+        ScoreSpec, form_weight, influence_scores, instruction_query,
     },
     inputs::{chat_template_of, encode_examples},
     job::{CancelFlag, Progress},
@@ -77,6 +78,15 @@ pub struct InfluenceRequest {
     /// Samples listed in `summary.json` at each end of the ranking.
     pub top: usize,
     pub out: PathBuf,
+    /// `--proj-dim`: sketch gradients to about this many entries (memory ∝ samples × dim);
+    /// sketched training gradients are cached for later queries.
+    #[serde(default)]
+    pub proj_dim: Option<usize>,
+    #[serde(default)]
+    pub proj_seed: u64,
+    /// Where sketched gradients are cached (default `$BASIN_CACHE/influence-grads`).
+    #[serde(default)]
+    pub grad_cache: Option<PathBuf>,
 }
 
 /// `summary.json`.
@@ -92,6 +102,12 @@ pub struct InfluenceSummary {
     /// DataInf: the damping λ of each LoRA layer, in module order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub damping: Vec<f64>,
+    /// `--proj-dim`, when the gradients were sketched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proj_dim: Option<usize>,
+    /// Points whose training gradients were read from the cache instead of computed.
+    #[serde(default)]
+    pub cached_points: usize,
     pub points: Vec<String>,
     pub samples: usize,
     pub top: Vec<SampleScore>,
@@ -377,18 +393,40 @@ pub fn run_influence_job(
             )
         }
     };
+    if req.proj_dim == Some(0) {
+        return Err(input("--proj-dim must be at least 1".into()));
+    }
     let mut points = Vec::new();
     let mut inputs = BTreeMap::new();
+    // The training side's identity by content: the base and the data (a moved folder still hits
+    // the cache; a changed file misses it).
+    let mut train_side = BTreeMap::new();
+    for f in [&data, &req.base] {
+        fingerprints(f, &mut train_side)?;
+    }
     for (label, path, lr) in &point_paths {
         let adapter = LoraAdapter::open_for(path, base.tensors.as_ref(), &base.config)?;
+        let mut own = BTreeMap::new();
+        fingerprints(path, &mut own)?;
+        let cache_key = req.proj_dim.map(|dim| {
+            let mut parts: Vec<String> = train_side.values().chain(own.values()).cloned().collect();
+            parts.push(format!(
+                "max_tokens={} dim={dim} seed={}",
+                req.max_tokens, req.proj_seed
+            ));
+            parts.push(format!("basin {}", env!("CARGO_PKG_VERSION")));
+            cache_key(&parts)
+        });
         points.push(InfluencePoint {
             label: label.clone(),
             factors: factors_of(&adapter)?,
             lr: *lr,
+            cache_key,
         });
-        fingerprints(path, &mut inputs)?;
+        inputs.extend(own);
     }
-    for f in query_files.iter().chain([&data, &req.base]) {
+    inputs.extend(train_side);
+    for f in &query_files {
         fingerprints(f, &mut inputs)?;
     }
     let record = RunRecord {
@@ -404,6 +442,8 @@ pub fn run_influence_job(
             "normalize": req.normalize,
             "damping": req.damping,
             "max_tokens": req.max_tokens,
+            "proj_dim": req.proj_dim,
+            "proj_seed": req.proj_seed,
             "points": point_paths.iter().map(|(l, _, lr)| serde_json::json!({"label": l, "lr": lr})).collect::<Vec<_>>(),
         }),
         inputs,
@@ -419,15 +459,25 @@ pub fn run_influence_job(
     )?;
     drop(base);
     crate::compute::release_free_host_memory();
+    let spec = ScoreSpec {
+        method: req.method,
+        normalize: req.normalize,
+        damping: req.damping,
+        batch: req.batch,
+        sketch_dim: req.proj_dim,
+        sketch_seed: req.proj_seed,
+        cache: req
+            .grad_cache
+            .clone()
+            .or_else(default_cache_dir)
+            .map(|dir| GradCache { dir }),
+    };
     let result = influence_scores(
         &mut model,
         &points,
         &train,
         &query_rows,
-        req.method,
-        req.normalize,
-        req.damping,
-        req.batch,
+        &spec,
         progress,
         cancel,
     )
@@ -453,6 +503,8 @@ pub fn run_influence_job(
         sign: SIGN_CONVENTION.into(),
         query_value,
         damping: result.lambdas,
+        proj_dim: req.proj_dim,
+        cached_points: result.cached_points,
         points: point_paths.iter().map(|(l, _, _)| l.clone()).collect(),
         samples: ranked.len(),
         top: ranked[..k].to_vec(),

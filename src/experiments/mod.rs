@@ -4,6 +4,7 @@ pub mod bootstrap;
 pub mod curve;
 pub mod eval;
 pub mod fingerprint;
+pub mod grad_sketch;
 pub mod influence;
 pub mod influence_job;
 pub mod inputs;

@@ -130,6 +130,9 @@ impl InfluencePanel {
             max_tokens: 8192,
             top: 10,
             out: PathBuf::new(),
+            proj_dim: None,
+            proj_seed: 0,
+            grad_cache: None,
         })
     }
 

@@ -574,10 +574,12 @@ pub fn answers(study: &Study, arms: &[ArmReport], comparisons: &[Comparison]) ->
                 .map(|g| g.total)
                 .sum()
         };
+        // The query names its suite by path; its file name and metric are enough here.
+        let query = inf.query.rsplit('/').next().unwrap_or(&inf.query);
         if let (Some(b), Some(w)) = (best, worst) {
             out.push(format!(
                 "Influence on {} ({} hacker, {}): the most positive group is {}/{} (total {:.3e}, {} chats), the most negative {}/{} (total {:.3e}); include-sign chats total {:.3e}, avoid-sign {:.3e}.",
-                inf.query,
+                query,
                 arm.arm,
                 inf.method,
                 b.family,

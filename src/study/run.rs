@@ -628,6 +628,9 @@ fn run_step(
                 max_tokens: 8192,
                 top: i.top,
                 out: layout.influence(arm),
+                proj_dim: None,
+                proj_seed: 0,
+                grad_cache: None,
             };
             run_influence_job(&req, &progress, hooks.cancel).map_err(|e| fail(e.to_string()))?;
             Ok(!hooks.cancel.is_cancelled())
