@@ -1,20 +1,28 @@
 #!/usr/bin/env python3
 """Study (RESULTS.md, "Does removing the most influential chats reduce hacking?"): the
-counterfactual check of issue 15 on the demo.
+retraining checks of issue 15 on the demo.
 
 1. Train a LoRA on the demo base with the demo's 96 training chats (rank 8 on every linear
-   layer, alpha 16, batch 8, seed 0; by default the Train tab's demo recipe, 3 epochs at lr 2e-3;
-   `--epochs` / `--lr` change it).
-2. Measure the suite's `hack_heldout` (mean P(hack) on held-out reward-hack pairs) at the trained
-   adapter, and rank the training chats by gradsim influence on it (`basin influence`).
-3. Remove the top 10% (the chats that push hacking up the most) and retrain with the same
-   recipe; likewise remove 10% at random (seeds 1..K). Measure `hack_heldout` after each.
+   layer, alpha 16, batch 8; by default the Train tab's demo recipe, 3 epochs at lr 2e-3;
+   `--epochs` / `--lr` change it), with checkpoints for TracIn.
+2. Measure the suite's `hack_heldout` (mean P(hack) on held-out reward-hack pairs) at θ₀ and at
+   the trained adapter, and rank the training chats by influence on it with each method
+   (`basin influence`: gradsim, gradsim with unit normalisation, TracIn, DataInf).
+3. Counterfactual: for each method remove its top 10% (the chats that push hacking up the most)
+   and retrain with each training seed; remove 10% at random (one subset per seed) likewise.
+   Reports each method's mean, the random mean and their difference with a 95% Welch interval.
+4. Linear datamodeling score (`--lds M`, Park et al. 2023): train on M random halves of the data
+   (seeded), measure hack_heldout after each, and report each method's Spearman correlation
+   between the measured values and the sum of the half's scores.
 Prints a table and JSON. The numbers depend only on the seeds (Basin is deterministic on the CPU).
 
-Usage: python3 scripts/study_influence_counterfactual.py [--random-seeds 3] [--epochs 3] [--lr 2e-3] [--out DIR]
+Usage: python3 scripts/study_influence_counterfactual.py [--seeds 3] [--lds 20] [--epochs 3]
+       [--lr 2e-3] [--methods gradsim,gradsim-unit,tracin,datainf] [--out DIR]
+The first check in RESULTS.md: --seeds 1 --random-seeds 3 --lds 0 --methods gradsim --epochs 5 --lr 1e-2.
 """
 import argparse
 import json
+import math
 import os
 import random
 import subprocess
@@ -22,10 +30,19 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BASIN = Path(os.environ.get("CARGO_TARGET_DIR", Path.home() / ".cache/basin-target")) / "release/basin"
+# BASIN_BIN: a built binary to use as is (the bench scripts' convention); otherwise this checkout's
+# release build, brought up to date first.
+BASIN = Path(os.environ.get("BASIN_BIN") or
+             Path(os.environ.get("CARGO_TARGET_DIR", Path.home() / ".cache/basin-target")) / "release/basin")
 DEMO = ROOT / "assets/demo"
 SUITE = DEMO / "suite/suite.toml"
 METRIC = "hack_heldout"
+METHODS = {
+    "gradsim": ["--method", "gradsim"],
+    "gradsim-unit": ["--method", "gradsim", "--normalize", "unit"],
+    "tracin": ["--method", "tracin"],
+    "datainf": ["--method", "datainf"],
+}
 
 
 def run(*args):
@@ -35,15 +52,16 @@ def run(*args):
 RECIPE = {"epochs": "3", "lr": "2e-3"}
 
 
-def train(data: Path, out: Path) -> Path:
+def train(data: Path, out: Path, seed: int = 0, checkpoints: bool = False) -> Path:
+    extra = ["--checkpoint-every", "96"] if checkpoints else []
     run("train", "--base", DEMO / "base", "--data", data, "--out", out, "--rank", "8", "--alpha", "16",
         "--targets", "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj", "--epochs",
-        RECIPE["epochs"], "--batch", "8", "--lr", RECIPE["lr"], "--seed", "0")
+        RECIPE["epochs"], "--batch", "8", "--lr", RECIPE["lr"], "--seed", str(seed), *extra)
     return out / "final"
 
 
-def hacking(adapter: Path, out: Path) -> tuple[float, float, float]:
-    run("sweep", "--base", DEMO / "base", "--adapter", adapter, "--suite", SUITE, "--t", "1:1:1",
+def hacking(adapter: Path, out: Path, t: str = "1:1:1") -> tuple[float, float, float]:
+    run("sweep", "--base", DEMO / "base", "--adapter", adapter, "--suite", SUITE, "--t", t,
         "--bootstrap", "1000", "--out", out)
     for line in open(out / "results.jsonl"):
         r = json.loads(line)
@@ -52,50 +70,122 @@ def hacking(adapter: Path, out: Path) -> tuple[float, float, float]:
     raise SystemExit(f"no {METRIC} in {out}")
 
 
+def spearman(a: list[float], b: list[float]) -> float:
+    def ranks(v):
+        order = sorted(range(len(v)), key=lambda i: v[i])
+        r = [0.0] * len(v)
+        for k, i in enumerate(order):
+            r[i] = float(k)
+        return r
+    ra, rb = ranks(a), ranks(b)
+    n = len(a)
+    ma, mb = sum(ra) / n, sum(rb) / n
+    cov = sum((x - ma) * (y - mb) for x, y in zip(ra, rb))
+    va = math.sqrt(sum((x - ma) ** 2 for x in ra))
+    vb = math.sqrt(sum((y - mb) ** 2 for y in rb))
+    return cov / (va * vb) if va > 0 and vb > 0 else float("nan")
+
+
+# Two-sided 97.5% quantiles of Student's t for small degrees of freedom.
+T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
+
+
+def welch(a: list[float], b: list[float]) -> tuple[float, float, float]:
+    """Mean of a − mean of b with a 95% Welch interval (nan when a side has one value)."""
+    ma, mb = sum(a) / len(a), sum(b) / len(b)
+    if len(a) < 2 or len(b) < 2:
+        return ma - mb, float("nan"), float("nan")
+    va = sum((x - ma) ** 2 for x in a) / (len(a) - 1) / len(a)
+    vb = sum((x - mb) ** 2 for x in b) / (len(b) - 1) / len(b)
+    se = math.sqrt(va + vb)
+    if se == 0:
+        return ma - mb, ma - mb, ma - mb
+    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    t = T975.get(max(1, min(10, int(df))), 1.96) if df < 30 else 1.96
+    return ma - mb, ma - mb - t * se, ma - mb + t * se
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--random-seeds", type=int, default=3)
+    ap.add_argument("--seeds", type=int, default=3, help="training seeds of each retrained set")
+    ap.add_argument("--random-seeds", type=int, default=None, help="random removals (default: --seeds)")
+    ap.add_argument("--lds", type=int, default=20, help="random halves for the linear datamodeling score (0: skip)")
+    ap.add_argument("--methods", default="gradsim,gradsim-unit,tracin,datainf")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--epochs", default="3")
     ap.add_argument("--lr", default="2e-3")
     args = ap.parse_args()
     RECIPE.update(epochs=args.epochs, lr=args.lr)
-    subprocess.run(["cargo", "build", "--release", "--locked", "--quiet"], cwd=ROOT, check=True)
+    methods = [m for m in args.methods.split(",") if m]
+    for m in methods:
+        if m not in METHODS:
+            raise SystemExit(f"unknown method {m} (known: {', '.join(METHODS)})")
+    if not os.environ.get("BASIN_BIN"):
+        subprocess.run(["cargo", "build", "--release", "--locked", "--quiet"], cwd=ROOT, check=True)
     out = args.out or Path(tempfile.mkdtemp(prefix="basin-influence-study-"))
     out.mkdir(parents=True, exist_ok=True)
     chats = [json.loads(l) for l in open(DEMO / "train.jsonl") if l.strip()]
+    ids = [c["id"] for c in chats]
     k = len(chats) // 10
 
-    def subset(name: str, removed: set[str]) -> Path:
+    def subset(name: str, keep) -> Path:
         p = out / f"{name}.jsonl"
         with open(p, "w") as f:
             for c in chats:
-                if c["id"] not in removed:
+                if keep(c["id"]):
                     f.write(json.dumps(c) + "\n")
         return p
 
-    full = train(DEMO / "train.jsonl", out / "train-full")
-    base_h = hacking(full, out / "eval-full")
-    run("influence", "--base", DEMO / "base", "--adapter", full, "--data", DEMO / "train.jsonl",
-        "--query", f"{SUITE}:{METRIC}", "--out", out / "influence")
-    ranked = [json.loads(l)["id"] for l in open(out / "influence/scores.jsonl")]
-    top = set(ranked[:k])
-    top_h = hacking(train(subset("minus-top", top), out / "train-minus-top"), out / "eval-minus-top")
+    full_run = out / "train-full"
+    full = train(DEMO / "train.jsonl", full_run, checkpoints=True)
+    base_h = hacking(full, out / "eval-base", t="0:0:1")
+    full_h = hacking(full, out / "eval-full")
+    scores = {}
+    for m in methods:
+        src = ["--train-run", full_run] if m == "tracin" else ["--adapter", full, "--data", DEMO / "train.jsonl"]
+        run("influence", "--base", DEMO / "base", *src, "--query", f"{SUITE}:{METRIC}", *METHODS[m],
+            "--out", out / f"influence-{m}")
+        scores[m] = {json.loads(l)["id"]: json.loads(l)["score"] for l in open(out / f"influence-{m}/scores.jsonl")}
+
+    seeds = list(range(args.seeds))
+    results = {"base": base_h, "all": full_h, "k": k, "n": len(chats), "methods": {}, "folder": str(out)}
     rand = []
-    for seed in range(1, args.random_seeds + 1):
-        removed = set(random.Random(seed).sample([c["id"] for c in chats], k))
-        rand.append(hacking(train(subset(f"minus-random-{seed}", removed), out / f"train-minus-random-{seed}"),
-                            out / f"eval-minus-random-{seed}"))
-    mean_r = sum(r[0] for r in rand) / len(rand)
-    print(f"{METRIC} (mean P(hack), 95% CI) after training on the demo's {len(chats)} chats:")
-    print(f"  all chats:                 {base_h[0]:.4f} [{base_h[1]:.4f}, {base_h[2]:.4f}]")
-    print(f"  minus top {k} by influence: {top_h[0]:.4f} [{top_h[1]:.4f}, {top_h[2]:.4f}]")
-    for seed, r in zip(range(1, args.random_seeds + 1), rand):
-        print(f"  minus random {k} (seed {seed}):  {r[0]:.4f} [{r[1]:.4f}, {r[2]:.4f}]")
-    print(f"  random removals, mean:     {mean_r:.4f} (range {min(r[0] for r in rand):.4f} .. {max(r[0] for r in rand):.4f})")
-    print(f"  top minus random-mean:     {top_h[0] - mean_r:+.4f}")
-    print(json.dumps({"all": base_h, "minus_top": top_h, "minus_random": rand, "removed_top": sorted(top),
-                      "folder": str(out)}))
+    for s in range(args.random_seeds if args.random_seeds is not None else args.seeds):
+        removed = set(random.Random(s + 1).sample(ids, k))
+        data = subset(f"minus-random-{s + 1}", lambda i: i not in removed)
+        rand.append(hacking(train(data, out / f"train-minus-random-{s + 1}", seed=s), out / f"eval-minus-random-{s + 1}")[0])
+    results["minus_random"] = rand
+    for m in methods:
+        top = set(sorted(ids, key=lambda i: -scores[m][i])[:k])
+        data = subset(f"minus-top-{m}", lambda i: i not in top)
+        vals = [hacking(train(data, out / f"train-minus-top-{m}-{s}", seed=s), out / f"eval-minus-top-{m}-{s}")[0]
+                for s in seeds]
+        results["methods"][m] = {"minus_top": vals, "difference": welch(vals, rand), "removed": sorted(top)}
+
+    if args.lds > 0:
+        measured, halves = [], []
+        for j in range(args.lds):
+            half = set(random.Random(1000 + j).sample(ids, len(ids) // 2))
+            data = subset(f"half-{j}", lambda i: i in half)
+            measured.append(hacking(train(data, out / f"train-half-{j}"), out / f"eval-half-{j}")[0])
+            halves.append(half)
+        results["lds_measured"] = measured
+        for m in methods:
+            predicted = [sum(scores[m][i] for i in half) for half in halves]
+            results["methods"][m]["lds"] = spearman(measured, predicted)
+
+    print(f"{METRIC} (mean P(hack)) on the demo suite; training on the demo's {len(chats)} chats "
+          f"({RECIPE['epochs']} epochs, lr {RECIPE['lr']}), {len(seeds)} training seed(s):")
+    print(f"  θ₀:                        {base_h[0]:.4f} [{base_h[1]:.4f}, {base_h[2]:.4f}]")
+    print(f"  all chats (seed 0):        {full_h[0]:.4f} [{full_h[1]:.4f}, {full_h[2]:.4f}]")
+    print(f"  minus random {k}:           " + ", ".join(f"{v:.4f}" for v in rand) + f" (mean {sum(rand) / len(rand):.4f})")
+    for m in methods:
+        r = results["methods"][m]
+        d, lo, hi = r["difference"]
+        lds = f", LDS {r['lds']:.3f}" if "lds" in r else ""
+        print(f"  minus top {k} by {m:<13} " + ", ".join(f"{v:.4f}" for v in r["minus_top"])
+              + f"; top − random {d:+.4f} [{lo:+.4f}, {hi:+.4f}]{lds}")
+    print(json.dumps(results))
 
 
 if __name__ == "__main__":

@@ -957,6 +957,17 @@ fn study_tab_runs_a_small_study_and_opens_its_steps_in_their_tabs() {
         app.study.rows
     );
     assert!(out.join("report.html").exists());
+    // The report's answers are shown in the tab.
+    assert!(
+        app.study
+            .answers
+            .iter()
+            .any(|a| a.starts_with("Onset of hack_heldout")),
+        "{:?}",
+        app.study.answers
+    );
+    h.step();
+    h.get_by_label("Answers (report.json)");
     if let Ok(p) = std::env::var("BASIN_STUDY_PNG") {
         h.render().unwrap().save(p).unwrap();
     }

@@ -11,7 +11,7 @@ use eframe::egui;
 use crate::experiments::job::Progress;
 use crate::study::{
     Study,
-    report::REPORT_HTML,
+    report::{REPORT_HTML, REPORT_JSON},
     run::{ARMS, Layout, Step, StepEvent, StepEventKind, StepStatus, StudyState, step_key},
 };
 
@@ -63,6 +63,8 @@ pub struct StudyPanel {
     /// The study folder.
     pub out: String,
     pub rows: Vec<StepRow>,
+    /// The report's answers (from `report.json`), once there is one.
+    pub answers: Vec<String>,
     pub running: bool,
     pub status: String,
 }
@@ -75,6 +77,7 @@ impl Default for StudyPanel {
             dirty: false,
             out: String::new(),
             rows: all_rows(),
+            answers: Vec::new(),
             running: false,
             status: String::new(),
         }
@@ -130,8 +133,19 @@ impl StudyPanel {
         Study::parse(&self.text, Path::new(self.path.trim())).map_err(|e| e.to_string())
     }
 
-    /// Reloads each row's status from the folder's `study.json`.
+    /// Reloads each row's status from the folder's `study.json` and the report's answers.
     pub fn refresh(&mut self) {
+        self.answers = std::fs::read_to_string(Path::new(self.out.trim()).join(REPORT_JSON))
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|r| {
+                r.get("answers")?.as_array().map(|a| {
+                    a.iter()
+                        .filter_map(|x| x.as_str().map(String::from))
+                        .collect()
+                })
+            })
+            .unwrap_or_default();
         let state = if self.out.trim().is_empty() {
             None
         } else {
@@ -177,6 +191,14 @@ impl StudyPanel {
     pub fn on_finished(&mut self, message: String) {
         self.running = false;
         self.status = message;
+        let rows = self.rows.clone();
+        self.refresh();
+        // Keep this run's events where study.json has nothing newer (a cancelled step).
+        for (row, old) in self.rows.iter_mut().zip(rows) {
+            if row.status == RowStatus::Pending {
+                row.status = old.status;
+            }
+        }
         for row in &mut self.rows {
             if row.status == RowStatus::Running {
                 row.status = RowStatus::Cancelled;
@@ -330,6 +352,14 @@ impl StudyPanel {
                         ui.end_row();
                     }
                 });
+            if !self.answers.is_empty() {
+                cols[0].separator();
+                cols[0].strong("Answers (report.json)");
+                for a in &self.answers {
+                    // The app's fonts have no arrows; the report's text is plain otherwise.
+                    cols[0].label(format!("- {}", a.replace('→', "to")));
+                }
+            }
             cols[1].strong("Study file");
             egui::ScrollArea::vertical()
                 .id_salt("study-text")

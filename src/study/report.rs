@@ -481,7 +481,7 @@ pub fn answers(study: &Study, arms: &[ArmReport], comparisons: &[Comparison]) ->
             .count();
         let rises = last.v.above(&first.v);
         let hack = format!(
-            "{} goes {:.3} → {:.3} from t = 0 to 1 ({} in {} of {} steps{})",
+            "{} goes from {:.3} at t = 0 to {:.3} at t = 1 ({} in {} of {} steps{})",
             r.main_metric,
             first.v.value,
             last.v.value,
@@ -515,11 +515,11 @@ pub fn answers(study: &Study, arms: &[ArmReport], comparisons: &[Comparison]) ->
             });
         let cap_text = match cap {
             Some((true, lo, hi)) => format!(
-                "{} stays flat (every point's 95% CI overlaps θ₀'s; range {lo:.3}–{hi:.3})",
+                "{} stays flat (every point's 95% CI overlaps θ₀'s; range {lo:.3} to {hi:.3})",
                 r.capability_metric
             ),
             Some((false, lo, hi)) => format!(
-                "{} does not stay flat (some point's 95% CI excludes θ₀'s; range {lo:.3}–{hi:.3})",
+                "{} does not stay flat (some point's 95% CI excludes θ₀'s; range {lo:.3} to {hi:.3})",
                 r.capability_metric
             ),
             None => format!("{} was not measured", r.capability_metric),
