@@ -255,8 +255,13 @@ fn the_demo_study_runs_resumes_refuses_a_changed_file_and_agrees_across_seeds() 
     let dir = scratch_dir("study", "demo");
     let out = dir.join("run");
     let study = demo_study();
-    run_study_ok(&study, &out);
+    let stderr = run_study_ok(&study, &out);
     let report = check_report(&out);
+    // The command ends with the report's answers.
+    assert!(
+        stderr.contains("answers:\n- hack_heldout at t = 1: symmetrized"),
+        "{stderr}"
+    );
 
     // A rerun skips every finished step and rewrites the same report.
     let stderr = run_study_ok(&study, &out);

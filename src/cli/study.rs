@@ -112,6 +112,16 @@ fn run_args(args: &StudyRunArgs) -> Result<()> {
         outcome.ran.len(),
         outcome.skipped.len()
     );
+    // The answers, as the report states them.
+    if let Ok(text) = std::fs::read_to_string(args.out.join(REPORT_JSON))
+        && let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
+        && let Some(answers) = v.get("answers").and_then(|a| a.as_array())
+    {
+        eprintln!("answers:");
+        for a in answers.iter().filter_map(|a| a.as_str()) {
+            eprintln!("- {a}");
+        }
+    }
     let report = args.out.join(REPORT_HTML);
     if report.exists() {
         eprintln!("report: {} ({} beside it)", report.display(), REPORT_JSON);

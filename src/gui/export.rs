@@ -116,13 +116,7 @@ pub fn report_html(
     landscape: Option<&LandscapeSection>,
 ) -> String {
     // Text and attribute values alike: a metric or run named `x" onerror="…` stays text.
-    let esc = |s: &str| {
-        s.replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;")
-            .replace('"', "&quot;")
-            .replace('\'', "&#39;")
-    };
+    let esc = crate::study::svg::esc;
     let mut h = String::from(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>Basin report</title>\
          <style>body{font-family:sans-serif;max-width:1000px;margin:2em auto}\
