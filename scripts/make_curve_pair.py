@@ -63,6 +63,9 @@ FIT = {
     "max_grad_norm": 1.0,
     "seed": 0,
 }
+# `--full-bend`: the same fit with a dense bend (`basin curve fit --bend full`): Δ_bend is a dense
+# delta of every target linear weight, initialised at zero.
+FULL_FIT = {**FIT, "bend": "full", "lr": 3e-3}
 TS = [i / 10 for i in range(11)]
 
 
@@ -190,6 +193,77 @@ def fit_curve(model, p0, delta, encoded):
     return bend, scale, losses
 
 
+def fit_full_curve(model, p0, delta, encoded):
+    """FIT's loop with a dense bend: θ(t) = θ₀ + t·Δ + φ(t)·D, D zero at the start."""
+    bend = {
+        module + ".weight": torch.zeros_like(p0[module + ".weight"], requires_grad=True)
+        for module in linear_names(model)
+    }
+    leaves = list(bend.values())
+    opt = torch.optim.AdamW(leaves, lr=FULL_FIT["lr"], weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: max(0.0, (FULL_FIT["steps"] - s) / FULL_FIT["steps"])
+    )
+    rng = random.Random(FULL_FIT["seed"])
+    order: list[int] = []
+    for _ in range(FULL_FIT["steps"]):
+        if len(order) < FULL_FIT["batch"]:
+            perm = list(range(len(encoded)))
+            rng.shuffle(perm)
+            order += perm
+        batch = [encoded[i] for i in order[: FULL_FIT["batch"]]]
+        del order[: FULL_FIT["batch"]]
+        t = rng.random()
+        s, n = batch_nll(model, full_params(p0, delta, bend, t), batch)
+        opt.zero_grad()
+        (s / n).backward()
+        torch.nn.utils.clip_grad_norm_(leaves, FULL_FIT["max_grad_norm"])
+        opt.step()
+        sched.step()
+    return bend
+
+
+def full_params(p0, delta, bend, t: float):
+    phi = 2 * t * (1 - t)
+    return {n: w0 + t * delta[n] + (phi * bend[n] if n in bend else 0.0) for n, w0 in p0.items()}
+
+
+def add_full_bend(out: Path) -> None:
+    """Fits the dense bend on the fixture's existing pair and adds `full_bend` to reference.json."""
+    tok = PreTrainedTokenizerFast.from_pretrained(out / "a")
+    train = [json.loads(line) for line in open(out / "train.jsonl")]
+    heldout = [json.loads(line) for line in open(out / "heldout.jsonl")]
+
+    def encode(rows):
+        enc = []
+        for r in rows:
+            _, ids, mask = encode_example(tok, r["messages"], "<|im_end|>")
+            enc.append({"input_ids": ids, "target_mask": mask})
+        return enc
+
+    enc_train, enc_heldout = encode(train), encode(heldout)
+    model = LlamaForCausalLM.from_pretrained(out / "a", dtype=torch.float32)
+    other = LlamaForCausalLM.from_pretrained(out / "b", dtype=torch.float32)
+    p0 = {n: p.detach().clone() for n, p in model.named_parameters()}
+    p1 = {n: p.detach().clone() for n, p in other.named_parameters()}
+    delta = {n: p1[n] - p0[n] for n in p0}
+    torch.manual_seed(FULL_FIT["seed"])
+    bend = fit_full_curve(model, p0, delta, enc_train)
+    with torch.no_grad():
+        curve = [mean_nll(model, full_params(p0, delta, bend, t), enc_heldout) for t in TS]
+        curve_train = [mean_nll(model, full_params(p0, delta, bend, t), enc_train) for t in TS]
+    ref = json.loads((out / "reference.json").read_text())
+    ref["full_bend"] = {
+        "fit": FULL_FIT,
+        "curve_heldout_nll": curve,
+        "curve_train_nll": curve_train,
+        "curve_barrier": barrier(curve),
+        "bend_norm": math.sqrt(sum(float((b.detach() ** 2).sum()) for b in bend.values())),
+    }
+    (out / "reference.json").write_text(json.dumps(ref, indent=1) + "\n")
+    print(json.dumps({k: ref["full_bend"][k] for k in ("curve_heldout_nll", "curve_barrier")}, indent=1))
+
+
 def barrier(losses: list[float]) -> float:
     return max(losses) - (losses[0] + losses[-1]) / 2
 
@@ -197,8 +271,16 @@ def barrier(losses: list[float]) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", type=Path, default=ROOT / "tests" / "fixtures" / "curve_pair")
+    ap.add_argument(
+        "--full-bend",
+        action="store_true",
+        help="only add the dense-bend fit (full_bend in reference.json) to an existing pair",
+    )
     args = ap.parse_args()
     out: Path = args.out
+    if args.full_bend:
+        add_full_bend(out)
+        return
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
 
@@ -259,6 +341,7 @@ def main() -> None:
         "torch": torch.__version__,
     }
     (out / "reference.json").write_text(json.dumps(ref, indent=1) + "\n")
+    add_full_bend(out)
     print(json.dumps({k: ref[k] for k in ("line_heldout_nll", "curve_heldout_nll", "curve_train_nll", "line_barrier", "curve_barrier")}, indent=1))
 
 

@@ -23,7 +23,7 @@ use basin::{
         logprobs::target_nll_sum,
         packing::PackedRow,
         path_param::PathCoefficients,
-        trainable::{LoraFactors, attach, gradients},
+        trainable::{DenseFactor, LoraFactors, attach, attach_dense, dense_gradients, gradients},
         transformer::CausalLm,
     },
     text::dataset::load_chat_jsonl,
@@ -131,6 +131,87 @@ fn bend_gradients_along_the_curve_match_finite_differences() {
         };
         let (plain, _) = target_nll_sum(&model, &rows, &straight).unwrap();
         assert!((value(nll) - value(plain)).abs() < 1e-4);
+    }
+}
+
+/// A full (dense) bend at dense index 0 with the LoRA endpoint in slot 0: the gradient of each
+/// dense delta is φ(t) times the weight's gradient, checked against central finite differences
+/// at its largest entries; at t = 0 and 1 the bend gets no gradient.
+#[test]
+fn dense_bend_gradients_match_finite_differences() {
+    let opened = open_model(&tiny("llama")).unwrap();
+    let endpoint = LoraAdapter::open(tiny("llama_lora")).unwrap();
+    let device = ComputeDevice::new(ComputeKind::Cpu)
+        .unwrap()
+        .device
+        .autodiff();
+    let mut model = CausalLm::load(
+        &opened.config,
+        opened.tensors.as_ref(),
+        Some(&endpoint),
+        &device,
+    )
+    .unwrap();
+    let targets = ["q_proj".to_string(), "down_proj".to_string()];
+    let mut bend = DenseFactor::zeros_for(&model, &targets);
+    assert_eq!(bend.len(), 2 * opened.config.num_hidden_layers);
+    for (k, d) in bend.iter_mut().enumerate() {
+        for (i, w) in d.w.iter_mut().enumerate() {
+            *w = (((i * 31 + k * 7) % 17) as f32 / 17.0 - 0.5) * 0.2;
+        }
+    }
+    let items = items();
+    let rows = rows(&items[..4]);
+    for (kind, t) in [(CurveKind::Bezier, 0.35), (CurveKind::Polychain, 0.6)] {
+        let coeffs = PathCoefficients {
+            lora: vec![vec![t as f32; rows.len()]],
+            dense: vec![kind.phi(t) as f32],
+            ..Default::default()
+        };
+        let loss_at = |model: &mut CausalLm, factors: &[DenseFactor]| -> f64 {
+            let _l = attach_dense(model, 0, factors).unwrap();
+            value(target_nll_sum(model, &rows, &coeffs).unwrap().0)
+        };
+        let leaves = attach_dense(&mut model, 0, &bend).unwrap();
+        let (nll, _) = target_nll_sum(&model, &rows, &coeffs).unwrap();
+        let grads = dense_gradients(&leaves, &nll.backward()).unwrap();
+        drop(leaves);
+        let mut checked = 0;
+        for (m, g) in grads.iter().enumerate() {
+            let (i, &gi) = g
+                .iter()
+                .enumerate()
+                .max_by(|x, y| x.1.abs().total_cmp(&y.1.abs()))
+                .unwrap();
+            if gi.abs() < 1e-3 {
+                continue;
+            }
+            let eps = 1e-2f32;
+            let (mut plus, mut minus) = (bend.clone(), bend.clone());
+            plus[m].w[i] += eps;
+            minus[m].w[i] -= eps;
+            let fd =
+                (loss_at(&mut model, &plus) - loss_at(&mut model, &minus)) / (2.0 * f64::from(eps));
+            let rel = (fd - f64::from(gi)).abs() / f64::from(gi.abs());
+            assert!(
+                rel < 2e-2,
+                "{kind:?} {}[{i}]: autodiff {gi} vs finite difference {fd}",
+                bend[m].module
+            );
+            checked += 1;
+        }
+        assert!(checked >= 3, "{kind:?}: only {checked} entries checked");
+    }
+    for t in [0.0f32, 1.0] {
+        let coeffs = PathCoefficients {
+            lora: vec![vec![t; rows.len()]],
+            dense: vec![CurveKind::Bezier.phi(f64::from(t)) as f32],
+            ..Default::default()
+        };
+        let leaves = attach_dense(&mut model, 0, &bend).unwrap();
+        let (nll, _) = target_nll_sum(&model, &rows, &coeffs).unwrap();
+        let grads = dense_gradients(&leaves, &nll.backward()).unwrap();
+        assert!(grads.iter().flatten().all(|&g| g == 0.0), "t = {t}");
     }
 }
 
@@ -628,4 +709,241 @@ fn barrier_shows_on_the_landscape(pair: &Path, root: &Path, line_barrier: f64) {
         middle - valley > 0.5 * line_barrier,
         "no valley along the curve: barrier cell {middle}, best cell near ({ma}, {mb}) {valley}"
     );
+}
+
+/// `--bend full` on the known-answer pair: the dense bend (every linear weight, zero at the
+/// start) fitted with the recipe of reference.json's `full_bend` (PyTorch's loop in
+/// scripts/make_curve_pair.py) brings the held-out barrier under 10% of the line's and matches
+/// PyTorch's dense fit within 0.05 nats; `bend/` is the control point θ_b = θ₀ + ½Δ_H + Δ_bend
+/// as a model folder, and the sweep through it starts and ends at the pair's models.
+#[test]
+fn a_full_bend_removes_the_known_barrier_as_the_pytorch_dense_fit_does() {
+    let pair = fixtures().join("curve_pair");
+    let reference: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(pair.join("reference.json")).unwrap())
+            .unwrap();
+    let floats = |v: &serde_json::Value| -> Vec<f64> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect()
+    };
+    let full = &reference["full_bend"];
+    let fit = &full["fit"];
+    assert_eq!(fit["bend"], "full");
+    let root = std::env::temp_dir().join(format!("basin-curve-full-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let targets: Vec<&str> = fit["bend_targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let fit_args = |out: &Path, steps: &str| {
+        let mut c = basin();
+        c.args(["curve", "fit", "--bend", "full", "--base"])
+            .arg(pair.join("a"))
+            .arg("--target")
+            .arg(pair.join("b"))
+            .arg("--data")
+            .arg(pair.join("train.jsonl"))
+            .arg("--out")
+            .arg(out)
+            .args(["--kind", fit["kind"].as_str().unwrap()])
+            .args(["--bend-targets", &targets.join(",")])
+            .args(["--steps", steps])
+            .args(["--batch", &fit["batch"].to_string()])
+            .args(["--lr", &fit["lr"].to_string()])
+            .args(["--schedule", fit["schedule"].as_str().unwrap()])
+            .args(["--max-grad-norm", &fit["max_grad_norm"].to_string()])
+            .args(["--seed", &fit["seed"].to_string()]);
+        c
+    };
+    let out = fit_args(&root.join("fit"), &fit["steps"].to_string())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let record = basin::experiments::curve::CurveRecord::read(&root.join("fit")).unwrap();
+    assert_eq!(
+        record.bend,
+        basin::experiments::curve::BendKind::Full,
+        "{record:?}"
+    );
+
+    // θ_b on disk: every tensor of the base, ½(θ_a + θ_b) plus the bend where there is one.
+    let open = |p: &Path| basin::checkpoint::safetensors_file::SafetensorsFile::open(p).unwrap();
+    let (a, b) = (
+        open(&pair.join("a/model.safetensors")),
+        open(&pair.join("b/model.safetensors")),
+    );
+    let bend_dir = root.join("fit/bend");
+    let (theta_b, delta) = (
+        open(&bend_dir.join("model.safetensors")),
+        open(&bend_dir.join("bend_delta.safetensors")),
+    );
+    assert!(bend_dir.join("config.json").is_file() && bend_dir.join("tokenizer.json").is_file());
+    assert_eq!(theta_b.tensors().len(), a.tensors().len());
+    let mut bent = 0;
+    for name in a.tensors().keys() {
+        let (va, vb, vt) = (
+            a.load_f32(name).unwrap().data,
+            b.load_f32(name).unwrap().data,
+            theta_b.load_f32(name).unwrap().data,
+        );
+        let d = delta.tensors().contains_key(name).then(|| {
+            bent += 1;
+            delta.load_f32(name).unwrap().data
+        });
+        for i in 0..va.len() {
+            let want = 0.5 * (va[i] + vb[i]) + d.as_ref().map_or(0.0, |d| d[i]);
+            assert!(
+                (vt[i] - want).abs() < 1e-5,
+                "{name}[{i}]: {} vs {want}",
+                vt[i]
+            );
+        }
+        if let Some(d) = &d {
+            assert!(
+                d.iter().any(|v| v.abs() > 1e-4),
+                "{name}: the bend did not move"
+            );
+        }
+    }
+    assert_eq!(bent, 2 * targets.len(), "one delta per target linear layer");
+
+    // Along the curve: the ends are the pair's own models, the barrier is gone, and the losses
+    // are PyTorch's dense fit's.
+    let o = basin()
+        .args(["sweep", "--base"])
+        .arg(pair.join("a"))
+        .arg("--suite")
+        .arg(pair.join("suite.toml"))
+        .arg("--curve")
+        .arg(root.join("fit"))
+        .args(["--t", "0:1:11", "--bootstrap", "20", "--out"])
+        .arg(root.join("curve"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let run: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join("curve/run.json")).unwrap()).unwrap();
+    assert_eq!(run["spec"]["path"], "bezier_checkpoint_full", "{run}");
+    let curve = summary_column(&root.join("curve"), "instruction");
+    let curve_fit_data = summary_column(&root.join("curve"), "fit_data");
+    let line = floats(&reference["line_heldout_nll"]);
+    assert!((curve[0] - line[0]).abs() < 1e-4 && (curve[10] - line[10]).abs() < 1e-4);
+    let (line_barrier, curve_barrier) = (barrier(&line), barrier(&curve));
+    assert!(
+        curve_barrier < 0.1 * line_barrier,
+        "held-out barrier: curve {curve_barrier} vs line {line_barrier} ({curve:?})"
+    );
+    let torch_curve = floats(&full["curve_heldout_nll"]);
+    eprintln!(
+        "along the dense-bend curve: held-out Basin {curve:?}, PyTorch {torch_curve:?}; fit data Basin {curve_fit_data:?}"
+    );
+    assert!(
+        (curve_barrier - barrier(&torch_curve)).abs() < 0.05,
+        "barrier: Basin {curve:?} vs PyTorch {torch_curve:?}"
+    );
+    let inside_max = |v: &[f64]| v[1..v.len() - 1].iter().copied().fold(f64::MIN, f64::max);
+    assert!(
+        (inside_max(&curve) - inside_max(&torch_curve)).abs() < 0.05,
+        "held-out inside max: Basin {curve:?} vs PyTorch {torch_curve:?}"
+    );
+    let torch_fit_data = floats(&full["curve_train_nll"]);
+    for (b, t) in curve_fit_data.iter().zip(&torch_fit_data) {
+        assert!(
+            (b - t).abs() < 0.05,
+            "fit data: Basin {curve_fit_data:?} vs PyTorch {torch_fit_data:?}"
+        );
+    }
+
+    // Interrupted after its checkpoint at step 150 (its final state gone), a fit resumes from
+    // the checkpoint's Δ_bend and AdamW moments and ends with the same bend.
+    let resumed = root.join("resumed");
+    let steps = fit["steps"].to_string();
+    let every = (fit["steps"].as_u64().unwrap() / 2).to_string();
+    let o = fit_args(&resumed, &steps)
+        .args(["--checkpoint-every", &every])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let checkpoints: Vec<_> = std::fs::read_dir(resumed.join("checkpoints"))
+        .unwrap()
+        .collect();
+    assert_eq!(checkpoints.len(), 2, "a checkpoint at steps 150 and 300");
+    std::fs::remove_dir_all(resumed.join("bend")).unwrap();
+    for c in checkpoints {
+        let c = c.unwrap().path();
+        if c.ends_with("samples-002400") {
+            std::fs::remove_dir_all(c).unwrap();
+        }
+    }
+    let o = fit_args(&resumed, &steps)
+        .args(["--checkpoint-every", &every])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let again = open(&resumed.join("bend/bend_delta.safetensors"));
+    for name in delta.tensors().keys() {
+        assert_eq!(
+            again.load_f32(name).unwrap().data,
+            delta.load_f32(name).unwrap().data,
+            "{name}: the resumed fit ends elsewhere"
+        );
+    }
+    assert!(resumed.join("bend/model.safetensors").is_file());
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// A full bend refuses a GGUF base (its bend/ is a Hugging Face folder copied from the base)
+/// and a target list naming no linear layer, before any folder is written.
+#[test]
+fn a_full_bend_refuses_what_it_cannot_write() {
+    let pair = fixtures().join("curve_pair");
+    let root = std::env::temp_dir().join(format!("basin-curve-full-bad-{}", std::process::id()));
+    let gguf = fixtures().join("tiny_gguf/llama3.gguf");
+    let o = basin()
+        .args(["curve", "fit", "--bend", "full", "--base"])
+        .arg(&gguf)
+        .arg("--target")
+        .arg(pair.join("b"))
+        .arg("--data")
+        .arg(pair.join("train.jsonl"))
+        .arg("--out")
+        .arg(root.join("gguf"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains("Hugging Face model folder"), "{err}");
+    assert!(!root.join("gguf").exists());
+    let o = basin()
+        .args([
+            "curve",
+            "fit",
+            "--bend",
+            "full",
+            "--bend-targets",
+            "lm_head",
+            "--base",
+        ])
+        .arg(pair.join("a"))
+        .arg("--target")
+        .arg(pair.join("b"))
+        .arg("--data")
+        .arg(pair.join("train.jsonl"))
+        .arg("--out")
+        .arg(root.join("targets"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains("lm_head"), "{err}");
+    let _ = std::fs::remove_dir_all(&root);
 }

@@ -459,7 +459,7 @@ fn train_tab_trains_then_evaluates_checkpoints() {
     step_until(&mut h, Duration::from_secs(120), "the training run", |a| {
         a.train_job.is_none()
     });
-    let panel = &h.state().train;
+    let panel = &h.state().train.view;
     assert!(!panel.running);
     assert_eq!(panel.log.len(), 4, "{}", panel.status);
     assert_eq!(
@@ -496,8 +496,8 @@ fn train_tab_trains_then_evaluates_checkpoints() {
     let mut h2 = harness(demo_launch(&runs));
     h2.state_mut().open_training_folder(&out);
     h2.step();
-    assert_eq!(h2.state().train.log.len(), 4);
-    assert_eq!(h2.state().train.checkpoints.len(), 2);
+    assert_eq!(h2.state().train.view.log.len(), 4);
+    assert_eq!(h2.state().train.view.checkpoints.len(), 2);
     assert!(h2.state().train_job.is_none());
     let _ = std::fs::remove_dir_all(&runs);
 }
@@ -546,7 +546,7 @@ fn demo_train_on_start_trains_the_demo_adapter() {
     assert!(
         h.state().train_job.is_some(),
         "{:?}",
-        h.state().train.status
+        h.state().train.view.status
     );
     step_until(
         &mut h,
@@ -554,7 +554,7 @@ fn demo_train_on_start_trains_the_demo_adapter() {
         "the demo training run",
         |a| a.train_job.is_none(),
     );
-    let panel = &h.state().train;
+    let panel = &h.state().train.view;
     assert!(!panel.running);
     // 96 chats × 3 epochs in batches of 8.
     assert_eq!(panel.log.len(), 36, "{}", panel.status);
@@ -569,45 +569,64 @@ fn demo_train_on_start_trains_the_demo_adapter() {
     let _ = std::fs::remove_dir_all(&runs);
 }
 
-/// Train tab → "Fit a curve to the endpoint": a bend between the demo base and the demo hacker,
-/// then "Sweep curve" walks it with the demo suite; the run lands beside the others on the plots.
+/// Curve tab: a full (dense) bend between the demo base and the demo hacker, fitted on the
+/// demo's instruction chats with the live loss by t, then "Sweep curve" walks it through its
+/// control point with the demo suite; the run lands beside the others on the plots. The fit
+/// reopens in the Curve tab from its folder.
 #[test]
-fn train_tab_fits_a_curve_and_sweeps_it() {
+fn curve_tab_fits_a_full_bend_and_sweeps_it() {
     let runs = scratch("curve");
     let mut h = harness(demo_launch(&runs));
     step_until(&mut h, Duration::from_secs(60), "the demo's reports", |a| {
         a.all_reports_settled()
     });
+    assert!(
+        h.state().curve.data.ends_with("instructions_train.jsonl"),
+        "the demo sets the Curve tab's data"
+    );
     {
-        let panel = &mut h.state_mut().train;
-        panel.curve = true;
+        let panel = &mut h.state_mut().curve;
+        panel.bend = basin::experiments::curve::BendKind::Full;
         panel.steps = 4;
         panel.lr = 3e-3;
         panel.out = runs.join("my-curve").display().to_string();
     }
-    h.get_by_label("Train").click();
+    h.get_by_label("Curve").click();
     h.step();
-    h.get_by_label("Start training").click();
+    h.get_by_label("Fit curve").click();
     h.step();
-    assert!(h.state().train_job.is_some(), "{}", h.state().train.status);
+    assert!(
+        h.state().train_job.is_some(),
+        "{}",
+        h.state().curve.view.status
+    );
     step_until(&mut h, Duration::from_secs(120), "the curve fit", |a| {
         a.train_job.is_none()
     });
     let curve: serde_json::Value =
         serde_json::from_slice(&std::fs::read(runs.join("my-curve/curve.json")).unwrap()).unwrap();
     assert!(curve["endpoint"].as_str().unwrap().ends_with("demo/hacker"));
-    assert_eq!(h.state().train.log.len(), 4);
+    assert_eq!(curve["bend"], "full");
+    assert!(runs.join("my-curve/bend/model.safetensors").is_file());
+    let view = &h.state().curve.view;
+    assert_eq!(view.log.len(), 4, "{}", view.status);
+    // A full bend draws one t per batch: every sequence of a step shares it.
+    assert!(view.log.iter().all(|r| {
+        let t = r.t.as_ref().unwrap();
+        t.len() == 8
+            && t.iter().all(|x| x == &t[0])
+            && r.t_loss.as_ref().unwrap().iter().all(|l| l.is_some())
+    }));
     assert!(
-        h.state()
-            .train
-            .log
-            .iter()
-            .all(|r| r.t.as_ref().unwrap().len() == 8
-                && r.t_loss.as_ref().unwrap().iter().all(|l| l.is_some()))
+        h.state().train.view.log.is_empty(),
+        "the Train tab shows no curve fit"
     );
-    // The live loss by t: the plot of a curve fit (not shown for a plain training run).
+    // The live loss by t: the plot of a curve fit.
     h.step();
     h.get_by_label_contains("Loss along the path");
+    if let Ok(p) = std::env::var("BASIN_CURVE_PNG") {
+        h.render().unwrap().save(p).unwrap();
+    }
 
     h.get_by_label("Sweep curve").click();
     h.step();
@@ -620,7 +639,13 @@ fn train_tab_fits_a_curve_and_sweeps_it() {
     assert_eq!(run.t_values().len(), 11);
     let record: serde_json::Value =
         serde_json::from_slice(&std::fs::read(run.dir.join("run.json")).unwrap()).unwrap();
-    assert_eq!(record["spec"]["path"], "bezier");
+    assert_eq!(record["spec"]["path"], "bezier_full");
+
+    // Reopened from disk (as from the Study tab or Open…), the fit shows in the Curve tab.
+    h.state_mut().curve.view = Default::default();
+    h.state_mut().open_training_folder(&runs.join("my-curve"));
+    assert_eq!(h.state().tab, basin::gui::app::Tab::Curve);
+    assert_eq!(h.state().curve.view.log.len(), 4);
     let _ = std::fs::remove_dir_all(&runs);
 }
 

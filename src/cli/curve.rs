@@ -1,5 +1,6 @@
-//! `basin curve fit`: a low-loss curve from θ₀ to a LoRA endpoint (Garipov et al. 2018): the
-//! straight path plus a trained LoRA bend, fitted with the training engine of `basin train`.
+//! `basin curve fit`: a low-loss curve from θ₀ to an endpoint (Garipov et al. 2018): the
+//! straight path plus a trained bend (a LoRA, or dense weights with `--bend full`), fitted with
+//! the training engine of `basin train`.
 
 use std::path::PathBuf;
 
@@ -8,7 +9,9 @@ use anyhow::Result;
 use crate::{
     compute::ComputeKind,
     experiments::{
-        curve::{CURVE_FILE, CurveEndpoint, CurveKind, CurveRecord, CurveSpec, TSampling},
+        curve::{
+            BendKind, CURVE_FILE, CurveEndpoint, CurveKind, CurveRecord, CurveSpec, TSampling,
+        },
         optim::Schedule,
         train::{TrainLength, TrainSpec},
         train_job::{AdapterInit, TrainRequest},
@@ -30,18 +33,26 @@ pub struct CurveFitArgs {
     #[arg(long, required_unless_present = "target", conflicts_with = "target")]
     pub adapter: Option<PathBuf>,
     /// Or a full checkpoint θ₁ of the same architecture (θ₁ − θ₀ as a dense delta, one t per
-    /// batch); the bend is still a LoRA.
+    /// batch).
     #[arg(long)]
     pub target: Option<PathBuf>,
     /// Chat JSONL whose masked NLL the fit keeps low along t (ordinary instruction data).
     #[arg(long)]
     pub data: PathBuf,
     /// Result folder: run.json, fit.jsonl (each step with its t), curve.json, checkpoints/,
-    /// bend/ (the bend as a PEFT adapter). Rerunning resumes.
+    /// bend/ (a LoRA bend as a PEFT adapter; a full bend as the control point θ_b, a Hugging
+    /// Face model folder). Rerunning resumes.
     #[arg(long)]
     pub out: PathBuf,
     #[arg(long, value_enum, default_value_t = CurveKind::Bezier)]
     pub kind: CurveKind,
+    /// The bend: a LoRA (--bend-rank, --bend-alpha), or `full`: dense deltas of the
+    /// --bend-targets weights (small models; one t per batch, as Garipov et al.; the base must
+    /// be a Hugging Face folder, since bend/ is then θ_b's model folder).
+    #[arg(long, value_enum, default_value_t = BendKind::Lora)]
+    pub bend: BendKind,
+    /// How each batch's t is drawn (a full bend or a checkpoint endpoint: one uniform t per
+    /// batch).
     #[arg(long, value_enum, default_value_t = TSampling::Stratified)]
     pub t_sampling: TSampling,
     #[arg(long, default_value_t = 8)]
@@ -128,6 +139,7 @@ impl CurveFitArgs {
                     } else {
                         CurveEndpoint::Checkpoint
                     },
+                    bend: self.bend,
                 }),
             },
             max_seq_len: self.max_seq_len,

@@ -197,8 +197,13 @@ pub fn run_request(
             .map_or(String::from("(already finished)"), |l| {
                 format!("last loss {l:.4}")
             });
+        let what = match req.spec.curve.map(|c| c.bend) {
+            Some(crate::experiments::curve::BendKind::Full) => "control point θ_b (bend)",
+            Some(_) => "bend adapter",
+            None => "adapter",
+        };
         eprintln!(
-            "done: {} steps ({} computed now), {loss}; adapter in {}",
+            "done: {} steps ({} computed now), {loss}; {what} in {}",
             outcome.total_steps,
             outcome.steps_computed,
             req.out

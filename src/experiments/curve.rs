@@ -52,6 +52,33 @@ pub enum CurveEndpoint {
     Checkpoint,
 }
 
+/// What the bend Δ_bend is made of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum BendKind {
+    /// A LoRA (rank and modules chosen by the user), trained in a LoRA slot with a per-sequence
+    /// coefficient φ(t); saved as a PEFT adapter.
+    #[default]
+    Lora,
+    /// Dense weights of the chosen linear modules (for small models: as many parameters as
+    /// those layers), trained as a dense delta with one φ(t) per batch, as Garipov et al. fit
+    /// their bends; saved as the control point θ_b, a Hugging Face model folder.
+    Full,
+}
+
+impl BendKind {
+    pub fn is_lora(&self) -> bool {
+        *self == BendKind::Lora
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BendKind::Lora => "lora",
+            BendKind::Full => "full",
+        }
+    }
+}
+
 /// What makes a training run a curve fit (stored with the recipe in `run.json`).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct CurveSpec {
@@ -59,10 +86,15 @@ pub struct CurveSpec {
     pub t_sampling: TSampling,
     #[serde(default)]
     pub endpoint: CurveEndpoint,
+    /// Left out of `run.json` for a LoRA bend, so folders fitted before full bends existed
+    /// still resume.
+    #[serde(default, skip_serializing_if = "BendKind::is_lora")]
+    pub bend: BendKind,
 }
 
 impl CurveSpec {
-    /// The LoRA slot the bend is trained in.
+    /// The LoRA slot a LoRA bend is trained in (a full bend has no LoRA slot; this is then the
+    /// first slot after the endpoint's).
     pub fn bend_slot(&self) -> usize {
         match self.endpoint {
             CurveEndpoint::Lora => 1,
@@ -70,8 +102,18 @@ impl CurveSpec {
         }
     }
 
+    /// The dense-delta index a full bend is trained at: after the endpoint's θ₁ − θ₀ for a
+    /// checkpoint endpoint.
+    pub fn dense_bend_index(&self) -> usize {
+        match self.endpoint {
+            CurveEndpoint::Lora => 0,
+            CurveEndpoint::Checkpoint => 1,
+        }
+    }
+
     /// Coefficients of a batch of `n` sequences and the t of each: per-sequence t for a LoRA
-    /// endpoint, one t for the whole batch for a checkpoint.
+    /// endpoint with a LoRA bend; one t for the whole batch when anything dense moves (a
+    /// checkpoint endpoint or a full bend: dense coefficients are shared by a batch).
     pub fn coefficients(
         &self,
         seed: u64,
@@ -80,6 +122,19 @@ impl CurveSpec {
         n: usize,
     ) -> (Vec<Vec<f32>>, Vec<f32>, Vec<f64>) {
         let phi = |t: f64| self.kind.phi(t) as f32;
+        let one_t = || {
+            sample_ts(TSampling::Uniform, seed, step, batch, 1)
+                .first()
+                .copied()
+                .unwrap_or(0.5)
+        };
+        if self.bend == BendKind::Full {
+            let t = one_t();
+            return match self.endpoint {
+                CurveEndpoint::Lora => (vec![vec![t as f32; n]], vec![phi(t)], vec![t; n]),
+                CurveEndpoint::Checkpoint => (Vec::new(), vec![t as f32, phi(t)], vec![t; n]),
+            };
+        }
         match self.endpoint {
             CurveEndpoint::Lora => {
                 let ts = sample_ts(self.t_sampling, seed, step, batch, n);
@@ -90,10 +145,7 @@ impl CurveSpec {
                 (lora, Vec::new(), ts)
             }
             CurveEndpoint::Checkpoint => {
-                let t = sample_ts(TSampling::Uniform, seed, step, batch, 1)
-                    .first()
-                    .copied()
-                    .unwrap_or(0.5);
+                let t = one_t();
                 (vec![vec![phi(t); n]], vec![t as f32], vec![t; n])
             }
         }
@@ -104,7 +156,8 @@ impl CurveSpec {
 pub const CURVE_FILE: &str = "curve.json";
 
 /// `curve.json` of a fitted curve's folder: the endpoint it bends towards and the bend's kind;
-/// the bend itself is the PEFT adapter in `bend/` (LoRA slot 1 at coefficient φ(t)).
+/// the bend itself is in `bend/`: a PEFT adapter (a LoRA bend, at coefficient φ(t)), or the
+/// control point θ_b as a Hugging Face model folder (a full bend).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CurveRecord {
     pub schema: String,
@@ -114,8 +167,8 @@ pub struct CurveRecord {
     pub endpoint: String,
     #[serde(default)]
     pub endpoint_kind: CurveEndpoint,
-    /// `lora`.
-    pub bend: String,
+    /// `lora` or `full`.
+    pub bend: BendKind,
 }
 
 pub const CURVE_SCHEMA: &str = "basin.curve.v1";
@@ -132,18 +185,17 @@ impl CurveRecord {
         })?;
         let record: Self = serde_json::from_str(&text)
             .map_err(|e| format!("{}: not a curve record: {e}", path.display()))?;
-        if record.schema != CURVE_SCHEMA || record.bend != "lora" {
+        if record.schema != CURVE_SCHEMA {
             return Err(format!(
-                "{}: schema `{}` with a `{}` bend; this Basin reads {CURVE_SCHEMA} with a lora bend",
+                "{}: schema `{}`; this Basin reads {CURVE_SCHEMA}",
                 path.display(),
                 record.schema,
-                record.bend
             ));
         }
         Ok(record)
     }
 
-    /// The bend adapter of a finished fit.
+    /// The bend of a finished fit (a PEFT adapter, or θ_b's model folder for a full bend).
     pub fn bend_dir(dir: &std::path::Path) -> std::path::PathBuf {
         dir.join(super::train_store::StoreLayout::CURVE_FIT.final_dir)
     }

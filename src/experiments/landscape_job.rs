@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    curve::{CurveEndpoint, CurveRecord},
+    curve::{BendKind, CurveEndpoint, CurveRecord},
     fingerprint::fingerprints,
     inputs::{chat_template_of, encode_examples},
     plane::{
@@ -271,6 +271,12 @@ pub fn run_landscape_job(
         (None, Some(t), None) => (Endpoint::Checkpoint(t.clone()), None),
         (None, None, Some(dir)) => {
             let record = CurveRecord::read(dir).map_err(input)?;
+            if record.bend == BendKind::Full {
+                return Err(input(format!(
+                    "{}: a full (dense) bend; landscape planes through a fitted curve take a LoRA bend (`basin curve fit --bend lora`). Sweep this curve with `basin sweep --curve`, or slice the plane with --target / --adapter and a random direction",
+                    dir.display()
+                )));
+            }
             let bend = CurveRecord::bend_dir(dir);
             if !bend.join("adapter_model.safetensors").exists() {
                 return Err(input(format!(

@@ -1,6 +1,7 @@
 //! Experiments: pure functions (inputs, spec, progress, cancel) → typed, versioned results.
 
 pub mod bootstrap;
+pub mod control_point;
 pub mod curve;
 pub mod eval;
 pub mod fingerprint;

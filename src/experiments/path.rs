@@ -32,6 +32,17 @@ pub enum PathKind {
     BezierCheckpoint,
     /// The polychain version of [`PathKind::BezierCheckpoint`].
     PolychainCheckpoint,
+    /// A fitted Bezier curve to a LoRA endpoint with a full (dense) bend, walked through its
+    /// control point θ_b: θ(t) = θ₀ + (t − φ/2)·ΔW + φ·(θ_b − θ₀), the adapter in slot 0 and
+    /// θ_b − θ₀ dense delta 0 (θ_b = θ₀ + ½ΔW + Δ_bend, so this is θ₀ + t·ΔW + φ·Δ_bend).
+    BezierFull,
+    /// The polychain version of [`PathKind::BezierFull`].
+    PolychainFull,
+    /// A fitted Bezier curve to a full checkpoint with a full bend: θ₁ − θ₀ is dense delta 0 at
+    /// t − φ/2 and θ_b − θ₀ dense delta 1 at φ.
+    BezierCheckpointFull,
+    /// The polychain version of [`PathKind::BezierCheckpointFull`].
+    PolychainCheckpointFull,
 }
 
 impl PathKind {
@@ -84,6 +95,31 @@ impl PathKind {
                     dense: vec![t],
                 }
             }
+            PathKind::BezierFull
+            | PathKind::PolychainFull
+            | PathKind::BezierCheckpointFull
+            | PathKind::PolychainCheckpointFull => {
+                let kind = if matches!(self, PathKind::BezierFull | PathKind::BezierCheckpointFull)
+                {
+                    CurveKind::Bezier
+                } else {
+                    CurveKind::Polychain
+                };
+                let phi = kind.phi(f64::from(t));
+                // In f64, so that t = 1 gives exactly 1 − 0 and the ends stay the endpoints.
+                let along = (f64::from(t) - phi / 2.0) as f32;
+                if matches!(self, PathKind::BezierFull | PathKind::PolychainFull) {
+                    PathPointSpec {
+                        lora: vec![along],
+                        dense: vec![phi as f32],
+                    }
+                } else {
+                    PathPointSpec {
+                        lora: vec![],
+                        dense: vec![along, phi as f32],
+                    }
+                }
+            }
             // Handled above.
             PathKind::Checkpoints => PathPointSpec::default(),
         }
@@ -108,6 +144,10 @@ impl PathKind {
             PathKind::Polychain => "polychain",
             PathKind::BezierCheckpoint => "bezier_checkpoint",
             PathKind::PolychainCheckpoint => "polychain_checkpoint",
+            PathKind::BezierFull => "bezier_full",
+            PathKind::PolychainFull => "polychain_full",
+            PathKind::BezierCheckpointFull => "bezier_checkpoint_full",
+            PathKind::PolychainCheckpointFull => "polychain_checkpoint_full",
         }
     }
 
@@ -138,6 +178,21 @@ mod tests {
         assert_eq!(PathKind::FullWeight.point(0.25, &[]).dense, vec![0.25]);
         assert_eq!(PathKind::Lora.point(-0.5, &[]).lora, vec![-0.5]);
         assert_eq!(PathKind::Bezier.point(0.0, &[]).lora, vec![0.0, 0.0]);
+        // A full bend walked through θ_b: the ends are θ₀ and the endpoint, and t = ½ is
+        // θ₀ + ½ΔW·(1 − φ) + φ·(θ_b − θ₀) = θ_b for the polychain (φ = 1).
+        assert_eq!(PathKind::BezierFull.point(0.0, &[]).lora, vec![0.0]);
+        assert_eq!(PathKind::BezierFull.point(0.0, &[]).dense, vec![0.0]);
+        assert_eq!(PathKind::BezierFull.point(1.0, &[]).lora, vec![1.0]);
+        assert_eq!(PathKind::BezierFull.point(1.0, &[]).dense, vec![0.0]);
+        assert_eq!(PathKind::PolychainFull.point(0.5, &[]).lora, vec![0.0]);
+        assert_eq!(PathKind::PolychainFull.point(0.5, &[]).dense, vec![1.0]);
+        let p = PathKind::BezierCheckpointFull.point(0.5, &[]);
+        assert!(p.lora.is_empty());
+        assert_eq!(p.dense, vec![0.25, 0.5]);
+        assert_eq!(
+            PathKind::BezierCheckpointFull.point(1.0, &[]).dense,
+            vec![1.0, 0.0]
+        );
         assert_eq!(PathKind::Bezier.point(1.0, &[]).lora, vec![1.0, 0.0]);
         assert_eq!(PathKind::Bezier.point(0.5, &[]).lora, vec![0.5, 0.5]);
         assert_eq!(PathKind::Polychain.point(0.5, &[]).lora, vec![0.5, 1.0]);

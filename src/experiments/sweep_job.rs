@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use super::{
-    curve::{CurveEndpoint, CurveKind, CurveRecord},
+    curve::{BendKind, CurveEndpoint, CurveKind, CurveRecord},
     fingerprint::fingerprints,
     inputs::{chat_template_of, encode_examples},
     path::PathKind,
@@ -99,11 +99,16 @@ impl SweepRequest {
                 ));
             }
             let record = CurveRecord::read(dir).map_err(SweepJobError::Input)?;
-            return Ok(match (record.kind, record.endpoint_kind) {
-                (CurveKind::Bezier, CurveEndpoint::Lora) => PathKind::Bezier,
-                (CurveKind::Polychain, CurveEndpoint::Lora) => PathKind::Polychain,
-                (CurveKind::Bezier, CurveEndpoint::Checkpoint) => PathKind::BezierCheckpoint,
-                (CurveKind::Polychain, CurveEndpoint::Checkpoint) => PathKind::PolychainCheckpoint,
+            use {BendKind as B, CurveEndpoint as E, CurveKind as K};
+            return Ok(match (record.kind, record.endpoint_kind, record.bend) {
+                (K::Bezier, E::Lora, B::Lora) => PathKind::Bezier,
+                (K::Polychain, E::Lora, B::Lora) => PathKind::Polychain,
+                (K::Bezier, E::Checkpoint, B::Lora) => PathKind::BezierCheckpoint,
+                (K::Polychain, E::Checkpoint, B::Lora) => PathKind::PolychainCheckpoint,
+                (K::Bezier, E::Lora, B::Full) => PathKind::BezierFull,
+                (K::Polychain, E::Lora, B::Full) => PathKind::PolychainFull,
+                (K::Bezier, E::Checkpoint, B::Full) => PathKind::BezierCheckpointFull,
+                (K::Polychain, E::Checkpoint, B::Full) => PathKind::PolychainCheckpointFull,
             });
         }
         match (&self.adapter, &self.adapter_b, &self.target) {
@@ -194,24 +199,31 @@ pub fn check_compatible(base: &OpenedModel, target: &OpenedModel) -> Result<(), 
     Ok(())
 }
 
-/// A curve request's inputs: its LoRA slots in order (a LoRA endpoint, then the bend) and a
-/// checkpoint endpoint, as its `curve.json` names them.
-fn curve_inputs(req: &SweepRequest) -> Result<(Vec<PathBuf>, Option<PathBuf>), SweepJobError> {
+/// A curve request's inputs, as its `curve.json` names them: its LoRA slots in order (a LoRA
+/// endpoint, then a LoRA bend) and its dense endpoints in order (a checkpoint endpoint, then a
+/// full bend's control point θ_b).
+fn curve_inputs(req: &SweepRequest) -> Result<(Vec<PathBuf>, Vec<PathBuf>), SweepJobError> {
     let Some(dir) = &req.curve else {
-        return Ok((Vec::new(), None));
+        return Ok((Vec::new(), Vec::new()));
     };
     let record = CurveRecord::read(dir).map_err(SweepJobError::Input)?;
     let bend = CurveRecord::bend_dir(dir);
-    if !bend.join("adapter_model.safetensors").exists() {
+    let marker = match record.bend {
+        BendKind::Lora => "adapter_model.safetensors",
+        BendKind::Full => "model.safetensors",
+    };
+    if !bend.join(marker).exists() {
         return Err(SweepJobError::Input(format!(
             "{}: no fitted bend yet (the fit has not finished; rerun `basin curve fit` to resume it)",
             bend.display()
         )));
     }
     let endpoint = PathBuf::from(record.endpoint);
-    Ok(match record.endpoint_kind {
-        CurveEndpoint::Lora => (vec![endpoint, bend], None),
-        CurveEndpoint::Checkpoint => (vec![bend], Some(endpoint)),
+    Ok(match (record.endpoint_kind, record.bend) {
+        (CurveEndpoint::Lora, BendKind::Lora) => (vec![endpoint, bend], Vec::new()),
+        (CurveEndpoint::Checkpoint, BendKind::Lora) => (vec![bend], vec![endpoint]),
+        (CurveEndpoint::Lora, BendKind::Full) => (vec![endpoint], vec![bend]),
+        (CurveEndpoint::Checkpoint, BendKind::Full) => (Vec::new(), vec![endpoint, bend]),
     })
 }
 
@@ -229,8 +241,8 @@ pub fn run_record(
     for (_, dir) in checkpoints {
         fingerprints(dir, &mut inputs)?;
     }
-    let (curve_adapters, curve_target) = curve_inputs(req)?;
-    for dir in curve_adapters.iter().chain(&curve_target) {
+    let (curve_adapters, curve_targets) = curve_inputs(req)?;
+    for dir in curve_adapters.iter().chain(&curve_targets) {
         fingerprints(dir, &mut inputs)?;
     }
     for p in [
@@ -312,8 +324,9 @@ pub fn run_sweep_job(
     let compute = ComputeDevice::new(req.device)?;
     let base = open_model(&req.base)?;
     let mut adapters = Vec::new();
-    // A curve: its endpoint in slot 0, its bend in slot 1.
-    let (curve_adapters, curve_target) = curve_inputs(req)?;
+    // A curve: its LoRA endpoint and LoRA bend in slots 0 and 1, a checkpoint endpoint and a
+    // full bend's θ_b as dense deltas 0 and 1 (see `curve_inputs`).
+    let (curve_adapters, curve_targets) = curve_inputs(req)?;
     let adapter_paths = [&req.adapter, &req.adapter_b]
         .into_iter()
         .flatten()
@@ -323,15 +336,13 @@ pub fn run_sweep_job(
         let a = LoraAdapter::open_for(p, base.tensors.as_ref(), &base.config)?;
         adapters.push(a);
     }
-    let target = match req.target.as_ref().or(curve_target.as_ref()) {
-        Some(p) => {
-            let t = open_model(p)?;
-            check_compatible(&base, &t)?;
-            // Only the target's weights are needed from here on.
-            Some(t.tensors)
-        }
-        None => None,
-    };
+    let mut targets = Vec::new();
+    for p in req.target.iter().chain(&curve_targets) {
+        let t = open_model(p)?;
+        check_compatible(&base, &t)?;
+        // Only the target's weights are needed from here on.
+        targets.push(t.tensors);
+    }
     let mut record = run_record(req, &suite, &checkpoints)?;
     record.execution = Some(Execution {
         device: compute.label.clone(),
@@ -367,7 +378,7 @@ pub fn run_sweep_job(
     crate::compute::release_free_host_memory();
     let endpoints = PathEndpoints {
         adapters: adapters.iter().collect(),
-        checkpoints: target.iter().map(|t| t.as_ref()).collect(),
+        checkpoints: targets.iter().map(|t| t.as_ref()).collect(),
     };
     let model = CausalLm::load_path(
         &base_config,
@@ -378,7 +389,7 @@ pub fn run_sweep_job(
     // The weights now live on the device: unmap the files, so their pages stop counting
     // towards the sweep's memory.
     drop(endpoints);
-    drop(target);
+    drop(targets);
     drop(base_tensors);
     crate::compute::release_free_host_memory();
 

@@ -29,7 +29,7 @@ use crate::{
         logprobs::{target_nll_sum, target_nll_sum_by_row},
         packing::{PackedRow, balanced_parts},
         path_param::PathCoefficients,
-        trainable::{LoraFactors, attach, gradients},
+        trainable::{DenseFactor, LoraFactors, attach, attach_dense, dense_gradients, gradients},
         transformer::CausalLm,
     },
 };
@@ -220,6 +220,7 @@ pub fn run_training(
     }
     let slot = train_slot(spec);
     model.ensure_lora_slots(slot + 1);
+    let dense_index = spec.curve.as_ref().map_or(0, CurveSpec::dense_bend_index);
     let started = Instant::now();
     let elapsed_before = state.elapsed_s;
     let first_step = state.step;
@@ -276,6 +277,8 @@ pub fn run_training(
             .iter()
             .map(|f| (vec![0.0; f.a.len()], vec![0.0; f.b.len()]))
             .collect();
+        let mut dense_grads: Vec<Vec<f32>> =
+            state.dense.iter().map(|d| vec![0.0; d.w.len()]).collect();
         let mut loss_sum = 0.0f64;
         let mut input_tokens = 0usize;
         let mut step_ts = Vec::new();
@@ -308,9 +311,20 @@ pub fn run_training(
                 crate::compute::cpu_lanes(&model.device)
             };
             let by_row = spec.curve.is_some();
-            let parts =
-                batch_gradients(model, slot, &state.factors, &rows, &coeffs, lanes, by_row)?;
-            for (value, g, per_row) in parts {
+            let trainables = Trainables {
+                slot,
+                lora: &state.factors,
+                dense_index,
+                dense: &state.dense,
+            };
+            let parts = step_gradients(model, &trainables, &rows, &coeffs, lanes, by_row)?;
+            for StepPart {
+                value,
+                lora: g,
+                dense: dg,
+                per_row,
+            } in parts
+            {
                 step_t_loss.extend(
                     per_row
                         .into_iter()
@@ -332,6 +346,9 @@ pub fn run_training(
                     ga.iter_mut().zip(&da).for_each(|(x, y)| *x += y * scale);
                     gb.iter_mut().zip(&db).for_each(|(x, y)| *x += y * scale);
                 }
+                for (gd, dd) in dense_grads.iter_mut().zip(dg) {
+                    gd.iter_mut().zip(&dd).for_each(|(x, y)| *x += y * scale);
+                }
             }
             // No trim here: the next batch reuses these blocks (handing them back made every
             // step fault its activations in again as zeroed pages; see
@@ -340,6 +357,7 @@ pub fn run_training(
         let mut flat: Vec<&mut [f32]> = grads
             .iter_mut()
             .flat_map(|(a, b)| [a.as_mut_slice(), b.as_mut_slice()])
+            .chain(dense_grads.iter_mut().map(Vec::as_mut_slice))
             .collect();
         let (grad_norm, _) = clip_grad_norm(&mut flat, spec.max_grad_norm);
         if !grad_norm.is_finite() {
@@ -358,6 +376,14 @@ pub fn run_training(
         {
             adamw_update(&mut f.a, ga, ma, lr, step as u64 + 1, &adamw);
             adamw_update(&mut f.b, gb, mb, lr, step as u64 + 1, &adamw);
+        }
+        for ((d, gd), m) in state
+            .dense
+            .iter_mut()
+            .zip(&dense_grads)
+            .zip(state.dense_moments.iter_mut())
+        {
+            adamw_update(&mut d.w, gd, m, lr, step as u64 + 1, &adamw);
         }
         let samples_before = state.samples_seen;
         state.step += 1;
@@ -406,29 +432,45 @@ pub fn run_training(
     })
 }
 
-/// The gradient of a batch's NLL sum: `(NLL sum, gradient of every factor)` per part, in part
-/// order. With `lanes` > 1 the rows are split into up to `lanes` contiguous parts of about equal
-/// tokens, each run forward and backward on its own thread through a shallow clone of `model`
-/// (the weights are shared, reference-counted; each clone holds its own LoRA leaves, so each
-/// part's autodiff graph is its own). On the CPU backend this keeps every core busy: burn-flex
-/// runs its matrix products on all cores but its element-wise operations on the calling thread
-/// only (measured on 2 cores: one lane used 1.29 cores over a SmolLM2 step).
-pub fn batch_gradients(
+/// What a step trains: LoRA factors in slot `slot` and dense deltas at dense index
+/// `dense_index` (a full curve bend), either list possibly empty.
+pub struct Trainables<'a> {
+    pub slot: usize,
+    pub lora: &'a [LoraFactors],
+    pub dense_index: usize,
+    pub dense: &'a [DenseFactor],
+}
+
+/// One part's NLL sum, the unscaled gradients of what it trains, and with `by_row` each row's
+/// `(NLL sum, targets)`.
+pub struct StepPart {
+    pub value: f32,
+    pub lora: Vec<(Vec<f32>, Vec<f32>)>,
+    pub dense: Vec<Vec<f32>>,
+    pub per_row: Vec<(f64, usize)>,
+}
+
+/// The gradient of a batch's NLL sum per part, in part order. With `lanes` > 1 the rows are
+/// split into up to `lanes` contiguous parts of about equal tokens, each run forward and
+/// backward on its own thread through a shallow clone of `model` (the weights are shared,
+/// reference-counted; each clone holds its own leaves, so each part's autodiff graph is its
+/// own). On the CPU backend this keeps every core busy: burn-flex runs its matrix products on
+/// all cores but its element-wise operations on the calling thread only (measured on 2 cores:
+/// one lane used 1.29 cores over a SmolLM2 step).
+pub fn step_gradients(
     model: &CausalLm,
-    slot: usize,
-    factors: &[LoraFactors],
+    trainables: &Trainables,
     rows: &[PackedRow],
     coeffs: &PathCoefficients,
     lanes: usize,
     by_row: bool,
-) -> Result<Vec<PartGradients>, TrainError> {
+) -> Result<Vec<StepPart>, TrainError> {
     let parts = balanced_parts(&rows.iter().map(PackedRow::len).collect::<Vec<_>>(), lanes);
     crate::compute::map_lanes(&parts, |range| {
         let mut lane_model = model.clone();
         part_gradients(
             &mut lane_model,
-            slot,
-            factors,
+            trainables,
             &rows[range.clone()],
             &coeffs.rows(range),
             by_row,
@@ -438,19 +480,44 @@ pub fn batch_gradients(
     .collect()
 }
 
+/// [`step_gradients`] of LoRA factors alone: `(NLL sum, gradient of every factor, per-row NLL)`
+/// per part.
+pub fn batch_gradients(
+    model: &CausalLm,
+    slot: usize,
+    factors: &[LoraFactors],
+    rows: &[PackedRow],
+    coeffs: &PathCoefficients,
+    lanes: usize,
+    by_row: bool,
+) -> Result<Vec<PartGradients>, TrainError> {
+    let trainables = Trainables {
+        slot,
+        lora: factors,
+        dense_index: 0,
+        dense: &[],
+    };
+    Ok(
+        step_gradients(model, &trainables, rows, coeffs, lanes, by_row)?
+            .into_iter()
+            .map(|p| (p.value, p.lora, p.per_row))
+            .collect(),
+    )
+}
+
 /// `(NLL sum, unscaled gradient of every factor, per-row NLL)` of one part of a batch.
 /// With `by_row`, also each row's `(NLL sum, targets)`; empty otherwise.
 pub type PartGradients = (f32, Vec<(Vec<f32>, Vec<f32>)>, Vec<(f64, usize)>);
 
 fn part_gradients(
     model: &mut CausalLm,
-    slot: usize,
-    factors: &[LoraFactors],
+    trainables: &Trainables,
     rows: &[PackedRow],
     coeffs: &PathCoefficients,
     by_row: bool,
-) -> Result<PartGradients, TrainError> {
-    let leaves = attach(model, slot, factors)?;
+) -> Result<StepPart, TrainError> {
+    let leaves = attach(model, trainables.slot, trainables.lora)?;
+    let dense_leaves = attach_dense(model, trainables.dense_index, trainables.dense)?;
     let (nll, per_row) = if by_row {
         target_nll_sum_by_row(model, rows, coeffs)?
     } else {
@@ -463,8 +530,13 @@ fn part_gradients(
         .ok()
         .and_then(|v| v.first().copied())
         .unwrap_or(f32::NAN);
-    let g = gradients(&leaves, &nll.backward())?;
-    Ok((value, g, per_row))
+    let grads = nll.backward();
+    Ok(StepPart {
+        value,
+        lora: gradients(&leaves, &grads)?,
+        dense: dense_gradients(&dense_leaves, &grads)?,
+        per_row,
+    })
 }
 
 fn n_targets(item: &EvalItem) -> usize {

@@ -6,10 +6,12 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use super::{
-    curve::CurveEndpoint,
+    control_point,
+    curve::{BendKind, CurveEndpoint},
     eval::EvalItem,
     fingerprint::fingerprints,
     inputs::{chat_template_of, encode_examples},
+    optim::AdamWState,
     optim::Schedule,
     sweep_job::check_compatible,
     sweep_store::{RunRecord, StoreError},
@@ -23,7 +25,10 @@ use crate::{
     checkpoint::{error::CheckpointError, open::open_model, peft::LoraAdapter, peft_writer},
     compute::{ComputeDevice, ComputeKind, GpuUnavailable},
     model::{
-        error::ModelError, load::PathEndpoints, trainable::LoraFactors, transformer::CausalLm,
+        error::ModelError,
+        load::PathEndpoints,
+        trainable::{DenseFactor, LoraFactors},
+        transformer::CausalLm,
     },
     text::{dataset::load_chat_jsonl, error::TextError},
 };
@@ -177,6 +182,15 @@ pub fn run_train_job(
             "a curve fit needs both its endpoint adapter and its curve settings".into(),
         ));
     }
+    let full_bend = spec.curve.is_some_and(|c| c.bend == BendKind::Full);
+    if full_bend {
+        control_point::check_base(&req.base).map_err(TrainJobError::Input)?;
+        if matches!(req.init, AdapterInit::Existing(_)) {
+            return Err(TrainJobError::Input(
+                "a full bend starts at zero; it cannot continue a LoRA adapter".into(),
+            ));
+        }
+    }
     let compute = ComputeDevice::new(req.device)?;
     let base = open_model(&req.base)?;
     let endpoint_kind = spec.curve.map(|c| c.endpoint);
@@ -284,6 +298,7 @@ pub fn run_train_job(
     model.ensure_lora_slots(1);
 
     let factors = match (&req.init, &existing) {
+        _ if full_bend => Vec::new(),
         (AdapterInit::Existing(_), Some(adapter)) => {
             let mut out = Vec::with_capacity(adapter.modules.len());
             for (name, m) in &adapter.modules {
@@ -329,6 +344,19 @@ pub fn run_train_job(
     if let (Some(curve), Some(endpoint)) = (&spec.curve, &req.endpoint) {
         write_curve_record(&req.out, curve, &req.base, endpoint)?;
     }
+    let dense = match (&req.init, full_bend) {
+        (AdapterInit::New { targets, .. }, true) => {
+            let dense = DenseFactor::zeros_for(&model, targets);
+            if dense.is_empty() {
+                return Err(TrainJobError::Input(format!(
+                    "--bend-targets {}: no linear layer of this model (use q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj)",
+                    targets.join(",")
+                )));
+            }
+            dense
+        }
+        _ => Vec::new(),
+    };
     let initial = TrainState {
         step: 0,
         samples_seen: 0,
@@ -336,6 +364,8 @@ pub fn run_train_job(
         elapsed_s: 0.0,
         moments: zero_moments(&factors),
         factors,
+        dense_moments: dense.iter().map(|d| AdamWState::zeros(d.w.len())).collect(),
+        dense,
     };
     let state = store.latest_state(&initial)?.unwrap_or(initial);
     store.keep_steps_up_to(state.step)?;
@@ -343,8 +373,13 @@ pub fn run_train_job(
     let order = super::train::DataOrder::new(items.len(), spec)?;
     on_start(&TrainStart {
         examples: items.len(),
-        trainable_parameters: state.factors.iter().map(|f| f.a.len() + f.b.len()).sum(),
-        modules: state.factors.len(),
+        trainable_parameters: state
+            .factors
+            .iter()
+            .map(|f| f.a.len() + f.b.len())
+            .sum::<usize>()
+            + state.dense.iter().map(|d| d.w.len()).sum::<usize>(),
+        modules: state.factors.len() + state.dense.len(),
         total_steps: order.total_steps(spec.length),
         resumed_at: state.step,
         device_label: compute.label.clone(),
@@ -353,7 +388,51 @@ pub fn run_train_job(
     drop(model);
     // The steps kept their freed blocks for reuse; hand them back now the run is over.
     crate::compute::release_free_host_memory();
-    Ok(outcome?)
+    let outcome = outcome?;
+    if full_bend
+        && !outcome.cancelled
+        && let Some(endpoint) = &req.endpoint
+    {
+        write_full_bend(req, endpoint, &store)?;
+    }
+    Ok(outcome)
+}
+
+/// θ_b of a finished full-bend fit into `bend/`, beside its saved state (see
+/// [`control_point`]). Rewritten whenever the job ends complete, so a crash between the state
+/// and the weights heals on the next run.
+fn write_full_bend(
+    req: &TrainRequest,
+    endpoint: &std::path::Path,
+    store: &TrainStore,
+) -> Result<(), TrainJobError> {
+    let bend_dir = store.dir().join(StoreLayout::CURVE_FIT.final_dir);
+    let state = store.final_dense()?;
+    let base = open_model(&req.base)?;
+    let endpoint_kind = req.spec.curve.map(|c| c.endpoint);
+    match endpoint_kind {
+        Some(CurveEndpoint::Checkpoint) => {
+            let other = open_model(endpoint)?;
+            control_point::write_control_point(
+                &bend_dir,
+                &req.base,
+                base.tensors.as_ref(),
+                &control_point::Endpoint::Checkpoint(other.tensors.as_ref()),
+                &state,
+            )?;
+        }
+        _ => {
+            let adapter = LoraAdapter::open_for(endpoint, base.tensors.as_ref(), &base.config)?;
+            control_point::write_control_point(
+                &bend_dir,
+                &req.base,
+                base.tensors.as_ref(),
+                &control_point::Endpoint::Lora(&adapter),
+                &state,
+            )?;
+        }
+    }
+    Ok(())
 }
 
 /// `dir/curve.json` of a curve fit (absolute paths, so a sweep can find the endpoint from
@@ -376,7 +455,7 @@ fn write_curve_record(
         base: absolute(base),
         endpoint: absolute(endpoint),
         endpoint_kind: curve.endpoint,
-        bend: "lora".into(),
+        bend: curve.bend,
     };
     let path = dir.join(super::curve::CURVE_FILE);
     let text = serde_json::to_string_pretty(&record)

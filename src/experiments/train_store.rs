@@ -9,7 +9,9 @@
 //!
 //! Every state folder is a PEFT adapter (`adapter_config.json`, `adapter_model.safetensors`) plus
 //! `optimizer.safetensors` (AdamW moments under the factor's PEFT key + `.exp_avg` /
-//! `.exp_avg_sq`) and `trainer_state.json` (step, samples, tokens, elapsed time). A folder is
+//! `.exp_avg_sq`) and `trainer_state.json` (step, samples, tokens, elapsed time); a full curve
+//! bend's state folder holds its dense deltas in `bend_delta.safetensors` (Hugging Face weight
+//! names and `[out, in]` layout) instead of a PEFT adapter. A folder is
 //! written under a temporary name and renamed into place, `trainer_state.json` last, so a crash
 //! never leaves a half state that looks whole. Reopening picks the state with the most steps and
 //! cuts `train.jsonl` back to it.
@@ -31,7 +33,7 @@ use crate::{
         peft_writer::{NamedF32, PeftModule, peft_key, write_f32_safetensors, write_peft_adapter},
         safetensors_file::SafetensorsFile,
     },
-    model::trainable::LoraFactors,
+    model::trainable::{DenseFactor, LoraFactors},
 };
 
 pub const TRAIN_SCHEMA: &str = "basin.train.v1";
@@ -75,7 +77,14 @@ pub struct TrainState {
     pub factors: Vec<LoraFactors>,
     /// AdamW moments of each factor's (A, B).
     pub moments: Vec<[AdamWState; 2]>,
+    /// Dense deltas trained (a full curve bend; empty otherwise).
+    pub dense: Vec<DenseFactor>,
+    /// AdamW moments of each dense delta.
+    pub dense_moments: Vec<AdamWState>,
 }
+
+/// The dense deltas of a state folder (a full bend's Δ_bend), Hugging Face names and layout.
+pub const DENSE_FILE: &str = "bend_delta.safetensors";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct TrainerStateFile {
@@ -333,7 +342,9 @@ impl TrainStore {
                 b,
             })
             .collect();
-        write_peft_adapter(&tmp, &self.adapter_config, &modules).map_err(ckpt)?;
+        if !state.factors.is_empty() || state.dense.is_empty() {
+            write_peft_adapter(&tmp, &self.adapter_config, &modules).map_err(ckpt)?;
+        }
         // Moments in PEFT's layout, so the optimizer file reads like the adapter beside it.
         let mut moments = Vec::with_capacity(state.factors.len() * 4);
         for (f, [ma, mb]) in state.factors.iter().zip(&state.moments) {
@@ -366,6 +377,28 @@ impl TrainStore {
                 tb(&mb.exp_avg_sq),
             ));
         }
+        let dense_hf: Vec<Vec<f32>> = state.dense.iter().map(DenseFactor::hf).collect();
+        if !state.dense.is_empty() {
+            let named: Vec<NamedF32> = state
+                .dense
+                .iter()
+                .zip(&dense_hf)
+                .map(|(d, w)| NamedF32 {
+                    name: format!("{}.weight", d.module),
+                    shape: vec![d.out_features, d.in_features],
+                    data: w,
+                })
+                .collect();
+            write_f32_safetensors(&tmp.join(DENSE_FILE), &named).map_err(ckpt)?;
+        }
+        for (d, m) in state.dense.iter().zip(&state.dense_moments) {
+            let shape = vec![d.out_features, d.in_features];
+            let t =
+                |v: &[f32]| crate::model::trainable::transpose(v, d.in_features, d.out_features);
+            let key = format!("{}.weight", d.module);
+            moments.push((key.clone(), shape.clone(), "exp_avg", t(&m.exp_avg)));
+            moments.push((key, shape, "exp_avg_sq", t(&m.exp_avg_sq)));
+        }
         let named: Vec<NamedF32> = moments
             .iter()
             .map(|(key, shape, what, data)| NamedF32 {
@@ -397,6 +430,32 @@ impl TrainStore {
         Ok(())
     }
 
+    /// The dense deltas saved in the final state folder (a full bend's Δ_bend), every tensor of
+    /// its `bend_delta.safetensors`.
+    pub fn final_dense(&self) -> Result<Vec<DenseFactor>, StoreError> {
+        let path = self.dir.join(self.layout.final_dir).join(DENSE_FILE);
+        let file = SafetensorsFile::open(&path).map_err(ckpt)?;
+        let mut out = Vec::new();
+        let names: Vec<String> = file.tensors().keys().cloned().collect();
+        for name in names {
+            let t = file.load_f32(&name).map_err(ckpt)?;
+            let (Some(module), [rows, cols]) = (name.strip_suffix(".weight"), t.shape.as_slice())
+            else {
+                return Err(StoreError::Format {
+                    path: path.clone(),
+                    msg: format!("`{name}` {:?} is not a dense weight delta", t.shape),
+                });
+            };
+            out.push(DenseFactor {
+                module: module.to_string(),
+                in_features: *cols,
+                out_features: *rows,
+                w: crate::model::trainable::transpose(&t.data, *rows, *cols),
+            });
+        }
+        Ok(out)
+    }
+
     /// The saved state with the most steps (final, resume or a checkpoint), read into the
     /// layout of `template` (same modules, ranks and shapes); `None` when nothing is saved.
     pub fn latest_state(&self, template: &TrainState) -> Result<Option<TrainState>, StoreError> {
@@ -426,13 +485,26 @@ fn load_state(
     meta: &TrainerStateFile,
     template: &TrainState,
 ) -> Result<TrainState, StoreError> {
-    let adapter = LoraAdapter::open(dir).map_err(ckpt)?;
     let opt_path = dir.join("optimizer.safetensors");
     let opt = SafetensorsFile::open(&opt_path).map_err(ckpt)?;
     let mismatch = |msg: String| StoreError::Format {
         path: dir.to_path_buf(),
         msg: format!("{msg}; this state does not fit the run (delete the folder to start over)"),
     };
+    let (dense, dense_moments) = load_dense(dir, &opt, template, &mismatch)?;
+    if template.factors.is_empty() {
+        return Ok(TrainState {
+            step: meta.step,
+            samples_seen: meta.samples_seen,
+            tokens_seen: meta.tokens_seen,
+            elapsed_s: meta.elapsed_s,
+            factors: Vec::new(),
+            moments: Vec::new(),
+            dense,
+            dense_moments,
+        });
+    }
+    let adapter = LoraAdapter::open(dir).map_err(ckpt)?;
     if adapter.modules.len() != template.factors.len() {
         return Err(mismatch(format!(
             "{} adapted modules, the run trains {}",
@@ -489,5 +561,48 @@ fn load_state(
         elapsed_s: meta.elapsed_s,
         factors,
         moments,
+        dense,
+        dense_moments,
     })
+}
+
+/// The dense deltas of a state folder in the layout of `template.dense` (none when the template
+/// has none).
+fn load_dense(
+    dir: &Path,
+    opt: &SafetensorsFile,
+    template: &TrainState,
+    mismatch: &dyn Fn(String) -> StoreError,
+) -> Result<(Vec<DenseFactor>, Vec<AdamWState>), StoreError> {
+    if template.dense.is_empty() {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let file = SafetensorsFile::open(dir.join(DENSE_FILE)).map_err(ckpt)?;
+    let mut dense = Vec::with_capacity(template.dense.len());
+    let mut moments = Vec::with_capacity(template.dense.len());
+    for d in &template.dense {
+        let key = format!("{}.weight", d.module);
+        let (rows, cols) = (d.out_features, d.in_features);
+        let read = |src: &SafetensorsFile, name: &str| -> Result<Vec<f32>, StoreError> {
+            let t = src.load_f32(name).map_err(ckpt)?;
+            if t.shape != [rows, cols] {
+                return Err(mismatch(format!(
+                    "tensor `{name}` has shape {:?}, the run trains [{rows}, {cols}]",
+                    t.shape
+                )));
+            }
+            Ok(crate::model::trainable::transpose(&t.data, rows, cols))
+        };
+        dense.push(DenseFactor {
+            module: d.module.clone(),
+            in_features: cols,
+            out_features: rows,
+            w: read(&file, &key)?,
+        });
+        moments.push(AdamWState {
+            exp_avg: read(opt, &format!("{key}.exp_avg"))?,
+            exp_avg_sq: read(opt, &format!("{key}.exp_avg_sq"))?,
+        });
+    }
+    Ok((dense, moments))
 }

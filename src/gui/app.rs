@@ -11,11 +11,12 @@ use eframe::egui::{self, Rect};
 
 use crate::{
     compute::ComputeKind,
-    experiments::{curve::CurveEndpoint, sweep_job::SweepRequest, train_store::StoreLayout},
+    experiments::{sweep_job::SweepRequest, train_store::StoreLayout},
 };
 
 use super::{
     LaunchOptions,
+    curve_panel::{CurveCommand, CurvePanel},
     demo::demo_paths,
     export::{self, PngTarget},
     frame_times::FrameLog,
@@ -30,6 +31,7 @@ use super::{
     session::{Persisted, SESSION_SCHEMA, STORAGE_KEY, Session, SessionRun, SweepSettings},
     study_tab::{StudyCommand, StudyPanel},
     train_panel::{TrainCommand, TrainPanel},
+    train_view::TrainRunView,
 };
 
 /// A report being built, built, or failed.
@@ -72,6 +74,7 @@ pub enum Tab {
     Path,
     Items,
     Train,
+    Curve,
     Landscape,
     Influence,
     Study,
@@ -120,6 +123,7 @@ pub struct BasinApp {
     pub sweep: Option<SweepJob>,
     /// The Train tab (owns its settings and the shown training run).
     pub train: TrainPanel,
+    pub curve: CurvePanel,
     pub train_job: Option<TrainJob>,
     /// The Landscape tab (owns its settings and the shown slice).
     pub landscape: LandscapePanel,
@@ -274,6 +278,7 @@ impl BasinApp {
             runs: Vec::new(),
             sweep: None,
             train: TrainPanel::default(),
+            curve: CurvePanel::default(),
             train_job: None,
             landscape: LandscapePanel::default(),
             landscape_job: None,
@@ -431,7 +436,12 @@ impl BasinApp {
         self.settings.device = ComputeKind::Cpu;
         // The Train tab: a new LoRA on the demo base, trained on the demo's hack chats, with
         // checkpoints to evaluate (a few seconds on a laptop CPU).
-        if !self.train.running {
+        if !self.curve.view.running {
+            // The Curve tab: a LoRA bend between the demo base and hacker, kept low on the
+            // generator's plain instruction chats.
+            self.curve.data = d.instructions.display().to_string();
+        }
+        if !self.train.view.running {
             self.train.base = d.base.display().to_string();
             self.train.data = d.train_data.display().to_string();
             self.train.epochs = 3;
@@ -602,44 +612,8 @@ impl BasinApp {
     /// Carries out what the Train tab asked for.
     pub fn train_command(&mut self, command: TrainCommand) {
         match command {
-            TrainCommand::Start(mut req) => {
-                if let Some(curve) = req.spec.curve.as_mut() {
-                    // A curve bends towards the Models panel's endpoint: a LoRA adapter, or a
-                    // full checkpoint.
-                    let Some(p) = self.endpoint.path_buf() else {
-                        return self.error(
-                            "a curve fit needs an endpoint: a LoRA adapter or a checkpoint (Models, left)",
-                        );
-                    };
-                    curve.endpoint = if p.join("adapter_config.json").exists() {
-                        CurveEndpoint::Lora
-                    } else {
-                        CurveEndpoint::Checkpoint
-                    };
-                    req.endpoint = Some(p);
-                }
-                self.start_training(*req)
-            }
-            TrainCommand::SweepCurve { curve_dir, base } => {
-                let Some(suite) = self.suite.path_buf() else {
-                    return self.error("choose a suite (Data, left) to sweep the curve with");
-                };
-                let out = self.runs_dir.join(format!("{}-curve-sweep", timestamp()));
-                let mut req = SweepRequest::new(base, suite, &self.t_spec(), out);
-                req.curve = Some(curve_dir);
-                req.device = self.settings.device;
-                req.batch = self.settings.batch.max(1);
-                req.bootstrap = self.settings.bootstrap;
-                self.start_sweep_request(req);
-                self.tab = Tab::Path;
-            }
-            TrainCommand::Cancel => {
-                if let Some(job) = &self.train_job {
-                    job.cancel.cancel();
-                    self.train.status = "stopping after the step in flight...".into();
-                    self.log("training: stopping after the step in flight");
-                }
-            }
+            TrainCommand::Start(req) => self.start_training(*req),
+            TrainCommand::Cancel => self.cancel_training(),
             TrainCommand::EvaluateCheckpoints { train_dir, base } => {
                 let Some(suite) = self.suite.path_buf() else {
                     return self
@@ -663,6 +637,54 @@ impl BasinApp {
                 self.tab = Tab::Path;
             }
         }
+    }
+
+    /// Carries out what the Curve tab asked for.
+    pub fn curve_command(&mut self, command: CurveCommand) {
+        match command {
+            CurveCommand::Fit(req) => self.start_training(*req),
+            CurveCommand::Cancel => self.cancel_training(),
+            CurveCommand::Open(dir) => self.open_training_folder(&dir),
+            CurveCommand::Sweep { curve_dir, base } => {
+                let Some(suite) = self.suite.path_buf() else {
+                    return self.error("choose a suite (Data, left) to sweep the curve with");
+                };
+                let out = self.runs_dir.join(format!("{}-curve-sweep", timestamp()));
+                let mut req = SweepRequest::new(base, suite, &self.t_spec(), out);
+                req.curve = Some(curve_dir);
+                req.device = self.settings.device;
+                req.batch = self.settings.batch.max(1);
+                req.bootstrap = self.settings.bootstrap;
+                self.start_sweep_request(req);
+                self.tab = Tab::Path;
+            }
+        }
+    }
+
+    /// Stops the training job (a training run or a curve fit) after the step in flight.
+    fn cancel_training(&mut self) {
+        if let Some(job) = &self.train_job {
+            job.cancel.cancel();
+            let is_curve = job.request.spec.curve.is_some();
+            self.train_view(is_curve).status = "stopping after the step in flight...".into();
+            self.log("training: stopping after the step in flight");
+        }
+    }
+
+    /// The view a training job's events go to: the Curve tab's for a curve fit.
+    fn train_view(&mut self, is_curve: bool) -> &mut TrainRunView {
+        if is_curve {
+            &mut self.curve.view
+        } else {
+            &mut self.train.view
+        }
+    }
+
+    /// Whether the running training job is a curve fit.
+    fn training_is_curve(&self) -> bool {
+        self.train_job
+            .as_ref()
+            .is_some_and(|j| j.request.spec.curve.is_some())
     }
 
     /// Carries out what the Landscape tab asked for.
@@ -878,7 +900,8 @@ impl BasinApp {
             ));
         }
         let id = self.job_id();
-        self.train.on_started(&req.out);
+        let is_curve = req.spec.curve.is_some();
+        self.train_view(is_curve).on_started(&req.out);
         self.log(format!(
             "training started: {} on {}, {:?}; results in {}",
             req.base.display(),
@@ -889,19 +912,32 @@ impl BasinApp {
         match jobs::spawn_train(&self.sink, id, req) {
             Ok(job) => self.train_job = Some(job),
             Err(e) => {
-                self.train.on_finished(format!("could not start: {e}"));
+                self.train_view(is_curve)
+                    .on_finished(format!("could not start: {e}"));
                 self.error(format!("could not start a worker thread: {e}"));
             }
         }
     }
 
-    /// Shows a `basin train` folder in the Train tab.
+    /// Shows a `basin train` folder in the Train tab, a `basin curve fit` folder in the Curve
+    /// tab.
     pub fn open_training_folder(&mut self, dir: &Path) {
-        match self.train.open_run(dir) {
+        let is_curve = StoreLayout::of_dir(dir) == StoreLayout::CURVE_FIT;
+        let opened = if is_curve {
+            self.curve.open_run(dir)
+        } else {
+            self.train.open_run(dir)
+        };
+        match opened {
             Ok(()) => {
                 self.remember(dir);
-                self.tab = Tab::Train;
-                self.log(format!("opened training run {}", dir.display()));
+                self.tab = if is_curve { Tab::Curve } else { Tab::Train };
+                let what = if is_curve {
+                    "curve fit"
+                } else {
+                    "training run"
+                };
+                self.log(format!("opened {what} {}", dir.display()));
             }
             Err(e) => self.error(e),
         }
@@ -1053,23 +1089,24 @@ impl BasinApp {
                     && let Some(dir) = self.train_job.as_ref().map(|j| j.request.out.clone())
                 {
                     // Show the steps done before this run.
-                    let _ = self.train.open_run(&dir);
-                    self.train.running = true;
+                    let view = self.train_view(self.training_is_curve());
+                    let _ = view.open_run(&dir);
+                    view.running = true;
                 }
             }
             JobEvent::TrainProgress(p) => {
                 if self.train_job.as_ref().map(|j| j.id) == Some(id) {
-                    self.train.on_progress(p);
+                    self.train_view(self.training_is_curve()).on_progress(p);
                 }
             }
             JobEvent::TrainStep(r) => {
                 if self.train_job.as_ref().map(|j| j.id) == Some(id) {
-                    self.train.on_step(r);
+                    self.train_view(self.training_is_curve()).on_step(r);
                 }
             }
             JobEvent::TrainCheckpoint(name) => {
                 if self.train_job.as_ref().map(|j| j.id) == Some(id) {
-                    self.train.on_checkpoint();
+                    self.train_view(self.training_is_curve()).on_checkpoint();
                     self.log(format!("training: checkpoint {name}"));
                 }
             }
@@ -1084,9 +1121,14 @@ impl BasinApp {
                         o.steps_done, o.total_steps
                     ),
                     Ok(o) => format!(
-                        "finished: {} steps ({} now, {secs:.1} s); adapter in {}",
+                        "finished: {} steps ({} now, {secs:.1} s); {} in {}",
                         o.total_steps,
                         o.steps_computed,
+                        if job.request.spec.curve.is_some() {
+                            "bend"
+                        } else {
+                            "adapter"
+                        },
                         job.request
                             .out
                             .join(StoreLayout::of_dir(&job.request.out).final_dir)
@@ -1098,7 +1140,8 @@ impl BasinApp {
                     }
                 };
                 self.log(format!("training {message}"));
-                self.train.on_finished(message);
+                let is_curve = job.request.spec.curve.is_some();
+                self.train_view(is_curve).on_finished(message);
                 self.detached.push(job.thread);
                 if self.launch.train_on_start {
                     self.after_first_job();
@@ -1596,6 +1639,7 @@ impl eframe::App for BasinApp {
                 ui.selectable_value(&mut self.tab, Tab::Path, "Path");
                 ui.selectable_value(&mut self.tab, Tab::Items, "Items");
                 ui.selectable_value(&mut self.tab, Tab::Train, "Train");
+                ui.selectable_value(&mut self.tab, Tab::Curve, "Curve");
                 ui.selectable_value(&mut self.tab, Tab::Landscape, "Landscape");
                 ui.selectable_value(&mut self.tab, Tab::Influence, "Influence");
                 ui.selectable_value(&mut self.tab, Tab::Study, "Study");
@@ -1609,6 +1653,13 @@ impl eframe::App for BasinApp {
                     let suite_ready = matches!(self.suite.report, ReportState::Ready(_));
                     for command in self.train.ui(ui, suite_ready) {
                         self.train_command(command);
+                    }
+                }
+                Tab::Curve => {
+                    let suite_ready = matches!(self.suite.report, ReportState::Ready(_));
+                    let (base, endpoint) = (self.base.path_buf(), self.endpoint.path_buf());
+                    for command in self.curve.ui(ui, base, endpoint, suite_ready) {
+                        self.curve_command(command);
                     }
                 }
                 Tab::Landscape => {

@@ -29,6 +29,8 @@ pub struct DemoPaths {
     pub suite: PathBuf,
     /// SFT chats for the Train tab (reward hacks of the generator's training families).
     pub train_data: PathBuf,
+    /// Plain instruction chats of the training tasks, for the Curve tab.
+    pub instructions: PathBuf,
 }
 
 pub fn demo_paths() -> DemoPaths {
@@ -38,5 +40,6 @@ pub fn demo_paths() -> DemoPaths {
         hacker: d.join("hacker"),
         suite: d.join("suite").join("suite.toml"),
         train_data: d.join("train.jsonl"),
+        instructions: d.join("instructions_train.jsonl"),
     }
 }

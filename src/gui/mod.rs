@@ -6,6 +6,7 @@
 //! events the UI polls each frame. Result folders are the sweep's own, so a CLI run opens here.
 
 pub mod app;
+pub mod curve_panel;
 pub mod demo;
 pub mod export;
 pub mod frame_times;
@@ -22,6 +23,7 @@ pub mod session;
 pub mod study_tab;
 pub mod surface_view;
 pub mod train_panel;
+pub mod train_view;
 
 use std::path::PathBuf;
 

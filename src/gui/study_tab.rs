@@ -1,7 +1,7 @@
 //! The Study tab: open or edit a study file (`assets/studies/*.toml`), choose its folder, Run /
 //! Cancel `basin study run`'s job, and follow each step (one row per step and training set:
 //! status, wall time, a progress bar while it runs). A finished step's button opens its results
-//! in the matching tab (Train, Path, Landscape, Influence); the report opens in the browser.
+//! in the matching tab (Train, Curve, Path, Landscape, Influence); the report opens in the browser.
 //! The panel owns its text and the shown state and returns [`StudyCommand`]s; the app runs them.
 
 use std::path::{Path, PathBuf};
@@ -213,7 +213,8 @@ impl StudyPanel {
         match (row.step, row.arm) {
             (Step::Train, Some(a)) => vec![layout.train(a)],
             (Step::Efficiency, Some(a)) => vec![layout.efficiency(a)],
-            (Step::Paths, Some(a)) => vec![layout.line(a), layout.curve(a)],
+            // The fit in the Curve tab, then both sweeps on the Path tab's plots (shown last).
+            (Step::Paths, Some(a)) => vec![layout.curve_fit(a), layout.line(a), layout.curve(a)],
             (Step::Landscape, Some(a)) => vec![layout.landscape(a)],
             (Step::Influence, Some(a)) => vec![layout.influence(a)],
             _ => Vec::new(),

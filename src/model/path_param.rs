@@ -27,8 +27,8 @@ impl<const D: usize> PathParam<D> {
     }
 
     /// `base + Σₖ coeffs[k]·deltas[k]`. Coefficients beyond the deltas are ignored; a delta
-    /// without a coefficient (or with 0) contributes nothing, and with no deltas the base itself
-    /// is returned (no copy).
+    /// without a coefficient (or with 0, unless it is being trained) contributes nothing, and
+    /// with no deltas the base itself is returned (no copy).
     ///
     /// Each term goes through [`mix_kernel::mix`](super::mix_kernel::mix): one WGSL pass per delta
     /// on wgpu, burn tensor ops elsewhere (including autodiff, so gradients flow as before).
@@ -41,7 +41,9 @@ impl<const D: usize> PathParam<D> {
         }
         let mut out = self.base.clone();
         for (delta, &c) in self.deltas.iter().zip(coeffs) {
-            if c == 0.0 {
+            // A trained delta stays in the graph at 0 (its gradient is then 0), so a loss at
+            // the ends of a curve still has something to differentiate.
+            if c == 0.0 && !delta.is_require_grad() {
                 continue;
             }
             out = if mix_kernel::check_operands(&out, delta).is_ok() {

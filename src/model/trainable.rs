@@ -234,24 +234,137 @@ pub fn gradients(
     leaves: &LoraLeaves,
     grads: &Gradients,
 ) -> Result<Vec<(Vec<f32>, Vec<f32>)>, ModelError> {
-    let read = |t: &Tensor<2>| -> Result<Vec<f32>, ModelError> {
-        let n: usize = t.dims().iter().product();
-        match t.grad(grads) {
-            Some(g) => g
-                .into_data()
-                .try_to_vec::<f32>()
-                .map_err(|e| ModelError::Device {
-                    device: format!("{:?}", t.device()),
-                    msg: format!("{e:?}"),
-                }),
-            None => Ok(vec![0.0; n]),
-        }
-    };
     leaves
         .leaves
         .iter()
-        .map(|(a, b)| Ok((read(a)?, read(b)?)))
+        .map(|(a, b)| Ok((read_grad(a, grads)?, read_grad(b, grads)?)))
         .collect()
+}
+
+/// One linear layer's dense trainable delta (a full curve bend), `[in, out]` row-major: the
+/// model's layout, i.e. the transpose of the Hugging Face weight `[out, in]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DenseFactor {
+    /// Hugging Face module name, e.g. `model.layers.0.self_attn.q_proj`.
+    pub module: String,
+    pub in_features: usize,
+    pub out_features: usize,
+    /// `[in, out]`, row-major.
+    pub w: Vec<f32>,
+}
+
+impl DenseFactor {
+    /// A zero delta for every linear layer of `model` whose module name ends in one of `targets`.
+    pub fn zeros_for(model: &CausalLm, targets: &[String]) -> Vec<Self> {
+        model
+            .linear_module_names()
+            .into_iter()
+            .filter(|name| targets.iter().any(|t| name.ends_with(&format!(".{t}"))))
+            .filter_map(|name| {
+                let linear = model.linear(&name)?;
+                let (i, o) = (linear.in_features(), linear.out_features());
+                Some(Self {
+                    module: name,
+                    in_features: i,
+                    out_features: o,
+                    w: vec![0.0; i * o],
+                })
+            })
+            .collect()
+    }
+
+    /// The delta in the Hugging Face layout `[out, in]`, row-major.
+    pub fn hf(&self) -> Vec<f32> {
+        transpose(&self.w, self.in_features, self.out_features)
+    }
+}
+
+/// The autodiff leaves of one forward's dense deltas, in the order of their factors.
+pub struct DenseLeaves {
+    leaves: Vec<Tensor<2>>,
+}
+
+/// Installs `factors` as autodiff leaves at dense-delta index `index` of each named layer's
+/// weight (θ = base + Σₖ cₖ·Δₖ; the leaf is Δ_index, its coefficient the path point's
+/// `dense[index]`), replacing what that index held. The weight must already have `index`
+/// deltas (the endpoint's, for a checkpoint endpoint). The model must live on an autodiff device.
+pub fn attach_dense(
+    model: &mut CausalLm,
+    index: usize,
+    factors: &[DenseFactor],
+) -> Result<DenseLeaves, ModelError> {
+    if !model.device.is_autodiff() {
+        return Err(ModelError::Input(
+            "training needs the model on an autodiff device".into(),
+        ));
+    }
+    let device = model.device.clone();
+    let mut leaves = Vec::with_capacity(factors.len());
+    for f in factors {
+        let linear = model.linear_mut(&f.module).ok_or_else(|| {
+            ModelError::Input(format!(
+                "`{}` is not a linear layer of this model",
+                f.module
+            ))
+        })?;
+        if linear.in_features() != f.in_features
+            || linear.out_features() != f.out_features
+            || f.w.len() != f.in_features * f.out_features
+        {
+            return Err(ModelError::Input(format!(
+                "dense delta of `{}`: {} values for [{}, {}]; the layer is [{}, {}]",
+                f.module,
+                f.w.len(),
+                f.out_features,
+                f.in_features,
+                linear.out_features(),
+                linear.in_features()
+            )));
+        }
+        let deltas = &mut linear.weight.deltas;
+        if deltas.len() < index {
+            return Err(ModelError::Input(format!(
+                "`{}` holds {} dense deltas; a delta at index {index} needs the ones before it",
+                f.module,
+                deltas.len()
+            )));
+        }
+        let leaf = Tensor::<2>::from_data(
+            TensorData::new(f.w.clone(), [f.in_features, f.out_features]),
+            &device,
+        )
+        .require_grad();
+        if deltas.len() == index {
+            deltas.push(leaf.clone());
+        } else {
+            deltas[index] = leaf.clone();
+        }
+        leaves.push(leaf);
+    }
+    Ok(DenseLeaves { leaves })
+}
+
+/// The gradient of every dense leaf in the factors' layout; zeros for a leaf the loss did not
+/// reach (a coefficient of 0 at this point).
+pub fn dense_gradients(
+    leaves: &DenseLeaves,
+    grads: &Gradients,
+) -> Result<Vec<Vec<f32>>, ModelError> {
+    leaves.leaves.iter().map(|t| read_grad(t, grads)).collect()
+}
+
+fn read_grad(t: &Tensor<2>, grads: &Gradients) -> Result<Vec<f32>, ModelError> {
+    let n: usize = t.dims().iter().product();
+    match t.grad(grads) {
+        Some(g) => g
+            .into_data()
+            .try_to_vec::<f32>()
+            .map_err(|e| ModelError::Device {
+                device: format!("{:?}", t.device()),
+                msg: format!("{e:?}"),
+            }),
+        None => Ok(vec![0.0; n]),
+    }
 }
 
 #[cfg(test)]

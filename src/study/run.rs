@@ -721,6 +721,7 @@ fn curve_request(study: &Study, layout: &Layout, arm: &str) -> TrainRequest {
                 kind: c.kind,
                 t_sampling: c.t_sampling,
                 endpoint: CurveEndpoint::Lora,
+                bend: Default::default(),
             }),
             ..hacker.spec
         },
