@@ -3,6 +3,7 @@
 //! Data flows one way: files → named tensors ([`checkpoint`]) → model ([`model`]) →
 //! experiment results ([`experiments`]) → plots / exports. See `ARCHITECTURE.md`.
 
+pub mod bounded;
 pub mod checkpoint;
 pub mod cli;
 pub mod compute;

@@ -266,7 +266,7 @@ impl GgufCheckpoint {
             });
         }
         let has = |n: &str| f.tensor_info(n).is_some();
-        Ok(ModelConfig {
+        let config = ModelConfig {
             architecture: match self.arch {
                 GgufArch::Llama => Architecture::Llama,
                 GgufArch::Qwen2 => Architecture::Qwen2,
@@ -290,7 +290,11 @@ impl GgufCheckpoint {
             qk_norm: self.arch == GgufArch::Qwen3 || has("blk.0.attn_q_norm.weight"),
             sliding_window: None,
             max_position_embeddings: f.get_u32(&key("context_length"))? as usize,
-        })
+        };
+        config
+            .check_sizes()
+            .map_err(|msg| CheckpointError::format(path, msg))?;
+        Ok(config)
     }
 }
 

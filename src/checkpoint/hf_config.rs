@@ -156,7 +156,7 @@ impl HfConfig {
             Architecture::Qwen2 => (true, false),
         };
         let sliding_window = self.resolve_sliding_window(path, architecture)?;
-        Ok(ModelConfig {
+        let config = ModelConfig {
             architecture,
             vocab_size: self.vocab_size,
             hidden_size: self.hidden_size,
@@ -176,7 +176,9 @@ impl HfConfig {
             qk_norm: architecture == Architecture::Qwen3,
             sliding_window,
             max_position_embeddings,
-        })
+        };
+        config.check_sizes().map_err(invalid)?;
+        Ok(config)
     }
 
     /// RoPE base and Llama-3 scaling. As in transformers, `rope_scaling` (when set) takes the

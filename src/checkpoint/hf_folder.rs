@@ -198,7 +198,23 @@ pub fn check_vocab_fits(
 pub fn load_tokenizer_bundle(dir: &Path) -> Result<TokenizerBundle> {
     let tok_path = dir.join("tokenizer.json");
     let text = read_limited(&tok_path, MAX_TOKENIZER_BYTES)?;
-    let tokenizer = tokenizers::Tokenizer::from_bytes(text.as_bytes()).map_err(|e| {
+    // tokenizers panics on some malformed files (found by tests/fuzz.rs: a non-string key
+    // inside `decoder`), so the JSON syntax is checked here first and a panic is kept from
+    // escaping as a backstop.
+    serde_json::from_str::<serde::de::IgnoredAny>(&text).map_err(|e| {
+        CheckpointError::format(
+            &tok_path,
+            format!("not a valid tokenizer.json: not JSON: {e}"),
+        )
+    })?;
+    let parsed = std::panic::catch_unwind(|| tokenizers::Tokenizer::from_bytes(text.as_bytes()))
+        .map_err(|_| {
+            CheckpointError::format(
+                &tok_path,
+                "not a valid tokenizer.json: the tokenizers library failed on it",
+            )
+        })?;
+    let tokenizer = parsed.map_err(|e| {
         CheckpointError::format(&tok_path, format!("not a valid tokenizer.json: {e}"))
     })?;
 

@@ -54,7 +54,39 @@ pub struct ModelConfig {
     pub max_position_embeddings: usize,
 }
 
+/// Upper bounds on a config's sizes, far above any released model (Llama 3.1 405B: 126 layers,
+/// hidden 16,384; the largest vocabularies ~260k): a value beyond them is a corrupt file, and
+/// refusing it keeps the loader from sizing buffers by it.
+const SIZE_LIMITS: [(&str, usize); 6] = [
+    ("vocab_size", 1 << 24),
+    ("hidden_size", 1 << 20),
+    ("intermediate_size", 1 << 22),
+    ("num_hidden_layers", 4096),
+    ("num_attention_heads", 4096),
+    ("head_dim", 1 << 16),
+];
+
 impl ModelConfig {
+    /// `Err(message)` when a size is beyond what any real model has (see `SIZE_LIMITS`).
+    pub fn check_sizes(&self) -> Result<(), String> {
+        let values = [
+            self.vocab_size,
+            self.hidden_size,
+            self.intermediate_size,
+            self.num_hidden_layers,
+            self.num_attention_heads,
+            self.head_dim,
+        ];
+        for ((field, limit), v) in SIZE_LIMITS.iter().zip(values) {
+            if v > *limit {
+                return Err(format!(
+                    "{field} {v} is beyond any real model's (at most {limit} accepted): a corrupt config?"
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Number of parameters the config implies (embeddings counted once when tied).
     pub fn num_parameters(&self) -> usize {
         let h = self.hidden_size;

@@ -94,6 +94,12 @@ impl AdapterConfig {
             CheckpointError::format(path, format!("not a valid adapter_config.json: {e}"))
         })?;
         cfg.check_supported(path)?;
+        if cfg.r == 0 || cfg.rank_pattern.values().any(|&r| r == 0) {
+            return Err(CheckpointError::format(
+                path,
+                "r is 0: a LoRA has rank at least 1",
+            ));
+        }
         Ok(cfg)
     }
 
@@ -304,6 +310,12 @@ impl LoraAdapter {
                 }
             }
             let tensor = file.load_f32(key)?;
+            if let Some(bad) = tensor.data.iter().position(|v| !v.is_finite()) {
+                return Err(CheckpointError::format(
+                    wp,
+                    format!("tensor `{key}` holds a non-finite value at element {bad}"),
+                ));
+            }
             let slot = pairs.entry(module.to_string()).or_default();
             match factor {
                 Factor::A => slot.0 = Some(tensor),

@@ -480,21 +480,10 @@ impl TensorSource for SafetensorsSet {
     }
 }
 
-/// Reads a text file, refusing files larger than `max_bytes` (protects against a huge or
-/// wrong file being read into memory).
+/// Reads a text file, refusing more than `max_bytes` (protects against a huge or wrong file, a
+/// FIFO or a device being read into memory; see [`crate::bounded`]).
 pub(crate) fn read_limited(path: &Path, max_bytes: u64) -> Result<String> {
-    let len = std::fs::metadata(path)
-        .map_err(|e| CheckpointError::io(path, e))?
-        .len();
-    if len > max_bytes {
-        return Err(CheckpointError::format(
-            path,
-            format!(
-                "file is {len} bytes, more than the {max_bytes} accepted for this kind of file"
-            ),
-        ));
-    }
-    std::fs::read_to_string(path).map_err(|e| CheckpointError::io(path, e))
+    crate::bounded::read_to_string(path, max_bytes).map_err(|e| CheckpointError::io(path, e))
 }
 
 #[cfg(test)]

@@ -113,7 +113,7 @@ fn run_args(args: &StudyRunArgs) -> Result<()> {
         outcome.skipped.len()
     );
     // The answers, as the report states them.
-    if let Ok(text) = std::fs::read_to_string(args.out.join(REPORT_JSON))
+    if let Ok(text) = crate::bounded::read_config(args.out.join(REPORT_JSON))
         && let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
         && let Some(answers) = v.get("answers").and_then(|a| a.as_array())
     {

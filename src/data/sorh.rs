@@ -15,7 +15,7 @@ use super::output::{self, FileRecord, MetricEntry};
 use super::rng::SplitMix64;
 
 /// Largest CSV accepted (the public file is a few MB).
-const MAX_CSV_BYTES: u64 = 1 << 30;
+const MAX_CSV_BYTES: u64 = crate::bounded::DATA_BYTES;
 
 /// Import options (CLI: `--holdout-tasks k --seed N`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,10 +145,14 @@ pub fn import_sorh(
         return Err(DataError::Csv {
             file: csv_path.to_path_buf(),
             line: 0,
-            message: format!("file is {size} bytes, more than the 1 GiB limit"),
+            message: format!(
+                "file is {size} bytes, more than the {} MiB limit",
+                MAX_CSV_BYTES >> 20
+            ),
         });
     }
-    let bytes = std::fs::read(csv_path).map_err(|e| DataError::io(csv_path, e))?;
+    let bytes = crate::bounded::read_bytes(csv_path, MAX_CSV_BYTES)
+        .map_err(|e| DataError::io(csv_path, e))?;
     let text = std::str::from_utf8(&bytes).map_err(|e| DataError::Csv {
         file: csv_path.to_path_buf(),
         line: bytes

@@ -177,12 +177,13 @@ impl CurveRecord {
     /// Reads `dir/curve.json`; an error names the file and the problem.
     pub fn read(dir: &std::path::Path) -> Result<Self, String> {
         let path = dir.join(CURVE_FILE);
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            format!(
-                "{}: {e} (a `basin curve fit` folder holds curve.json)",
-                path.display()
-            )
-        })?;
+        let text =
+            crate::bounded::read_to_string(&path, crate::bounded::CONFIG_BYTES).map_err(|e| {
+                format!(
+                    "{}: {e} (a `basin curve fit` folder holds curve.json)",
+                    path.display()
+                )
+            })?;
         let record: Self = serde_json::from_str(&text)
             .map_err(|e| format!("{}: not a curve record: {e}", path.display()))?;
         if record.schema != CURVE_SCHEMA {

@@ -134,7 +134,7 @@ fn generator_fields(data: &Path) -> BTreeMap<String, (String, String)> {
     let Some(items) = data.parent().map(|d| d.join("items.jsonl")) else {
         return out;
     };
-    let Ok(text) = std::fs::read_to_string(&items) else {
+    let Ok(text) = crate::bounded::read_to_string(&items, crate::bounded::DATA_BYTES) else {
         return out;
     };
     for line in text.lines() {
@@ -199,7 +199,7 @@ fn points_of(req: &InfluenceRequest) -> Result<(Vec<PointPath>, PathBuf), String
         }
         (None, Some(dir)) => {
             let run_path = dir.join("run.json");
-            let text = std::fs::read_to_string(&run_path)
+            let text = crate::bounded::read_to_string(&run_path, crate::bounded::CONFIG_BYTES)
                 .map_err(|e| format!("{}: {e} (a `basin train` folder)", run_path.display()))?;
             let record: RunRecord = serde_json::from_str(&text)
                 .map_err(|e| format!("{}: not a run record: {e}", run_path.display()))?;

@@ -36,6 +36,18 @@ pub fn chat_template_of(tokenizer: &TokenizerBundle) -> Result<ChatTemplate, Tex
         tokenizer.bos_token.clone(),
         tokenizer.eos_token.clone(),
     )
+    .map_err(|e| TextError::InTemplateOf {
+        // The model folder for a Hugging Face checkpoint (its template may be in
+        // chat_template.jinja or tokenizer_config.json), the file for a GGUF.
+        path: match tokenizer.origin.file_name() {
+            Some(n) if n == "tokenizer.json" => tokenizer
+                .origin
+                .parent()
+                .map_or_else(|| tokenizer.origin.clone(), std::path::Path::to_path_buf),
+            _ => tokenizer.origin.clone(),
+        },
+        source: Box::new(e),
+    })
 }
 
 /// Encodes every example with the loss-mask rule of `text::encode`.

@@ -167,8 +167,8 @@ pub struct PlaneRecord {
 impl PlaneRecord {
     pub fn read(dir: &std::path::Path) -> Result<Self, String> {
         let path = dir.join(PLANE_FILE);
-        let text =
-            std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let text = crate::bounded::read_to_string(&path, crate::bounded::CONFIG_BYTES)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
         serde_json::from_str(&text)
             .map_err(|e| format!("{}: not a plane record: {e}", path.display()))
     }

@@ -233,7 +233,8 @@ impl Suite {
                 msg: format!("{size} bytes; a suite file is at most {MAX_SUITE_TOML_BYTES} bytes"),
             });
         }
-        let text = std::fs::read_to_string(path).map_err(io_err)?;
+        let text =
+            crate::bounded::read_to_string(path, crate::bounded::CONFIG_BYTES).map_err(io_err)?;
         let parsed: SuiteToml = toml::from_str(&text).map_err(|e| SuiteError::Toml {
             // One line: toml's Display draws the offending line; keep its message and position.
             path: path.to_path_buf(),
@@ -476,7 +477,9 @@ pub fn write_default_suite(out: &Path, length: &LengthMeasure) -> Result<(), Sui
             };
             std::fs::create_dir_all(out).map_err(io(out))?;
             let toml_path = from.join("suite.toml");
-            let toml_text = std::fs::read_to_string(&toml_path).map_err(io(&toml_path))?;
+            let toml_text =
+                crate::bounded::read_to_string(&toml_path, crate::bounded::CONFIG_BYTES)
+                    .map_err(io(&toml_path))?;
             let renamed = toml_text.replacen("name = \"generated\"", "name = \"default\"", 1);
             // Only the five metrics of the seed experiment: drop the other `[[metric]]` blocks
             // (e.g. `length_control`).
@@ -494,7 +497,8 @@ pub fn write_default_suite(out: &Path, length: &LengthMeasure) -> Result<(), Sui
             std::fs::write(out.join("suite.toml"), kept).map_err(io(out))?;
             for (file, lines) in DEFAULT_SUITE_LINES {
                 let src = from.join(file);
-                let text = std::fs::read_to_string(&src).map_err(io(&src))?;
+                let text = crate::bounded::read_to_string(&src, crate::bounded::DATA_BYTES)
+                    .map_err(io(&src))?;
                 let head: String = text.split_inclusive('\n').take(lines).collect();
                 let dst = out.join(file);
                 std::fs::write(&dst, head).map_err(io(&dst))?;

@@ -53,7 +53,7 @@ impl StoreFiles {
 
     /// The files of a result folder, from its `run.json` (a sweep's when it cannot be read).
     pub fn of_dir(dir: &Path) -> StoreFiles {
-        std::fs::read_to_string(dir.join("run.json"))
+        crate::bounded::read_config(dir.join("run.json"))
             .ok()
             .and_then(|t| serde_json::from_str::<RunRecord>(&t).ok())
             .map_or(Self::SWEEP, |r| Self::of_schema(&r.schema))
@@ -225,7 +225,8 @@ pub fn open_run_record_allowing(
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let run_path = dir.join("run.json");
     if run_path.exists() {
-        let text = std::fs::read_to_string(&run_path).map_err(io(&run_path))?;
+        let text = crate::bounded::read_to_string(&run_path, crate::bounded::CONFIG_BYTES)
+            .map_err(io(&run_path))?;
         let stored: RunRecord = serde_json::from_str(&text).map_err(|e| StoreError::Format {
             path: run_path.clone(),
             msg: format!("not a Basin run record: {e}"),
@@ -440,8 +441,7 @@ fn rewrite_if_torn(
     if !path.exists() {
         return Ok(());
     }
-    let text = std::fs::read(path).map_err(io(path))?;
-    if text.is_empty() || text.ends_with(b"\n") {
+    if !ends_torn(path).map_err(io(path))? {
         return Ok(());
     }
     let mut out = String::new();
@@ -594,6 +594,21 @@ pub fn summary_csv(results: &[&MetricResult], coordinate: &str) -> String {
     out
 }
 
+/// Whether a non-empty file's last byte is not a newline (its last line was cut by a kill); reads
+/// only that byte.
+fn ends_torn(path: &Path) -> std::io::Result<bool> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(path)?;
+    let len = f.metadata()?.len();
+    if len == 0 {
+        return Ok(false);
+    }
+    f.seek(SeekFrom::Start(len - 1))?;
+    let mut last = [0u8; 1];
+    f.read_exact(&mut last)?;
+    Ok(last[0] != b'\n')
+}
+
 /// Reads `results.jsonl`; a last line without its newline (cut by a kill) is dropped; any
 /// other malformed line is an error naming the line.
 pub fn read_results(path: &Path) -> Result<BTreeMap<(String, String), MetricResult>, StoreError> {
@@ -601,23 +616,32 @@ pub fn read_results(path: &Path) -> Result<BTreeMap<(String, String), MetricResu
     if !path.exists() {
         return Ok(out);
     }
-    let bytes = std::fs::read(path).map_err(io(path))?;
-    // Cut at the last newline first: a torn line may end inside a multi-byte character.
-    let complete = match bytes.iter().rposition(|&b| b == b'\n') {
-        Some(end) => bytes.get(..=end).unwrap_or_default(),
-        None => &[],
-    };
-    let complete = std::str::from_utf8(complete).map_err(|e| StoreError::Format {
-        path: path.to_path_buf(),
-        msg: format!("not UTF-8: {e}"),
-    })?;
-    for (i, line) in complete.lines().enumerate() {
+    let file = std::fs::File::open(path).map_err(io(path))?;
+    let mut reader = std::io::BufReader::new(file);
+    let mut buf = Vec::new();
+    let mut i = 0usize;
+    loop {
+        let n = crate::bounded::read_line(&mut reader, &mut buf, crate::bounded::LINE_BYTES)
+            .map_err(|e| StoreError::Format {
+                path: path.to_path_buf(),
+                msg: format!("line {}: {e}", i + 1),
+            })?;
+        // A last line without its newline was cut by a kill (it may end inside a multi-byte
+        // character): dropped.
+        if n == 0 || !buf.ends_with(b"\n") {
+            break;
+        }
+        i += 1;
+        let line = std::str::from_utf8(&buf).map_err(|e| StoreError::Format {
+            path: path.to_path_buf(),
+            msg: format!("line {i}: not UTF-8: {e}"),
+        })?;
         if line.trim().is_empty() {
             continue;
         }
         let bad = |e: serde_json::Error| StoreError::Format {
             path: path.to_path_buf(),
-            msg: format!("line {}: {e}", i + 1),
+            msg: format!("line {i}: {e}"),
         };
         let mut value: serde_json::Value = serde_json::from_str(line).map_err(bad)?;
         // A landscape's line names its first coordinate `alpha`.
@@ -643,7 +667,8 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<usize, StoreError> {
     let mut all: BTreeMap<(String, String), MetricResult> = BTreeMap::new();
     for dir in dirs {
         let run_path = dir.join("run.json");
-        let text = std::fs::read_to_string(&run_path).map_err(io(&run_path))?;
+        let text = crate::bounded::read_to_string(&run_path, crate::bounded::CONFIG_BYTES)
+            .map_err(io(&run_path))?;
         let mut rec: RunRecord = serde_json::from_str(&text).map_err(|e| StoreError::Format {
             path: run_path.clone(),
             msg: e.to_string(),

@@ -263,7 +263,8 @@ pub fn run_train_job(
     let adapter_config = match &req.init {
         AdapterInit::Existing(p) => {
             let path = p.join("adapter_config.json");
-            let text = std::fs::read_to_string(&path).map_err(|e| CheckpointError::io(&path, e))?;
+            let text = crate::bounded::read_to_string(&path, crate::bounded::CONFIG_BYTES)
+                .map_err(|e| CheckpointError::io(&path, e))?;
             serde_json::from_str(&text)
                 .map_err(|e| CheckpointError::format(&path, format!("not JSON: {e}")))?
         }

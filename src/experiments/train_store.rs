@@ -17,7 +17,7 @@
 //! cuts `train.jsonl` back to it.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufReader, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -190,22 +190,35 @@ pub fn read_steps(path: &Path) -> Result<Vec<StepRecord>, StoreError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(io(path)(e)),
     };
-    let lines: Vec<String> = BufReader::new(file)
-        .lines()
-        .collect::<Result<_, _>>()
-        .map_err(io(path))?;
-    let mut steps = Vec::with_capacity(lines.len());
-    for (i, line) in lines.iter().enumerate() {
+    let mut reader = BufReader::new(file);
+    let mut buf = Vec::new();
+    let mut steps = Vec::new();
+    // A malformed line is an error unless it is the last one (a torn write from a kill).
+    let mut pending: Option<StoreError> = None;
+    let mut line_no = 0usize;
+    loop {
+        let n = crate::bounded::read_line(&mut reader, &mut buf, crate::bounded::LINE_BYTES)
+            .map_err(|e| StoreError::Format {
+                path: path.to_path_buf(),
+                msg: format!("line {}: {e}", line_no + 1),
+            })?;
+        if n == 0 {
+            break;
+        }
+        line_no += 1;
+        let line = String::from_utf8_lossy(&buf);
         if line.trim().is_empty() {
             continue;
         }
-        match serde_json::from_str::<StepRecord>(line) {
+        if let Some(e) = pending.take() {
+            return Err(e);
+        }
+        match serde_json::from_str::<StepRecord>(&line) {
             Ok(r) => steps.push(r),
-            Err(_) if i + 1 == lines.len() => {}
             Err(e) => {
-                return Err(StoreError::Format {
+                pending = Some(StoreError::Format {
                     path: path.to_path_buf(),
-                    msg: format!("line {}: {e}", i + 1),
+                    msg: format!("line {line_no}: {e}"),
                 });
             }
         }
@@ -215,7 +228,8 @@ pub fn read_steps(path: &Path) -> Result<Vec<StepRecord>, StoreError> {
 
 fn read_trainer_state(dir: &Path) -> Result<TrainerStateFile, StoreError> {
     let path = dir.join("trainer_state.json");
-    let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+    let text =
+        crate::bounded::read_to_string(&path, crate::bounded::CONFIG_BYTES).map_err(io(&path))?;
     let s: TrainerStateFile = serde_json::from_str(&text).map_err(|e| StoreError::Format {
         path: path.clone(),
         msg: format!("not a Basin trainer state: {e}"),

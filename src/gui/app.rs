@@ -455,7 +455,7 @@ impl BasinApp {
     /// Adds an existing result folder (e.g. a sweep run by the CLI on a cluster); a landscape
     /// folder opens in the Landscape tab.
     pub fn open_result_folder(&mut self, dir: &Path) {
-        let schema = std::fs::read_to_string(dir.join("run.json"))
+        let schema = crate::bounded::read_config(dir.join("run.json"))
             .ok()
             .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
             .and_then(|v| v.get("schema").and_then(|s| s.as_str()).map(String::from));

@@ -163,7 +163,7 @@ impl InfluencePanel {
     /// chats it names (for previews).
     fn load(&mut self, dir: &Path) -> Result<(), String> {
         let read = |name: &str| -> Result<String, String> {
-            std::fs::read_to_string(dir.join(name))
+            crate::bounded::read_config(dir.join(name))
                 .map_err(|e| format!("{}: {e}", dir.join(name).display()))
         };
         let record: RunRecord = serde_json::from_str(&read("run.json")?)

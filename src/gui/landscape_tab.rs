@@ -326,7 +326,7 @@ impl LandscapePanel {
         let record = PlaneRecord::read(dir)?;
         let results =
             read_results(&dir.join(StoreFiles::LANDSCAPE.results)).map_err(|e| e.to_string())?;
-        let run_text = std::fs::read_to_string(dir.join("run.json"))
+        let run_text = crate::bounded::read_config(dir.join("run.json"))
             .map_err(|e| format!("{}: {e}", dir.join("run.json").display()))?;
         let _: RunRecord = serde_json::from_str(&run_text)
             .map_err(|e| format!("{}: {e}", dir.join("run.json").display()))?;

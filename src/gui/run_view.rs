@@ -41,7 +41,7 @@ impl RunView {
     /// Opens a result folder. A folder without `run.json` is not a sweep's.
     pub fn open(dir: &Path) -> Result<Self, String> {
         let run_path = dir.join("run.json");
-        let text = std::fs::read_to_string(&run_path).map_err(|e| {
+        let text = crate::bounded::read_config(&run_path).map_err(|e| {
             format!(
                 "{}: {} (not a sweep result folder?)",
                 run_path.display(),

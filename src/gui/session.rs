@@ -50,7 +50,7 @@ impl Session {
     }
 
     pub fn load(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path)
+        let text = crate::bounded::read_config(path)
             .map_err(|e| format!("{}: {}", path.display(), super::error_text(&e)))?;
         let s: Session = serde_json::from_str(&text)
             .map_err(|e| format!("{}: not a Basin session file: {e}", path.display()))?;

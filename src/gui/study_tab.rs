@@ -107,7 +107,8 @@ fn all_rows() -> Vec<StepRow> {
 impl StudyPanel {
     /// Reads a study file into the editor (and the folder's state when one is chosen).
     pub fn open_file(&mut self, path: &Path) -> Result<(), String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let text =
+            crate::bounded::read_config(path).map_err(|e| format!("{}: {e}", path.display()))?;
         self.path = path.display().to_string();
         self.text = text;
         self.dirty = false;
@@ -135,7 +136,7 @@ impl StudyPanel {
 
     /// Reloads each row's status from the folder's `study.json` and the report's answers.
     pub fn refresh(&mut self) {
-        self.answers = std::fs::read_to_string(Path::new(self.out.trim()).join(REPORT_JSON))
+        self.answers = crate::bounded::read_config(Path::new(self.out.trim()).join(REPORT_JSON))
             .ok()
             .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
             .and_then(|r| {

@@ -66,7 +66,7 @@ impl TrainRunView {
         self.checkpoints = sample_points(dir);
         self.run_dir = Some(dir.to_path_buf());
         self.status = format!("{} steps in {}", self.log.len(), dir.display());
-        Ok(std::fs::read_to_string(dir.join("run.json"))
+        Ok(crate::bounded::read_config(dir.join("run.json"))
             .ok()
             .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
             .and_then(|v| v["spec"]["base"].as_str().map(str::to_string)))

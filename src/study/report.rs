@@ -322,7 +322,7 @@ fn influence_brief(dir: &Path) -> Result<Option<InfluenceBrief>, ReportError> {
     if !path.exists() {
         return Ok(None);
     }
-    let text = std::fs::read_to_string(&path).map_err(|e| err(&path, e))?;
+    let text = crate::bounded::read_config(&path).map_err(|e| err(&path, e))?;
     let s: InfluenceSummary = serde_json::from_str(&text).map_err(|e| err(&path, e))?;
     Ok(Some(InfluenceBrief {
         method: serde_json::to_value(s.method)
@@ -339,7 +339,7 @@ fn influence_brief(dir: &Path) -> Result<Option<InfluenceBrief>, ReportError> {
 
 /// Fingerprints named in a result folder's `run.json` (`inputs`).
 fn collect_inputs(dir: &Path, out: &mut BTreeMap<String, String>) {
-    let Ok(text) = std::fs::read_to_string(dir.join("run.json")) else {
+    let Ok(text) = crate::bounded::read_config(dir.join("run.json")) else {
         return;
     };
     let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
@@ -604,7 +604,7 @@ pub fn write_report(study: &Study, layout: &Layout) -> Result<StudyReport, Repor
     let json = serde_json::to_string_pretty(&report).map_err(|e| err(&json_path, e))?;
     write_atomic(&json_path, (json + "\n").as_bytes()).map_err(|e| err(&json_path, e))?;
     let html_path = layout.root.join(REPORT_HTML);
-    let study_text = std::fs::read_to_string(&study.path).unwrap_or_default();
+    let study_text = crate::bounded::read_config(&study.path).unwrap_or_default();
     write_atomic(&html_path, render_html(&report, &study_text).as_bytes())
         .map_err(|e| err(&html_path, e))?;
     Ok(report)
@@ -612,7 +612,7 @@ pub fn write_report(study: &Study, layout: &Layout) -> Result<StudyReport, Repor
 
 pub fn build_report(study: &Study, layout: &Layout) -> Result<StudyReport, ReportError> {
     let manifest_path = layout.data().join("manifest.json");
-    let data = match std::fs::read_to_string(&manifest_path) {
+    let data = match crate::bounded::read_config(&manifest_path) {
         Ok(text) => {
             let m: Manifest = serde_json::from_str(&text).map_err(|e| err(&manifest_path, e))?;
             Some(DataBrief {

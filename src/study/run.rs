@@ -216,7 +216,7 @@ impl StudyState {
         if !path.exists() {
             return Ok(None);
         }
-        let text = std::fs::read_to_string(&path).map_err(|e| StudyError::Io {
+        let text = crate::bounded::read_config(&path).map_err(|e| StudyError::Io {
             path: path.clone(),
             msg: e.to_string(),
         })?;
@@ -370,7 +370,7 @@ pub fn run_study(
         steps: BTreeMap::new(),
     });
     // A copy of the study file as run, beside the results.
-    if let Ok(text) = std::fs::read(&study.path) {
+    if let Ok(text) = crate::bounded::read_bytes(&study.path, crate::bounded::CONFIG_BYTES) {
         let _ = write_atomic(&out.join("study.toml"), &text);
     }
     let mut outcome = StudyOutcome {
@@ -731,7 +731,7 @@ fn curve_request(study: &Study, layout: &Layout, arm: &str) -> TrainRequest {
 
 /// The machine a study ran on, for its report.
 pub fn machine_description() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+    let cpu = crate::bounded::read_config("/proc/cpuinfo")
         .ok()
         .and_then(|t| {
             t.lines()

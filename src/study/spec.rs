@@ -265,10 +265,12 @@ pub struct Study {
 impl Study {
     /// Reads and checks a study file.
     pub fn load(path: &Path) -> Result<Study, SpecError> {
-        let text = std::fs::read_to_string(path).map_err(|source| SpecError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = crate::bounded::read_to_string(path, crate::bounded::CONFIG_BYTES).map_err(
+            |source| SpecError::Io {
+                path: path.to_path_buf(),
+                source,
+            },
+        )?;
         Self::parse(&text, path)
     }
 
@@ -276,8 +278,19 @@ impl Study {
     /// `path`'s folder).
     pub fn parse(text: &str, path: &Path) -> Result<Study, SpecError> {
         let file: StudyFile = toml::from_str(text).map_err(|e| SpecError::Toml {
+            // One line: toml's Display draws the offending line; keep its message and position.
             path: path.to_path_buf(),
-            msg: e.to_string(),
+            msg: match e.span() {
+                Some(span) => format!(
+                    "line {}: {}",
+                    1 + text.as_bytes()[..span.start.min(text.len())]
+                        .iter()
+                        .filter(|&&b| b == b'\n')
+                        .count(),
+                    e.message().trim()
+                ),
+                None => e.message().trim().to_string(),
+            },
         })?;
         let invalid = |msg: String| SpecError::Invalid {
             path: path.to_path_buf(),

@@ -208,7 +208,9 @@ fn rewrite_generation_tags(source: &str) -> String {
     while let Some(start) = rest.find("{%") {
         out.push_str(&rest[..start]);
         let tag = &rest[start..];
-        let Some(close) = tag.find("%}") else {
+        // The closing `%}` after the opening `{%` (in `{%}` they overlap; found by
+        // tests/fuzz.rs).
+        let Some(close) = tag.get(2..).and_then(|t| t.find("%}")).map(|i| i + 2) else {
             out.push_str(tag);
             return out;
         };
@@ -627,6 +629,16 @@ fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn generation_tags_rewrite_and_overlapping_delimiters_pass_through() {
+        assert_eq!(
+            rewrite_generation_tags("a{%- generation %}b{% endgeneration -%}"),
+            "a{%- if true %}b{% endif -%}"
+        );
+        assert_eq!(rewrite_generation_tags("{%}"), "{%}");
+        assert_eq!(rewrite_generation_tags("x{%}%}y"), "x{%}%}y");
+    }
     use std::path::Path;
 
     fn fixture(name: &str) -> (String, serde_json::Value) {

@@ -41,6 +41,14 @@ pub enum TextError {
     /// The template itself rejected the conversation through `raise_exception(msg)`.
     #[error("chat template{}: raise_exception: {msg}", at_line(*line))]
     TemplateRaised { line: Option<usize>, msg: String },
+    /// A template error of the chat template in this model folder or file (one that fails to
+    /// parse).
+    #[error("{}: {source}", path.display())]
+    InTemplateOf {
+        path: PathBuf,
+        #[source]
+        source: Box<TextError>,
+    },
     /// Any of the template errors above, while encoding the named example.
     #[error("example `{id}`: {source}")]
     Example {
