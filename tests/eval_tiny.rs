@@ -170,3 +170,70 @@ fn tiny_llama3_gguf_matches_transformers_on_cpu() {
 fn tiny_llama3_gguf_matches_transformers_on_gpu() {
     check_gguf(ComputeKind::Gpu);
 }
+
+/// A 6-token sliding window (the tiny mistral with `sliding_window: 6`; its chats are 20+ tokens,
+/// so every layer's mask cuts keys off; the window moves the reference's log-probs by up to
+/// 3.4 nats) gives transformers' log-probs (tests/fixtures/tiny_sliding, made by
+/// scripts/make_sliding_window_fixture.py).
+fn check_sliding_window(kind: ComputeKind) {
+    let dir = common::fixtures().join("tiny_sliding");
+    let reference: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap())
+            .unwrap();
+    let window = reference["sliding_window"].as_u64().unwrap() as usize;
+    assert!(reference["window_effect_max_abs"].as_f64().unwrap() > 1e-2);
+    let opened = open_model(&dir.join("mistral_window6")).unwrap();
+    assert_eq!(opened.config.sliding_window, Some(window));
+    let examples = load_chat_jsonl(common::fixtures().join("tiny/chat.jsonl")).unwrap();
+    let template = chat_template_of(&opened.tokenizer).unwrap();
+    let items = encode_examples(&opened.tokenizer, &template, &examples, 4096).unwrap();
+    let compute = ComputeDevice::new(kind).unwrap();
+    let model = CausalLm::load(
+        &opened.config,
+        opened.tensors.as_ref(),
+        None,
+        &compute.device,
+    )
+    .unwrap();
+    let spec = EvalSpec {
+        batch_size: 4,
+        point: PathPointSpec::default(),
+        keep_token_logprobs: true,
+    };
+    let scores = evaluate(&model, &items, &spec, &|_| {}, &CancelFlag::new()).unwrap();
+    let mut worst: f64 = 0.0;
+    let want_rows = reference["examples"].as_array().unwrap();
+    assert_eq!(want_rows.len(), items.len());
+    for ((item, score), want) in items.iter().zip(&scores.examples).zip(want_rows) {
+        assert_eq!(item.id, want["id"].as_str().unwrap());
+        let ids: Vec<u32> = serde_json::from_value(want["input_ids"].clone()).unwrap();
+        assert!(ids.len() > 3 * window);
+        assert_eq!(item.sequence.input_ids, ids, "{}: token ids", item.id);
+        let lps: Vec<f64> = serde_json::from_value(want["token_logprobs"].clone()).unwrap();
+        worst = worst.max(common::max_abs_diff(
+            score.token_logprobs.as_ref().unwrap(),
+            &lps,
+        ));
+    }
+    eprintln!(
+        "{} sliding window {window}: max |Δ logprob| {worst:.2e}",
+        compute.label
+    );
+    assert!(
+        worst <= 2e-4,
+        "sliding window on {}: max |Δ| {worst}",
+        compute.label
+    );
+    let want_nll = reference["mean_nll"].as_f64().unwrap();
+    assert!((scores.mean_nll - want_nll).abs() <= 2e-5);
+}
+
+#[test]
+fn a_sliding_window_shorter_than_the_chats_matches_transformers_on_cpu() {
+    check_sliding_window(ComputeKind::Cpu);
+}
+
+#[test]
+fn a_sliding_window_shorter_than_the_chats_matches_transformers_on_gpu() {
+    check_sliding_window(ComputeKind::Gpu);
+}
