@@ -349,3 +349,115 @@ fn bad_inputs_give_one_line_errors_naming_the_file() {
     let e = eval_error(&["--model", &llama, "--data", &data, "--batch", "0"]);
     assert!(e.contains("--batch"), "{e}");
 }
+
+/// Lays out a Hugging Face hub cache as transformers writes it: the files as content-addressed
+/// blobs, `snapshots/<commit>/` holding symlinks to them, `refs/<branch>` naming the commit.
+fn cache_repo(cache: &Path, repo: &str, from: &Path, commit: &str, branch: &str) {
+    use sha2::Digest;
+    let dir = cache.join(format!("models--{}", repo.replace('/', "--")));
+    let snapshot = dir.join("snapshots").join(commit);
+    std::fs::create_dir_all(&snapshot).unwrap();
+    std::fs::create_dir_all(dir.join("blobs")).unwrap();
+    std::fs::create_dir_all(dir.join("refs")).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        let blob = format!("{:x}", sha2::Sha256::digest(&bytes));
+        std::fs::write(dir.join("blobs").join(&blob), &bytes).unwrap();
+        std::os::unix::fs::symlink(
+            Path::new("../../blobs").join(&blob),
+            snapshot.join(path.file_name().unwrap()),
+        )
+        .unwrap();
+    }
+    std::fs::write(dir.join("refs").join(branch), commit).unwrap();
+}
+
+/// `--model org/name[@revision]` and `--adapter org/name` resolve from the Hugging Face cache
+/// (`HF_HUB_CACHE`, or `HF_HOME/hub`) and give the same numbers as the folders themselves; a repo
+/// that is not cached is an error naming the cache and how to fill it.
+#[test]
+fn repo_ids_resolve_from_the_hugging_face_cache() {
+    let home = scratch("hf-home");
+    let cache = home.join("hub");
+    let commit = "5d3c2b1a0f9e8d7c6b5a49382716f5e4d3c2b1a0";
+    cache_repo(
+        &cache,
+        "tiny-org/llama",
+        Path::new(&tiny("llama")),
+        commit,
+        "main",
+    );
+    cache_repo(
+        &cache,
+        "tiny-org/llama-lora",
+        Path::new(&tiny("llama_lora")),
+        "00000000000000000000000000000000000000aa",
+        "v1",
+    );
+    let data = tiny("chat.jsonl");
+    let run = |model: &str, adapter: &str, env: (&str, &Path)| {
+        let out = Command::new(env!("CARGO_BIN_EXE_basin"))
+            .args([
+                "eval",
+                "--model",
+                model,
+                "--adapter",
+                adapter,
+                "--data",
+                &data,
+            ])
+            .env_remove("HF_HUB_CACHE")
+            .env_remove("HF_HOME")
+            .env(env.0, env.1)
+            .env("RUST_BACKTRACE", "0")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{model}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["examples"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["sum_logprob"].as_f64().unwrap())
+            .collect::<Vec<f64>>()
+    };
+    let folders = run(
+        &tiny("llama"),
+        &tiny("llama_lora"),
+        ("HF_HUB_CACHE", &cache),
+    );
+    let by_id = run(
+        "tiny-org/llama",
+        "tiny-org/llama-lora@v1",
+        ("HF_HUB_CACHE", &cache),
+    );
+    assert_eq!(by_id, folders);
+    let pinned = run(
+        &format!("tiny-org/llama@{commit}"),
+        "tiny-org/llama-lora@v1",
+        ("HF_HOME", &home),
+    );
+    assert_eq!(pinned, folders);
+
+    let out = Command::new(env!("CARGO_BIN_EXE_basin"))
+        .args(["eval", "--model", "tiny-org/absent", "--data", &data])
+        .env("HF_HUB_CACHE", &cache)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    // clap's form for an invalid argument: the message on one line, then its `--help` hint.
+    let first = err.lines().next().unwrap();
+    assert!(
+        first.contains(&cache.display().to_string())
+            && first.contains("huggingface-cli download tiny-org/absent")
+            && !err.contains("panicked"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&home);
+}

@@ -8,6 +8,7 @@ pub mod gguf_quant;
 pub mod gguf_tokenizer;
 pub mod hf_config;
 pub mod hf_folder;
+pub mod hub;
 pub mod model_config;
 pub mod open;
 pub mod peft;

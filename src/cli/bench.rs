@@ -20,7 +20,7 @@ use crate::{
 
 #[derive(Debug, clap::Args)]
 pub struct BenchEvalArgs {
-    #[arg(long)]
+    #[arg(long, value_parser = crate::checkpoint::hub::resolve)]
     pub model: PathBuf,
     #[arg(long)]
     pub data: PathBuf,

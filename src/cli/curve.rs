@@ -27,14 +27,14 @@ pub enum CurveCommand {
 #[derive(Debug, clap::Args)]
 pub struct CurveFitArgs {
     /// Base model θ₀: a Hugging Face folder or a .gguf file.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::checkpoint::hub::resolve)]
     pub base: PathBuf,
     /// The endpoint: a PEFT LoRA adapter of the base (θ_H = θ₀ + ΔW), frozen during the fit.
-    #[arg(long, required_unless_present = "target", conflicts_with = "target")]
+    #[arg(long, value_parser = crate::checkpoint::hub::resolve, required_unless_present = "target", conflicts_with = "target")]
     pub adapter: Option<PathBuf>,
     /// Or a full checkpoint θ₁ of the same architecture (θ₁ − θ₀ as a dense delta, one t per
     /// batch).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::checkpoint::hub::resolve)]
     pub target: Option<PathBuf>,
     /// Chat JSONL whose masked NLL the fit keeps low along t (ordinary instruction data).
     #[arg(long)]

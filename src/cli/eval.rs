@@ -23,10 +23,10 @@ use super::progress::ProgressBar;
 #[derive(Debug, clap::Args)]
 pub struct EvalArgs {
     /// Base model: a Hugging Face folder (config.json + safetensors + tokenizer.json) or a .gguf file.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::checkpoint::hub::resolve)]
     pub model: PathBuf,
     /// PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors), applied unmerged.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::checkpoint::hub::resolve)]
     pub adapter: Option<PathBuf>,
     /// Multiplier of the adapter's delta (0 = base model, 1 = the adapter as trained).
     #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]

@@ -17,10 +17,10 @@ use crate::{
 #[derive(Debug, clap::Args)]
 pub struct InfluenceArgs {
     /// Base model θ₀: a Hugging Face folder or a .gguf file.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::checkpoint::hub::resolve)]
     pub base: PathBuf,
     /// The trained LoRA adapter (with --data): gradsim at it.
-    #[arg(long, conflicts_with = "train_run", requires = "data")]
+    #[arg(long, value_parser = crate::checkpoint::hub::resolve, conflicts_with = "train_run", requires = "data")]
     pub adapter: Option<PathBuf>,
     /// The chats the adapter was trained on (JSONL); a training run names its own.
     #[arg(long)]

@@ -17,14 +17,14 @@ use crate::{
 #[derive(Debug, clap::Args)]
 pub struct LandscapeArgs {
     /// Base model θ₀: a Hugging Face folder or a .gguf file.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::checkpoint::hub::resolve)]
     pub base: PathBuf,
     /// θ_H as a LoRA adapter.
-    #[arg(long, conflicts_with = "curve")]
+    #[arg(long, value_parser = crate::checkpoint::hub::resolve, conflicts_with = "curve")]
     pub adapter: Option<PathBuf>,
     /// θ_H as a full checkpoint of the same architecture (a dense direction; random directions
     /// then live on every linear layer at rank 8).
-    #[arg(long, conflicts_with_all = ["adapter", "curve"])]
+    #[arg(long, value_parser = crate::checkpoint::hub::resolve, conflicts_with_all = ["adapter", "curve"])]
     pub target: Option<PathBuf>,
     /// A `basin curve fit` folder: θ_H is its endpoint, the third point its bend, and the curve
     /// is drawn on the plane.

@@ -23,10 +23,10 @@ pub enum SuiteCommand {
 #[derive(Debug, clap::Args)]
 pub struct CheckArgs {
     /// The model to check the suite at: a Hugging Face folder or a .gguf file.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::checkpoint::hub::resolve)]
     pub model: PathBuf,
     /// A PEFT LoRA adapter on the model (applied unmerged at scale 1).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::checkpoint::hub::resolve)]
     pub adapter: Option<PathBuf>,
     #[arg(long)]
     pub suite: PathBuf,

@@ -18,15 +18,15 @@ use crate::{
 #[derive(Debug, clap::Args)]
 pub struct SweepArgs {
     /// Base model θ₀: a Hugging Face folder or a .gguf file.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::checkpoint::hub::resolve)]
     pub base: PathBuf,
     /// LoRA adapter A: θ(t) = θ₀ + t·ΔW_A (with --adapter-b: θ₀ + (1−t)·ΔW_A + t·ΔW_B).
-    #[arg(long, conflicts_with = "target")]
+    #[arg(long, value_parser = crate::checkpoint::hub::resolve, conflicts_with = "target")]
     pub adapter: Option<PathBuf>,
-    #[arg(long, requires = "adapter")]
+    #[arg(long, value_parser = crate::checkpoint::hub::resolve, requires = "adapter")]
     pub adapter_b: Option<PathBuf>,
     /// Full checkpoint θ₁ of the same architecture: θ(t) = (1−t)·θ₀ + t·θ₁.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::checkpoint::hub::resolve)]
     pub target: Option<PathBuf>,
     /// A `basin train` folder: evaluate the base and every checkpoint (and the final adapter)
     /// against samples seen, with each metric's onset; no --t.

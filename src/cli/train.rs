@@ -18,7 +18,7 @@ use crate::{
 #[derive(Debug, clap::Args)]
 pub struct TrainArgs {
     /// Base model: a Hugging Face folder or a .gguf file.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::checkpoint::hub::resolve)]
     pub base: PathBuf,
     /// Chat JSONL (as `basin eval` reads); the loss covers the last assistant turn.
     #[arg(long)]
@@ -27,7 +27,7 @@ pub struct TrainArgs {
     #[arg(long)]
     pub out: PathBuf,
     /// Continue training this PEFT adapter (every A and B trainable) instead of a new one.
-    #[arg(long, conflicts_with_all = ["rank", "alpha", "targets", "rslora"])]
+    #[arg(long, value_parser = crate::checkpoint::hub::resolve, conflicts_with_all = ["rank", "alpha", "targets", "rslora"])]
     pub init_adapter: Option<PathBuf>,
     /// Rank of a new adapter.
     #[arg(long)]

@@ -383,10 +383,14 @@ impl BasinApp {
         self.remember(path);
     }
 
-    /// Reloads the report of an input from its typed path.
+    /// Reloads the report of an input from its typed path; a Hugging Face repo id
+    /// (`org/name[@revision]`) becomes its snapshot folder in the local cache.
     pub fn reload(&mut self, slot: Slot) {
         match self.slot_mut(slot).path_buf() {
-            Some(p) => self.set_model_path(slot, &p),
+            Some(p) => match crate::checkpoint::hub::resolve(&p.to_string_lossy()) {
+                Ok(resolved) => self.set_model_path(slot, &resolved),
+                Err(e) => self.error(e),
+            },
             None => self.slot_mut(slot).report = ReportState::Empty,
         }
     }

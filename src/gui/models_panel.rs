@@ -68,11 +68,15 @@ fn slot_ui(
         ui.add(
             egui::TextEdit::singleline(&mut slot.path)
                 .desired_width(180.0)
-                .hint_text("folder or .gguf"),
+                .hint_text("folder, .gguf or org/name"),
         )
         .labelled_by(label.id)
         .on_hover_text(slot.path.clone());
-        if ui.button("Load").on_hover_text("Read this path").clicked() {
+        if ui
+            .button("Load")
+            .on_hover_text("Read this path (or a Hugging Face repo id from the local cache)")
+            .clicked()
+        {
             action = Some(None);
         }
     });
