@@ -686,3 +686,101 @@ fn a_resume_on_another_device_is_refused_unless_asked_and_then_recorded() {
     );
     let _ = std::fs::remove_dir_all(&out);
 }
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_file() {
+            std::fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+}
+
+/// Inputs are known by their content, not their paths: a sweep whose model, adapter and suite
+/// folders moved resumes (its finished points kept, its missing point computed), shards run
+/// under other paths merge, and a changed file is refused, named.
+#[test]
+fn moved_inputs_resume_and_merge_and_a_changed_file_is_refused() {
+    let root = scratch("moved");
+    let place = |name: &str| -> (String, String, String) {
+        let at = root.join(name);
+        copy_dir(Path::new(&tiny_llama()), &at.join("model"));
+        copy_dir(Path::new(&tiny_lora()), &at.join("adapter"));
+        copy_dir(Path::new(&suite()).parent().unwrap(), &at.join("suite"));
+        let s = |p: PathBuf| p.display().to_string();
+        (
+            s(at.join("model")),
+            s(at.join("adapter")),
+            s(at.join("suite/suite.toml")),
+        )
+    };
+    let sweep = |(m, a, s): &(String, String, String), out: &Path, extra: &[&str]| {
+        let o = out.display().to_string();
+        let mut args = vec![
+            "sweep",
+            "--base",
+            m,
+            "--adapter",
+            a,
+            "--suite",
+            s,
+            "--t",
+            "0:1:3",
+            "--bootstrap",
+            "20",
+            "--out",
+            &o,
+        ];
+        args.extend_from_slice(extra);
+        basin(&args)
+    };
+    let first = place("first");
+    let out = root.join("out");
+    assert!(sweep(&first, &out, &[]).status.success());
+    let all = results(&out);
+    // The last point lost, then every input moved elsewhere (and the old copies gone).
+    let results_path = out.join("results.jsonl");
+    let text = std::fs::read_to_string(&results_path).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.pop();
+    std::fs::write(&results_path, lines.join("\n") + "\n").unwrap();
+    let second = place("second");
+    std::fs::remove_dir_all(root.join("first")).unwrap();
+    let o = sweep(&second, &out, &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        results(&out),
+        all,
+        "resumed under the new paths to the same results"
+    );
+
+    // Shards computed under different paths merge into the whole sweep.
+    let third = place("third");
+    let (s0, s1) = (root.join("shard0"), root.join("shard1"));
+    assert!(sweep(&second, &s0, &["--shard", "0/2"]).status.success());
+    assert!(sweep(&third, &s1, &["--shard", "1/2"]).status.success());
+    let merged = root.join("merged");
+    let (a, b, m) = (
+        s0.display().to_string(),
+        s1.display().to_string(),
+        merged.display().to_string(),
+    );
+    let o = basin(&["merge", &a, &b, "--out", &m]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(results(&merged).len(), all.len());
+
+    // A changed file is refused, and named.
+    let suite_dir = root.join("third/suite");
+    let item = suite_dir.join("instruction.jsonl");
+    let text = std::fs::read_to_string(&item).unwrap();
+    let (first_line, rest) = text.split_once('\n').unwrap();
+    let mut chat: serde_json::Value = serde_json::from_str(first_line).unwrap();
+    chat["messages"][1]["content"] = "A different answer.".into();
+    std::fs::write(&item, format!("{chat}\n{rest}")).unwrap();
+    let o = sweep(&third, &s1, &["--shard", "1/2"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains("input instruction.jsonl changed"), "{err}");
+    let _ = std::fs::remove_dir_all(&root);
+}

@@ -231,25 +231,7 @@ pub fn open_run_record_allowing(
             path: run_path.clone(),
             msg: format!("not a Basin run record: {e}"),
         })?;
-        let mut diffs = Vec::new();
-        if stored.schema != record.schema {
-            diffs.push(format!("schema {} vs {}", stored.schema, record.schema));
-        }
-        diff_json("spec", &stored.spec, &record.spec, &mut diffs);
-        for (k, v) in &record.inputs {
-            match stored.inputs.get(k) {
-                Some(s) if s == v => {}
-                Some(_) => diffs.push(format!("input {k} changed")),
-                None => diffs.push(format!("input {k} is new")),
-            }
-        }
-        for k in stored
-            .inputs
-            .keys()
-            .filter(|k| !record.inputs.contains_key(*k))
-        {
-            diffs.push(format!("input {k} is gone"));
-        }
+        let diffs = record_differences(&stored, record);
         if !diffs.is_empty() {
             return Err(StoreError::SpecMismatch {
                 path: dir.to_path_buf(),
@@ -680,14 +662,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<usize, StoreError> {
         match &base {
             None => base = Some(rec),
             Some(b) => {
-                let mut diffs = Vec::new();
-                if b.schema != rec.schema {
-                    diffs.push(format!("schema {} vs {}", b.schema, rec.schema));
-                }
-                diff_json("spec", &b.spec, &rec.spec, &mut diffs);
-                if b.inputs != rec.inputs {
-                    diffs.push("input files differ".into());
-                }
+                let diffs = record_differences(b, &rec);
                 if !diffs.is_empty() {
                     return Err(StoreError::SpecMismatch {
                         path: dir.clone(),
@@ -742,7 +717,72 @@ fn same_result(a: &MetricResult, b: &MetricResult) -> bool {
     matches!((serde_json::to_value(a), serde_json::to_value(b)), (Ok(x), Ok(y)) if x == y)
 }
 
-fn diff_json(at: &str, a: &serde_json::Value, b: &serde_json::Value, out: &mut Vec<String>) {
+/// What differs between two records of the same run, by content: the schema, the spec, and the
+/// input files. Inputs are compared by their file names and fingerprints, not by where they
+/// are, so a folder moved (or a shard computed on another machine, under other paths) still
+/// matches while a changed file does not; spec values that name input files are compared the
+/// same way (through the inputs), not as strings.
+pub fn record_differences(stored: &RunRecord, new: &RunRecord) -> Vec<String> {
+    let mut diffs = Vec::new();
+    if stored.schema != new.schema {
+        diffs.push(format!("schema {} vs {}", stored.schema, new.schema));
+    }
+    let paths = (&stored.inputs, &new.inputs);
+    diff_json("spec", &stored.spec, &new.spec, paths, &mut diffs);
+    let by_content = |inputs: &BTreeMap<String, String>| {
+        let mut v: Vec<(String, String)> = inputs
+            .iter()
+            .map(|(path, fp)| {
+                let name = Path::new(path)
+                    .file_name()
+                    .map_or_else(|| path.clone(), |n| n.to_string_lossy().to_string());
+                (name, fp.clone())
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let (was, now) = (by_content(&stored.inputs), by_content(&new.inputs));
+    if was != now {
+        let changed: Vec<String> = now
+            .iter()
+            .filter(|x| !was.contains(x))
+            .map(|(name, _)| {
+                if was.iter().any(|(n, _)| n == name) {
+                    format!("input {name} changed")
+                } else {
+                    format!("input {name} is new")
+                }
+            })
+            .chain(
+                was.iter()
+                    .filter(|(name, _)| !now.iter().any(|(n, _)| n == name))
+                    .map(|(name, _)| format!("input {name} is gone")),
+            )
+            .collect();
+        if changed.is_empty() {
+            diffs.push("the input files differ".into());
+        }
+        diffs.extend(changed);
+    }
+    diffs
+}
+
+/// Whether `s` names an input of the record: one of its files, or a folder holding some.
+fn names_input(s: &str, inputs: &BTreeMap<String, String>) -> bool {
+    !s.is_empty()
+        && inputs
+            .keys()
+            .any(|k| k == s || k.strip_prefix(s).is_some_and(|rest| rest.starts_with('/')))
+}
+
+fn diff_json(
+    at: &str,
+    a: &serde_json::Value,
+    b: &serde_json::Value,
+    inputs: (&BTreeMap<String, String>, &BTreeMap<String, String>),
+    out: &mut Vec<String>,
+) {
     match (a, b) {
         (serde_json::Value::Object(x), serde_json::Value::Object(y)) => {
             let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
@@ -752,10 +792,15 @@ fn diff_json(at: &str, a: &serde_json::Value, b: &serde_json::Value, out: &mut V
                     &format!("{at}.{k}"),
                     x.get(k).unwrap_or(&null),
                     y.get(k).unwrap_or(&null),
+                    inputs,
                     out,
                 );
             }
         }
+        // Where an input lives is not part of what was computed: its content is compared
+        // through the fingerprints.
+        (serde_json::Value::String(x), serde_json::Value::String(y))
+            if names_input(x, inputs.0) && names_input(y, inputs.1) => {}
         _ if a != b => out.push(format!("{at}: {a} vs {b}")),
         _ => {}
     }
