@@ -180,7 +180,10 @@ fn demo_sweep_plots_exports_and_session_roundtrip() {
         );
     }
 
-    // The one-click report: every plot's PNG and CSV, and the run's spec.
+    // The one-click report, from another tab (drawn from the data, not the screen): every
+    // metric's chart inline as SVG with the run's 11 points, its CSV, and the run's spec.
+    h.get_by_label("Log").click();
+    h.step();
     let report = out.join("report");
     h.state_mut().export_report(&report);
     step_until(&mut h, Duration::from_secs(20), "the report", |_| {
@@ -192,12 +195,30 @@ fn demo_sweep_plots_exports_and_session_roundtrip() {
         html.contains("&quot;path&quot;: &quot;lora&quot;"),
         "{html}"
     );
-    for m in &h.state().runs[0].metric_order.clone() {
-        assert!(report.join(format!("{m}.png")).is_file(), "{m}.png");
+    let metrics = h.state().runs[0].metric_order.clone();
+    assert!(metrics.len() >= 5);
+    for m in &metrics {
+        let svg = std::fs::read_to_string(report.join(format!("{m}.svg"))).unwrap();
+        assert!(
+            html.contains(&svg),
+            "{m}: the chart is inline in index.html"
+        );
+        // One line through the run's 11 points, a marker on each, and its CI band.
+        let points = svg
+            .split("<polyline points=\"")
+            .nth(1)
+            .unwrap_or_else(|| panic!("{m}: no line in {svg}"))
+            .split('"')
+            .next()
+            .unwrap();
+        assert_eq!(points.split(' ').count(), 11, "{m}: {points}");
+        assert_eq!(svg.matches("<circle").count(), 11, "{m}");
+        assert!(svg.contains("<polygon"), "{m}: no CI band");
         let csv = std::fs::read_to_string(report.join(format!("{m}.csv"))).unwrap();
         assert_eq!(csv.lines().count(), 12, "{m}.csv: header + 11 points");
-        assert!(html.contains(&format!("{m}.png")));
     }
+    h.get_by_label("Path").click();
+    h.step();
     h.state_mut().runs[0].label = "demo hacker".into();
 
     // Save the session; a new app opened on it shows the results and computes nothing.

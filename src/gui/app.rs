@@ -1419,11 +1419,12 @@ impl BasinApp {
         self.ctx.request_repaint();
     }
 
+    /// Writes the HTML report, drawn from the data (not from the screen).
     pub fn export_report(&mut self, dir: &Path) {
-        self.pending_png.push(PngTarget::Report {
-            dir: dir.to_path_buf(),
-        });
-        self.ctx.request_repaint();
+        let landscape = self.landscape.report_section();
+        let result =
+            export::write_report(dir, &self.runs, &self.metric_names(), landscape.as_ref());
+        self.handle(0, JobEvent::Exported(result));
     }
 
     pub fn save_window_png(&mut self, path: &Path) {
@@ -1447,8 +1448,6 @@ impl BasinApp {
             .map(|g| (g.metric.clone(), g.rect))
             .collect();
         let ppp = ctx.pixels_per_point();
-        let runs = self.runs.clone();
-        let landscape = self.landscape.report_section();
         let sink = self.sink.clone();
         let quit = self.launch.quit_when_done
             && targets
@@ -1460,14 +1459,7 @@ impl BasinApp {
             for t in &targets {
                 sink.send(
                     0,
-                    JobEvent::Exported(export::fulfil(
-                        t,
-                        &image,
-                        &rects,
-                        ppp,
-                        &runs,
-                        landscape.as_ref(),
-                    )),
+                    JobEvent::Exported(export::fulfil(t, &image, &rects, ppp)),
                 );
             }
             if quit {

@@ -1,6 +1,7 @@
 //! Exports: a plot's data as CSV (straight from the results the plot draws), the plot itself as
 //! PNG (cropped from a screenshot of the window, so it is exactly what is on screen), and a
-//! one-click HTML report (every plot's PNG and CSV plus the runs' specs).
+//! one-click HTML report drawn from the data, whatever is on screen (every metric's plot as SVG
+//! with CI bands, its CSV, the runs' specs, the landscape slice).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -95,8 +96,71 @@ pub enum PngTarget {
     Plot { metric: String, path: PathBuf },
     /// The whole window.
     Window { path: PathBuf },
-    /// Every plot into a report folder, then `index.html`.
-    Report { dir: PathBuf },
+}
+
+/// Colours of the report's runs, in order (matplotlib's first ten).
+const RUN_COLOURS: [&str; 10] = [
+    "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+    "#bcbd22", "#17becf",
+];
+
+/// One metric across the visible runs as an SVG chart drawn from the results (each run a line
+/// with its 95% CI band), as the Path tab plots it.
+pub fn metric_svg(runs: &[RunView], metric: &str) -> String {
+    let visible: Vec<&RunView> = runs.iter().filter(|r| r.visible).collect();
+    let x_label = visible
+        .iter()
+        .find_map(|r| r.record.as_ref())
+        .and_then(|r| r.spec["coordinate"].as_str().map(str::to_string))
+        .unwrap_or_else(|| "t".into());
+    crate::study::svg::LineChart {
+        title: metric.to_string(),
+        x_label,
+        y_label: metric.to_string(),
+        series: visible
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| !r.series(metric).is_empty())
+            .map(|(k, r)| crate::study::svg::Series {
+                label: r.label.clone(),
+                color: RUN_COLOURS[k % RUN_COLOURS.len()],
+                dashed: false,
+                points: r
+                    .series(metric)
+                    .iter()
+                    .map(|m| (m.t, m.value, m.ci_low, m.ci_high))
+                    .collect(),
+            })
+            .collect(),
+        marks: Vec::new(),
+    }
+    .render()
+}
+
+/// Writes the report into `dir`: `index.html` (self-contained: each metric's chart inline as
+/// SVG), and beside it each metric's `.svg` and `.csv` and the landscape's picture and cells.
+/// Drawn from the data, so it is the same from any tab, scrolled anywhere.
+pub fn write_report(
+    dir: &Path,
+    runs: &[RunView],
+    metrics: &[String],
+    landscape: Option<&LandscapeSection>,
+) -> Result<String, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    for m in metrics {
+        let stem = file_stem(m);
+        write_text(&dir.join(format!("{stem}.svg")), &metric_svg(runs, m))?;
+        write_text(&dir.join(format!("{stem}.csv")), &metric_csv(runs, m))?;
+    }
+    if let Some(l) = landscape {
+        save_png(&l.image, &dir.join("landscape.png"))?;
+        let csv = l.dir.join("grid.csv");
+        std::fs::copy(&csv, dir.join("landscape.csv"))
+            .map_err(|e| format!("{}: {e}", csv.display()))?;
+    }
+    let index = dir.join("index.html");
+    write_text(&index, &report_html(runs, metrics, landscape))?;
+    Ok(format!("report saved: {}", index.display()))
 }
 
 /// The Landscape tab's slice as a report shows it: its picture (rendered from the data), its
@@ -109,7 +173,8 @@ pub struct LandscapeSection {
     pub image: image::RgbaImage,
 }
 
-/// The HTML report: runs and their specs, each metric's PNG and CSV, then the landscape slice.
+/// The HTML report: runs and their specs, each metric's chart (inline SVG, from the data) and
+/// CSV, then the landscape slice.
 pub fn report_html(
     runs: &[RunView],
     metrics: &[String],
@@ -142,9 +207,9 @@ pub fn report_html(
         let stem = file_stem(m);
         let _ = write!(
             h,
-            "<h2>{}</h2><img src=\"{stem}.png\" alt=\"{}\"><p><a href=\"{stem}.csv\">data (CSV)</a></p>",
+            "<h2>{}</h2>{}<p><a href=\"{stem}.csv\">data (CSV)</a> · <a href=\"{stem}.svg\">chart (SVG)</a></p>",
             esc(m),
-            esc(m)
+            metric_svg(runs, m)
         );
     }
     if let Some(l) = landscape {
@@ -167,8 +232,6 @@ pub fn fulfil(
     image: &ColorImage,
     plot_rects: &[(String, Rect)],
     pixels_per_point: f32,
-    runs: &[RunView],
-    landscape: Option<&LandscapeSection>,
 ) -> Result<String, String> {
     let plot = |metric: &str, path: &Path| -> Result<(), String> {
         let rect = plot_rects
@@ -196,24 +259,6 @@ pub fn fulfil(
             let img = crop(image, full, pixels_per_point).ok_or("empty screenshot")?;
             save_png(&img, path)?;
             Ok(format!("saved {}", path.display()))
-        }
-        PngTarget::Report { dir } => {
-            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-            let metrics: Vec<String> = plot_rects.iter().map(|(m, _)| m.clone()).collect();
-            for m in &metrics {
-                let stem = file_stem(m);
-                plot(m, &dir.join(format!("{stem}.png")))?;
-                write_text(&dir.join(format!("{stem}.csv")), &metric_csv(runs, m))?;
-            }
-            if let Some(l) = landscape {
-                save_png(&l.image, &dir.join("landscape.png"))?;
-                let csv = l.dir.join("grid.csv");
-                std::fs::copy(&csv, dir.join("landscape.csv"))
-                    .map_err(|e| format!("{}: {e}", csv.display()))?;
-            }
-            let index = dir.join("index.html");
-            write_text(&index, &report_html(runs, &metrics, landscape))?;
-            Ok(format!("report saved: {}", index.display()))
         }
     }
 }
