@@ -104,6 +104,8 @@ pub struct LogEntry {
 pub struct PlotGeometry {
     pub metric: String,
     pub rect: Rect,
+    /// Whether the whole plot was inside the visible part of its scroll area.
+    pub visible: bool,
     /// (run index, t, plotted y, screen position) of every marker.
     pub points: Vec<(usize, f64, f64, egui::Pos2)>,
 }
@@ -149,6 +151,8 @@ pub struct BasinApp {
     /// The plot geometry of the frame the last screenshot (PNG export) was taken of.
     pub screenshot_geometry: Vec<PlotGeometry>,
     pub pending_png: Vec<PngTarget>,
+    /// Frames a plot's PNG export has waited for its plot to come on screen.
+    png_wait_frames: u32,
     /// Sweeps started in this app's life (tests assert reopening computes nothing).
     pub sweeps_started: usize,
     pub last_export: Option<Result<String, String>>,
@@ -299,6 +303,7 @@ impl BasinApp {
             plot_geometry: Vec::new(),
             screenshot_geometry: Vec::new(),
             pending_png: Vec::new(),
+            png_wait_frames: 0,
             sweeps_started: 0,
             last_export: None,
             job_dirs: Vec::new(),
@@ -1440,6 +1445,43 @@ impl BasinApp {
         if self.pending_png.is_empty() {
             return;
         }
+        // A plot's PNG is cropped from the screen, so its plot must be on it, whole: show the
+        // Path tab (which scrolls to a plot waiting for export) and wait a few frames.
+        let waiting: Vec<String> = self
+            .pending_png
+            .iter()
+            .filter_map(|t| match t {
+                PngTarget::Plot { metric, .. }
+                    if !self
+                        .plot_geometry
+                        .iter()
+                        .any(|g| &g.metric == metric && g.visible) =>
+                {
+                    Some(metric.clone())
+                }
+                _ => None,
+            })
+            .collect();
+        if !waiting.is_empty() {
+            if self.png_wait_frames < 10 {
+                self.png_wait_frames += 1;
+                self.tab = Tab::Path;
+                ctx.request_repaint();
+                return;
+            }
+            self.pending_png.retain(|t| match t {
+                PngTarget::Plot { metric, .. } => !waiting.contains(metric),
+                _ => true,
+            });
+            self.error(format!(
+                "PNG export: no plot of {} could be brought on screen",
+                waiting.join(", ")
+            ));
+        }
+        self.png_wait_frames = 0;
+        if self.pending_png.is_empty() {
+            return;
+        }
         let targets = std::mem::take(&mut self.pending_png);
         self.screenshot_geometry = self.plot_geometry.clone();
         let rects: Vec<(String, Rect)> = self
@@ -1642,6 +1684,8 @@ impl eframe::App for BasinApp {
                 ui.selectable_value(&mut self.tab, Tab::Log, "Log");
             });
             ui.separator();
+            // Each frame's plots record where they were drawn; none outside the Path tab.
+            self.plot_geometry.clear();
             match self.tab {
                 Tab::Path => super::path_tab::path_tab_ui(self, ui),
                 Tab::Items => super::items_tab::items_tab_ui(self, ui),

@@ -7,6 +7,7 @@ use egui_plot::{FilledArea, Legend, Line, Plot, PlotPoint, Points, VLine};
 
 use super::{
     app::{BasinApp, PlotGeometry},
+    export::PngTarget,
     help::metric_help,
 };
 
@@ -226,9 +227,19 @@ pub fn path_tab_ui(app: &mut BasinApp, ui: &mut egui::Ui) {
             if let Some(p) = pointer {
                 hovered = Some(p.x);
             }
+            let rect = response.response.rect;
+            let exporting = app
+                .pending_png
+                .iter()
+                .any(|t| matches!(t, PngTarget::Plot { metric: m, .. } if m == metric));
+            let visible = ui.clip_rect().contains_rect(rect);
+            if exporting && !visible {
+                response.response.scroll_to_me(Some(egui::Align::Center));
+            }
             geometry.push(PlotGeometry {
                 metric: metric.clone(),
-                rect: response.response.rect,
+                rect,
+                visible,
                 points,
             });
             ui.add_space(6.0);
