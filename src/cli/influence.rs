@@ -10,7 +10,6 @@ use crate::{
     experiments::{
         influence::{Damping, InfluenceMethod, Normalize},
         influence_job::{InfluenceRequest, Query, run_influence_job},
-        job::CancelFlag,
     },
 };
 
@@ -101,11 +100,10 @@ pub fn run(args: &InfluenceArgs) -> Result<()> {
         proj_seed: args.proj_seed,
         grad_cache: args.grad_cache.clone(),
     };
-    let cancel = CancelFlag::new();
-    {
-        let cancel = cancel.clone();
-        let _ = ctrlc::set_handler(move || cancel.cancel());
-    }
+    // First Ctrl-C: stop after the sample in flight (nothing is written); second: exit at once.
+    let cancel = super::progress::stop_on_ctrl_c(
+        "stopping after the gradient in flight (Ctrl-C again to quit now)",
+    );
     let bar = ProgressBar::new("influence", 0);
     let result = run_influence_job(&req, &|p| bar.update(&p), &cancel);
     bar.finish();
