@@ -70,13 +70,6 @@ impl BendKind {
     pub fn is_lora(&self) -> bool {
         *self == BendKind::Lora
     }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BendKind::Lora => "lora",
-            BendKind::Full => "full",
-        }
-    }
 }
 
 /// What makes a training run a curve fit (stored with the recipe in `run.json`).
