@@ -784,3 +784,46 @@ fn moved_inputs_resume_and_merge_and_a_changed_file_is_refused() {
     assert!(err.contains("input instruction.jsonl changed"), "{err}");
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// Two Ctrl-C while the model is still loading (SmolLM2: seconds of dequantising) end the sweep
+/// at once, with the resume hint, instead of after the load and the first batch.
+#[test]
+fn a_second_ctrl_c_stops_a_sweep_at_once_even_while_loading() {
+    let model = common::smollm2_gguf();
+    let out = scratch("ctrl-c");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_basin"))
+        .args(["sweep", "--base"])
+        .arg(&model)
+        .arg("--target")
+        .arg(&model)
+        .args(["--suite", &suite(), "--t", "0:1:3", "--out"])
+        .arg(&out)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    let started = std::time::Instant::now();
+    for _ in 0..2 {
+        let kill = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(kill.success());
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "still running 5 s after the second Ctrl-C"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(130), "{err}");
+    assert!(err.contains("rerun to resume"), "{err}");
+    let _ = std::fs::remove_dir_all(&out);
+}

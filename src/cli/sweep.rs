@@ -157,12 +157,14 @@ pub fn run(args: &SweepArgs) -> Result<()> {
 }
 
 /// The two cancel flags of a resumable job, wired to Ctrl-C: the first press finishes the point
-/// in flight and stops; the second stops now (finished points are already on disk); the third
-/// exits.
+/// in flight and stops (or, while the model is still loading, stops before the first point); the
+/// second exits at once, whatever the job is doing (loading included): every finished point is
+/// already fsync'd in results.jsonl, and a line cut short is dropped on resume. The abort flag
+/// is for callers that stop the job themselves (the app).
 pub fn ctrl_c_flags() -> (CancelFlag, CancelFlag) {
     let stop = CancelFlag::new();
     let abort = CancelFlag::new();
-    let (s, a) = (stop.clone(), abort.clone());
+    let s = stop.clone();
     let presses = std::sync::atomic::AtomicUsize::new(0);
     let _ = ctrlc::set_handler(move || {
         match presses.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
@@ -170,8 +172,10 @@ pub fn ctrl_c_flags() -> (CancelFlag, CancelFlag) {
                 eprintln!("\nstopping after the point in flight (Ctrl-C again to stop now)");
                 s.cancel();
             }
-            1 => a.cancel(),
-            _ => std::process::exit(130),
+            _ => {
+                eprintln!("\nstopped; the finished points are on disk (rerun to resume)");
+                std::process::exit(130)
+            }
         }
     });
     (stop, abort)
