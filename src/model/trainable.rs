@@ -163,6 +163,38 @@ impl CausalLm {
     }
 }
 
+fn require_autodiff(model: &CausalLm) -> Result<(), ModelError> {
+    if model.device.is_autodiff() {
+        Ok(())
+    } else {
+        Err(ModelError::Input(
+            "training needs the model on an autodiff device".into(),
+        ))
+    }
+}
+
+/// The linear layer `module` of `model`, which must be `[out_f, in_f]` for what is attached to it
+/// (`what` names it in the error).
+fn linear_of_shape<'a>(
+    model: &'a mut CausalLm,
+    module: &str,
+    in_f: usize,
+    out_f: usize,
+    what: &str,
+) -> Result<&'a mut Linear, ModelError> {
+    let linear = model.linear_mut(module).ok_or_else(|| {
+        ModelError::Input(format!("`{module}` is not a linear layer of this model"))
+    })?;
+    if linear.in_features() != in_f || linear.out_features() != out_f {
+        return Err(ModelError::Input(format!(
+            "{what} of `{module}`: shaped for [{out_f}, {in_f}], but the layer is [{}, {}]",
+            linear.out_features(),
+            linear.in_features()
+        )));
+    }
+    Ok(linear)
+}
+
 /// Installs `factors` as autodiff leaves in LoRA slot `slot` (which must exist) of the model,
 /// replacing what the slot held in those modules. The model must live on an autodiff device.
 pub fn attach(
@@ -170,11 +202,7 @@ pub fn attach(
     slot: usize,
     factors: &[LoraFactors],
 ) -> Result<LoraLeaves, ModelError> {
-    if !model.device.is_autodiff() {
-        return Err(ModelError::Input(
-            "training needs the model on an autodiff device".into(),
-        ));
-    }
+    require_autodiff(model)?;
     if slot >= model.lora_slots {
         return Err(ModelError::Input(format!(
             "LoRA slot {slot} does not exist (the model has {})",
@@ -184,22 +212,13 @@ pub fn attach(
     let device = model.device.clone();
     let mut leaves = Vec::with_capacity(factors.len());
     for f in factors {
-        let linear = model.linear_mut(&f.module).ok_or_else(|| {
-            ModelError::Input(format!(
-                "`{}` is not a linear layer of this model",
-                f.module
-            ))
-        })?;
-        if linear.in_features() != f.in_features || linear.out_features() != f.out_features {
-            return Err(ModelError::Input(format!(
-                "LoRA factors of `{}` are for [{}, {}]; the layer is [{}, {}]",
-                f.module,
-                f.out_features,
-                f.in_features,
-                linear.out_features(),
-                linear.in_features()
-            )));
-        }
+        let linear = linear_of_shape(
+            model,
+            &f.module,
+            f.in_features,
+            f.out_features,
+            "LoRA factors",
+        )?;
         if f.a.len() != f.in_features * f.rank || f.b.len() != f.rank * f.out_features {
             return Err(ModelError::Input(format!(
                 "LoRA factors of `{}`: {} and {} values for rank {}",
@@ -293,34 +312,26 @@ pub fn attach_dense(
     index: usize,
     factors: &[DenseFactor],
 ) -> Result<DenseLeaves, ModelError> {
-    if !model.device.is_autodiff() {
-        return Err(ModelError::Input(
-            "training needs the model on an autodiff device".into(),
-        ));
-    }
+    require_autodiff(model)?;
     let device = model.device.clone();
     let mut leaves = Vec::with_capacity(factors.len());
     for f in factors {
-        let linear = model.linear_mut(&f.module).ok_or_else(|| {
-            ModelError::Input(format!(
-                "`{}` is not a linear layer of this model",
-                f.module
-            ))
-        })?;
-        if linear.in_features() != f.in_features
-            || linear.out_features() != f.out_features
-            || f.w.len() != f.in_features * f.out_features
-        {
+        if f.w.len() != f.in_features * f.out_features {
             return Err(ModelError::Input(format!(
-                "dense delta of `{}`: {} values for [{}, {}]; the layer is [{}, {}]",
+                "dense delta of `{}`: {} values for [{}, {}]",
                 f.module,
                 f.w.len(),
                 f.out_features,
-                f.in_features,
-                linear.out_features(),
-                linear.in_features()
+                f.in_features
             )));
         }
+        let linear = linear_of_shape(
+            model,
+            &f.module,
+            f.in_features,
+            f.out_features,
+            "dense delta",
+        )?;
         let deltas = &mut linear.weight.deltas;
         if deltas.len() < index {
             return Err(ModelError::Input(format!(
