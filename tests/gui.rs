@@ -6,7 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use basin::gui::{BasinApp, LaunchOptions, app::ReportState, jobs::Slot};
+use basin::gui::{BasinApp, LaunchOptions, app::ReportState, file_dialog, jobs::Slot};
+use eframe::egui;
 use egui_kittest::{Harness, kittest::Queryable};
 
 fn scratch(name: &str) -> PathBuf {
@@ -20,7 +21,12 @@ fn harness(launch: LaunchOptions) -> Harness<'static, BasinApp> {
     Harness::builder()
         .with_size([1280.0, 900.0])
         .wgpu()
-        .build_eframe(move |cc| BasinApp::new(cc, launch, Err("not used in tests".into())))
+        .build_eframe(move |cc| {
+            let app = BasinApp::new(cc, launch, Err("not used in tests".into()));
+            // Never a real system dialog from a test, whatever this machine has.
+            file_dialog::set_backend(&cc.egui_ctx, file_dialog::Backend::Builtin);
+            app
+        })
 }
 
 /// Steps frames until `done` holds (panics after `timeout`).
@@ -1049,5 +1055,89 @@ fn study_tab_runs_a_small_study_and_opens_its_steps_in_their_tabs() {
             .iter()
             .all(|r| matches!(r.status, basin::gui::study_tab::RowStatus::Done { .. }))
     );
+    let _ = std::fs::remove_dir_all(&runs);
+}
+
+/// A system dialog that returns nothing at once, as rfd does on a machine with neither an XDG
+/// desktop portal nor zenity (a fresh Debian under Xvfb).
+fn no_system_dialog(_: &file_dialog::FileRequest) -> Option<PathBuf> {
+    None
+}
+
+/// Open… on a machine without a system file dialog: Basin's own browser opens (with a notice
+/// saying why) instead of nothing, walks folders, picks a model that then loads, and saves a
+/// session where the user typed.
+#[test]
+fn open_dialogs_fall_back_to_the_builtin_browser_when_the_system_has_none() {
+    let runs = scratch("dialogs");
+    let mut h = harness(LaunchOptions {
+        runs_dir: Some(runs.clone()),
+        ..Default::default()
+    });
+    h.step();
+    step_until(&mut h, Duration::from_secs(60), "the demo's reports", |a| {
+        a.all_reports_settled()
+    });
+    file_dialog::set_backend(&h.ctx, file_dialog::Backend::System(no_system_dialog));
+    h.get_all_by_label("Open folder...").next().unwrap().click();
+    h.step();
+    h.step();
+    assert!(file_dialog::is_open(&h.ctx), "a browser instead of silence");
+    assert!(
+        h.query_by_label_contains("did not open").is_some(),
+        "the browser says why it is there"
+    );
+    // The browser starts in the working folder (the crate, under cargo test).
+    for folder in ["tests/", "fixtures/", "tiny/", "llama/"] {
+        h.get_by_label(folder).click();
+        h.step();
+        h.step();
+    }
+    h.get_by_label("Choose folder").click();
+    h.step();
+    h.step();
+    assert!(!file_dialog::is_open(&h.ctx));
+    let tiny_llama = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny/llama");
+    assert_eq!(Path::new(&h.state().base.path), tiny_llama);
+    step_until(
+        &mut h,
+        Duration::from_secs(60),
+        "the picked model's report",
+        |a| a.all_reports_settled(),
+    );
+    assert!(
+        matches!(h.state().base.report, ReportState::Ready(_)),
+        "{:?}",
+        h.state().base.report
+    );
+
+    // File → Save session…: the browser (now the backend) answers after the menu has closed.
+    h.get_by_label("File").click();
+    for _ in 0..10 {
+        if h.query_by_label("Save session...").is_some() {
+            break;
+        }
+        h.step();
+    }
+    h.get_by_label("Save session...").click();
+    h.step();
+    h.step();
+    assert!(file_dialog::is_open(&h.ctx));
+    let location = h.get_by_label("Folder");
+    location.focus();
+    h.key_combination_modifiers(egui::Modifiers::COMMAND, &[egui::Key::A]);
+    h.step();
+    h.get_by_label("Folder")
+        .type_text(&runs.display().to_string());
+    h.step();
+    h.get_by_label("Go").click();
+    // The window settles to the new listing's size before the button is clicked.
+    h.run_steps(3);
+    h.get_by_label("Save").click();
+    h.step();
+    h.step();
+    let saved = runs.join("session.json");
+    let text = std::fs::read_to_string(&saved).expect("the session was saved where typed");
+    assert!(text.contains("tiny/llama"), "{text}");
     let _ = std::fs::remove_dir_all(&runs);
 }

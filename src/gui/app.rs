@@ -2,6 +2,7 @@
 //! Commands (`open_demo`, `start_sweep`, `cancel_sweep`, `save_session`, ...) are methods, so
 //! menus, buttons, the command line and tests all go through the same code.
 
+use super::file_dialog::{self, FileRequest};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::Receiver;
 use std::thread::JoinHandle;
@@ -220,6 +221,11 @@ impl BasinApp {
             super::surface_view::install(rs);
         }
         let mut app = Self::with_context(cc.egui_ctx.clone(), launch.clone(), gpu_label);
+        // Tests keep the built-in file browser (with_context); the real window asks the system's
+        // dialogs when this machine has them.
+        let (backend, why) = file_dialog::Backend::detect();
+        file_dialog::set_backend(&cc.egui_ctx, backend);
+        app.log(why);
         app.recent = persisted.recent_files.clone();
         match (&app.gpu_label, shared) {
             (Ok(l), Some(true)) => app.log(format!(
@@ -1573,41 +1579,26 @@ impl BasinApp {
     }
 
     fn menu_ui(&mut self, ui: &mut egui::Ui) {
+        // The File menu's dialogs: asked when clicked, answered (maybe on a later frame, when the
+        // menu is closed) below the menu.
+        let mut clicked: Option<MenuFile> = None;
         egui::MenuBar::new().ui(ui, |ui| {
             ui.menu_button("File", |ui| {
-                if ui.button("Open session...").clicked()
-                    && let Some(p) = rfd::FileDialog::new()
-                        .add_filter("Basin session", &["json"])
-                        .pick_file()
-                {
-                    self.open_session(&p);
+                if ui.button("Open session...").clicked() {
+                    clicked = Some(MenuFile::OpenSession);
                 }
-                if ui.button("Save session...").clicked()
-                    && let Some(p) = rfd::FileDialog::new()
-                        .add_filter("Basin session", &["json"])
-                        .set_file_name("session.json")
-                        .save_file()
-                {
-                    self.save_session(&p);
+                if ui.button("Save session...").clicked() {
+                    clicked = Some(MenuFile::SaveSession);
                 }
-                if ui.button("Open result folder...").clicked()
-                    && let Some(p) = rfd::FileDialog::new().pick_folder()
-                {
-                    self.open_any_folder(&p);
+                if ui.button("Open result folder...").clicked() {
+                    clicked = Some(MenuFile::OpenFolder);
                 }
                 ui.separator();
-                if ui.button("Export report...").clicked()
-                    && let Some(p) = rfd::FileDialog::new().pick_folder()
-                {
-                    self.export_report(&p);
+                if ui.button("Export report...").clicked() {
+                    clicked = Some(MenuFile::ExportReport);
                 }
-                if ui.button("Save window as PNG...").clicked()
-                    && let Some(p) = rfd::FileDialog::new()
-                        .add_filter("PNG", &["png"])
-                        .set_file_name("basin.png")
-                        .save_file()
-                {
-                    self.save_window_png(&p);
+                if ui.button("Save window as PNG...").clicked() {
+                    clicked = Some(MenuFile::SavePng);
                 }
                 if !self.recent.is_empty() {
                     ui.separator();
@@ -1636,7 +1627,46 @@ impl BasinApp {
                 ui.label(format!("Basin {}", env!("CARGO_PKG_VERSION")));
             });
         });
+        self.menu_files(ui.ctx(), clicked);
     }
+
+    /// Asks and answers the File menu's dialogs (every frame: answers may come later).
+    fn menu_files(&mut self, ctx: &egui::Context, clicked: Option<MenuFile>) {
+        let ask = |which: MenuFile, request: fn() -> FileRequest| {
+            file_dialog::ask(ctx, ("menu", which), (clicked == Some(which)).then(request))
+        };
+        if let Some(p) = ask(MenuFile::OpenSession, || {
+            FileRequest::file().filter("Basin session", &["json"])
+        }) {
+            self.open_session(&p);
+        }
+        if let Some(p) = ask(MenuFile::SaveSession, || {
+            FileRequest::save("session.json").filter("Basin session", &["json"])
+        }) {
+            self.save_session(&p);
+        }
+        if let Some(p) = ask(MenuFile::OpenFolder, FileRequest::folder) {
+            self.open_any_folder(&p);
+        }
+        if let Some(p) = ask(MenuFile::ExportReport, FileRequest::folder) {
+            self.export_report(&p);
+        }
+        if let Some(p) = ask(MenuFile::SavePng, || {
+            FileRequest::save("basin.png").filter("PNG", &["png"])
+        }) {
+            self.save_window_png(&p);
+        }
+    }
+}
+
+/// The File menu's entries that open a dialog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum MenuFile {
+    OpenSession,
+    SaveSession,
+    OpenFolder,
+    ExportReport,
+    SavePng,
 }
 
 impl eframe::App for BasinApp {
@@ -1728,6 +1758,7 @@ impl eframe::App for BasinApp {
             }
         });
         let ctx = ui.ctx().clone();
+        file_dialog::show(&ctx);
         self.request_screenshots(&ctx);
     }
 

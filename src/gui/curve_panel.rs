@@ -171,6 +171,7 @@ impl CurvePanel {
     fn settings_ui(&mut self, ui: &mut egui::Ui) {
         TrainPanel::path_row_ui(
             ui,
+            "curve",
             "Data",
             &mut self.data,
             false,
@@ -178,6 +179,7 @@ impl CurvePanel {
         );
         TrainPanel::path_row_ui(
             ui,
+            "curve",
             "Result folder",
             &mut self.out,
             true,
@@ -327,12 +329,15 @@ impl CurvePanel {
                             {
                                 commands.push(CurveCommand::Cancel);
                             }
-                            if ui
+                            let clicked = ui
                                 .add_enabled(!self.view.running, egui::Button::new("Open fit…"))
                                 .on_hover_text("Show a `basin curve fit` folder")
-                                .clicked()
-                                && let Some(dir) = rfd::FileDialog::new().pick_folder()
-                            {
+                                .clicked();
+                            if let Some(dir) = super::file_dialog::ask(
+                                ui.ctx(),
+                                "curve.open",
+                                clicked.then(super::file_dialog::FileRequest::folder),
+                            ) {
                                 commands.push(CurveCommand::Open(dir));
                             }
                         });

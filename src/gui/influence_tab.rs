@@ -356,16 +356,17 @@ impl InfluencePanel {
             ui.selectable_value(&mut self.sort, SortBy::ReverseRank, "lowest score");
             ui.selectable_value(&mut self.sort, SortBy::Id, "id");
             ui.selectable_value(&mut self.sort, SortBy::GradNorm, "|grad|");
-            if ui
+            let clicked = ui
                 .button("Export CSV...")
                 .on_hover_text(
                     "The rows shown, in this order (scores.jsonl in the folder has everything)",
                 )
-                .clicked()
-                && let Some(path) = rfd::FileDialog::new()
-                    .set_file_name("influence.csv")
-                    .save_file()
-            {
+                .clicked();
+            if let Some(path) = super::file_dialog::ask(
+                ui.ctx(),
+                "influence.csv",
+                clicked.then(|| super::file_dialog::FileRequest::save("influence.csv")),
+            ) {
                 let text = scores_csv(&self.visible_rows());
                 self.status = match super::export::write_text(&path, &text) {
                     Ok(()) => format!("saved {}", path.display()),

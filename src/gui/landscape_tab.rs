@@ -5,6 +5,7 @@
 //! returns [`LandscapeCommand`]s; the app runs the job and feeds its events back (`on_*`).
 //! A folder written by the CLI opens here without recomputing.
 
+use super::file_dialog::FileRequest;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -477,9 +478,12 @@ impl LandscapePanel {
             .on_hover_text(
                 "A `basin curve fit` folder: its endpoint is θ_H, its bend the third point",
             );
-            if ui.button("Browse...").clicked()
-                && let Some(p) = rfd::FileDialog::new().pick_folder()
-            {
+            let clicked = ui.button("Browse...").clicked();
+            if let Some(p) = super::file_dialog::ask(
+                ui.ctx(),
+                "landscape.curve",
+                clicked.then(FileRequest::folder),
+            ) {
                 self.curve = p.display().to_string();
             }
         });
@@ -541,14 +545,15 @@ impl LandscapePanel {
             if self.slice.is_some() && ui.button("Clear slice").clicked() {
                 self.slice = None;
             }
-            if ui
+            let clicked = ui
                 .add_enabled(self.grid.is_some(), egui::Button::new("Export PNG..."))
                 .on_hover_text("The shown metric rendered from the data, with the paths; grid.csv in the folder has every value")
-                .clicked()
-                && let Some(p) = rfd::FileDialog::new()
-                    .set_file_name(format!("landscape-{}.png", self.metric))
-                    .save_file()
-            {
+                .clicked();
+            if let Some(p) = super::file_dialog::ask(
+                ui.ctx(),
+                "landscape.png",
+                clicked.then(|| FileRequest::save(format!("landscape-{}.png", self.metric))),
+            ) {
                 commands.push(LandscapeCommand::ExportPng(p));
             }
             if let Some((a, b)) = self.hovered {

@@ -9,6 +9,7 @@ pub mod app;
 pub mod curve_panel;
 pub mod demo;
 pub mod export;
+pub mod file_dialog;
 pub mod frame_times;
 pub mod help;
 pub mod influence_tab;

@@ -1,6 +1,7 @@
 //! The left panel: Models (base, endpoint, second adapter), Data (suite), Device, Sweep settings
 //! and Runs. Widgets only edit state or call the app's commands.
 
+use super::file_dialog::{self, FileRequest};
 use std::path::PathBuf;
 
 use eframe::egui;
@@ -85,17 +86,21 @@ fn slot_ui(
             Pick::Model | Pick::Endpoint => "Open folder...",
             Pick::Adapter => "Open adapter...",
         };
-        if ui.button(folder_label).clicked()
-            && let Some(p) = rfd::FileDialog::new().pick_folder()
-        {
+        let clicked = ui.button(folder_label).clicked();
+        if let Some(p) = file_dialog::ask(
+            ui.ctx(),
+            ("models.folder", field),
+            clicked.then(FileRequest::folder),
+        ) {
             action = Some(Some(p));
         }
-        if matches!(pick, Pick::Model | Pick::Endpoint)
-            && ui.button("Open GGUF...").clicked()
-            && let Some(p) = rfd::FileDialog::new()
-                .add_filter("GGUF", &["gguf"])
-                .pick_file()
-        {
+        let gguf =
+            matches!(pick, Pick::Model | Pick::Endpoint) && ui.button("Open GGUF...").clicked();
+        if let Some(p) = file_dialog::ask(
+            ui.ctx(),
+            ("models.gguf", field),
+            gguf.then(|| FileRequest::file().filter("GGUF", &["gguf"])),
+        ) {
             action = Some(Some(p));
         }
         if !slot.path.is_empty() && ui.button("Clear").clicked() {
@@ -155,11 +160,12 @@ pub fn inputs_ui(app: &mut BasinApp, ui: &mut egui::Ui) {
             load_suite = app.suite.path_buf();
         }
     });
-    if ui.button("Open suite...").clicked()
-        && let Some(p) = rfd::FileDialog::new()
-            .add_filter("Basin suite", &["toml"])
-            .pick_file()
-    {
+    let clicked = ui.button("Open suite...").clicked();
+    if let Some(p) = file_dialog::ask(
+        ui.ctx(),
+        "models.suite",
+        clicked.then(|| FileRequest::file().filter("Basin suite", &["toml"])),
+    ) {
         load_suite = Some(p);
     }
     if let Some(p) = load_suite {
@@ -334,9 +340,12 @@ pub fn inputs_ui(app: &mut BasinApp, ui: &mut egui::Ui) {
     {
         app.runs.remove(i);
     }
-    if ui.button("Open result folder...").clicked()
-        && let Some(p) = rfd::FileDialog::new().pick_folder()
-    {
+    let clicked = ui.button("Open result folder...").clicked();
+    if let Some(p) = file_dialog::ask(
+        ui.ctx(),
+        "models.results",
+        clicked.then(FileRequest::folder),
+    ) {
         app.open_result_folder(&p);
     }
 }

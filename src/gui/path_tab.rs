@@ -2,6 +2,7 @@
 //! hovered t with every metric's value, a Δ-vs-t=0 toggle, runs overlaid with a legend, and per
 //! plot "?" / PNG / CSV buttons.
 
+use super::file_dialog::{self, FileRequest};
 use eframe::egui::{self, Color32};
 use egui_plot::{FilledArea, Legend, Line, Plot, PlotPoint, Points, VLine};
 
@@ -71,8 +72,9 @@ pub fn path_tab_ui(app: &mut BasinApp, ui: &mut egui::Ui) {
     ui.horizontal(|ui| {
         ui.checkbox(&mut app.delta, "Δ vs t=0")
             .on_hover_text("Subtract each run's value at t = 0");
-        if ui.button("Export report...").clicked()
-            && let Some(p) = rfd::FileDialog::new().pick_folder()
+        let clicked = ui.button("Export report...").clicked();
+        if let Some(p) =
+            file_dialog::ask(ui.ctx(), "path.report", clicked.then(FileRequest::folder))
         {
             app.export_report(&p);
         }
@@ -252,20 +254,20 @@ pub fn path_tab_ui(app: &mut BasinApp, ui: &mut egui::Ui) {
     if let Some(m) = help {
         app.help_open = Some(m);
     }
-    if let Some(m) = csv
-        && let Some(p) = rfd::FileDialog::new()
-            .add_filter("CSV", &["csv"])
-            .set_file_name(format!("{}.csv", super::export::file_stem(&m)))
-            .save_file()
-    {
+    let csv = csv.map(|m| {
+        FileRequest::save(format!("{}.csv", super::export::file_stem(&m)))
+            .filter("CSV", &["csv"])
+            .tag(m)
+    });
+    if let Some((p, m)) = file_dialog::ask_tagged(ui.ctx(), "path.csv", csv) {
         app.export_csv(&m, &p);
     }
-    if let Some(m) = png
-        && let Some(p) = rfd::FileDialog::new()
-            .add_filter("PNG", &["png"])
-            .set_file_name(format!("{}.png", super::export::file_stem(&m)))
-            .save_file()
-    {
+    let png = png.map(|m| {
+        FileRequest::save(format!("{}.png", super::export::file_stem(&m)))
+            .filter("PNG", &["png"])
+            .tag(m)
+    });
+    if let Some((p, m)) = file_dialog::ask_tagged(ui.ctx(), "path.png", png) {
         app.export_png(&m, &p);
     }
     if let Some(m) = app.help_open.clone() {

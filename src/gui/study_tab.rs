@@ -227,11 +227,12 @@ impl StudyPanel {
         ui.horizontal(|ui| {
             ui.label("Study file");
             ui.add(egui::TextEdit::singleline(&mut self.path).desired_width(360.0));
-            if ui.button("Open...").clicked()
-                && let Some(p) = rfd::FileDialog::new()
-                    .add_filter("Study", &["toml"])
-                    .pick_file()
-                && let Err(e) = self.open_file(&p)
+            let clicked = ui.button("Open...").clicked();
+            if let Some(p) = super::file_dialog::ask(
+                ui.ctx(),
+                "study.file",
+                clicked.then(|| super::file_dialog::FileRequest::file().filter("Study", &["toml"])),
+            ) && let Err(e) = self.open_file(&p)
             {
                 self.status = e;
             }
@@ -250,9 +251,12 @@ impl StudyPanel {
             {
                 self.refresh();
             }
-            if ui.button("Choose...").clicked()
-                && let Some(p) = rfd::FileDialog::new().pick_folder()
-            {
+            let clicked = ui.button("Choose...").clicked();
+            if let Some(p) = super::file_dialog::ask(
+                ui.ctx(),
+                "study.out",
+                clicked.then(super::file_dialog::FileRequest::folder),
+            ) {
                 self.out = p.display().to_string();
                 self.refresh();
             }

@@ -219,8 +219,10 @@ impl TrainPanel {
         Ok(())
     }
 
+    /// A path field with a Browse button; `scope` keeps the dialogs of two tabs apart.
     pub(crate) fn path_row_ui(
         ui: &mut egui::Ui,
+        scope: &str,
         label: &str,
         value: &mut String,
         folder: bool,
@@ -233,16 +235,16 @@ impl TrainPanel {
                     .desired_width(260.0)
                     .hint_text(hint),
             );
-            if ui.small_button("...").on_hover_text("Browse").clicked() {
-                let dialog = rfd::FileDialog::new();
-                let picked = if folder {
-                    dialog.pick_folder()
-                } else {
-                    dialog.pick_file()
-                };
-                if let Some(p) = picked {
-                    *value = p.display().to_string();
-                }
+            let clicked = ui.small_button("...").on_hover_text("Browse").clicked();
+            let request = if folder {
+                super::file_dialog::FileRequest::folder()
+            } else {
+                super::file_dialog::FileRequest::file()
+            };
+            if let Some(p) =
+                super::file_dialog::ask(ui.ctx(), (scope, label), clicked.then_some(request))
+            {
+                *value = p.display().to_string();
             }
         });
     }
@@ -250,14 +252,16 @@ impl TrainPanel {
     fn settings_ui(&mut self, ui: &mut egui::Ui) {
         Self::path_row_ui(
             ui,
+            "train",
             "Base model",
             &mut self.base,
             false,
             "HF folder or .gguf",
         );
-        Self::path_row_ui(ui, "Data", &mut self.data, false, "chat JSONL");
+        Self::path_row_ui(ui, "train", "Data", &mut self.data, false, "chat JSONL");
         Self::path_row_ui(
             ui,
+            "train",
             "Continue adapter",
             &mut self.init_adapter,
             true,
@@ -265,6 +269,7 @@ impl TrainPanel {
         );
         Self::path_row_ui(
             ui,
+            "train",
             "Result folder",
             &mut self.out,
             true,
