@@ -169,3 +169,78 @@ fn paths_match_references_on_cpu() {
 fn paths_match_references_on_gpu() {
     check(ComputeKind::Gpu);
 }
+
+/// Cancel reaches loading: the loader asks before each layer and stops within one, and a sweep
+/// cancelled before its model is built ends as cancelled with no point computed.
+#[test]
+fn cancel_stops_model_loading() {
+    use basin::experiments::{
+        sweep::{SweepError, SweepHooks},
+        sweep_job::{SweepJobError, SweepRequest, run_sweep_job},
+    };
+    use basin::model::error::ModelError;
+    use std::cell::Cell;
+
+    let base = open_model(&tiny("llama")).unwrap();
+    let device = ComputeDevice::new(ComputeKind::Cpu).unwrap().device;
+    let asked = Cell::new(0usize);
+    let r = CausalLm::load_path_until(
+        &base.config,
+        base.tensors.as_ref(),
+        &PathEndpoints::default(),
+        &device,
+        &|| {
+            asked.set(asked.get() + 1);
+            asked.get() > 1
+        },
+    );
+    assert!(matches!(r, Err(ModelError::Cancelled)), "{:?}", r.err());
+    assert_eq!(asked.get(), 2, "stopped at the second layer");
+    assert!(base.config.num_hidden_layers > 1);
+
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/demo");
+    let out = std::env::temp_dir().join(format!("basin-cancel-load-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let req = SweepRequest {
+        base: demo.join("base"),
+        adapter: Some(demo.join("hacker")),
+        adapter_b: None,
+        target: None,
+        checkpoints: None,
+        curve: None,
+        suite: demo.join("suite/suite.toml"),
+        t: "0:1:3".into(),
+        device: ComputeKind::Cpu,
+        batch: 8,
+        shard: None,
+        bootstrap: 10,
+        seed: 0,
+        out: out.clone(),
+        max_tokens: 512,
+        t_per_pass: 1,
+        allow_resume_change: false,
+    };
+    let (stop, abort) = (CancelFlag::new(), CancelFlag::new());
+    abort.cancel();
+    let started = Cell::new(false);
+    let hooks = SweepHooks {
+        progress: &|_| {},
+        on_result: &|_| {},
+        stop_after_point: &stop,
+        abort: &abort,
+    };
+    let r = run_sweep_job(&req, &hooks, &|_| started.set(true));
+    assert!(
+        matches!(
+            r,
+            Err(SweepJobError::Sweep(SweepError::Cancelled {
+                done: 0,
+                total: 3
+            }))
+        ),
+        "{:?}",
+        r.err()
+    );
+    assert!(!started.get(), "no model was built");
+    assert!(!out.join("results.jsonl").exists());
+}

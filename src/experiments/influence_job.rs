@@ -451,11 +451,12 @@ pub fn run_influence_job(
     };
     open_run_record(&req.out, &record)?;
     let device = compute.device.clone().autodiff();
-    let mut model = CausalLm::load_path(
+    let mut model = CausalLm::load_path_until(
         &base.config,
         base.tensors.as_ref(),
         &PathEndpoints::default(),
         &device,
+        &|| cancel.is_cancelled(),
     )?;
     drop(base);
     crate::compute::release_free_host_memory();

@@ -515,12 +515,19 @@ pub fn run_landscape_job(
         adapters: lora.iter().collect(),
         checkpoints: target.iter().map(|t| t.as_ref()).collect(),
     };
-    let model = CausalLm::load_path(
+    let model = CausalLm::load_path_until(
         &base.config,
         base.tensors.as_ref(),
         &endpoints,
         &compute.device,
-    )?;
+        &|| hooks.abort.is_cancelled(),
+    )
+    .map_err(|e| match e {
+        crate::model::error::ModelError::Cancelled => {
+            SweepJobError::Sweep(super::sweep::SweepError::Cancelled { done: 0, total: 0 })
+        }
+        e => e.into(),
+    })?;
     drop(endpoints);
     drop(target);
     drop(lora);

@@ -320,8 +320,19 @@ pub fn run_sweep_job(
         None => all_points,
     };
     let path_kind = req.path_kind()?;
+    // Cancel (the app's, a second Ctrl-C) also reaches loading: checked between the inputs and
+    // before each layer is put on the device, so a cancelled job never finishes building a model.
+    let total = points.len();
+    let cancelled = || -> Result<(), SweepJobError> {
+        if hooks.abort.is_cancelled() {
+            Err(SweepError::Cancelled { done: 0, total }.into())
+        } else {
+            Ok(())
+        }
+    };
     let suite = Suite::load(&req.suite)?;
     let compute = ComputeDevice::new(req.device)?;
+    cancelled()?;
     let base = open_model(&req.base)?;
     let mut adapters = Vec::new();
     // A curve: its LoRA endpoint and LoRA bend in slots 0 and 1, a checkpoint endpoint and a
@@ -333,11 +344,13 @@ pub fn run_sweep_job(
         .chain(checkpoints.iter().map(|(_, p)| p))
         .chain(curve_adapters.iter());
     for p in adapter_paths {
+        cancelled()?;
         let a = LoraAdapter::open_for(p, base.tensors.as_ref(), &base.config)?;
         adapters.push(a);
     }
     let mut targets = Vec::new();
     for p in req.target.iter().chain(&curve_targets) {
+        cancelled()?;
         let t = open_model(p)?;
         check_compatible(&base, &t)?;
         // Only the target's weights are needed from here on.
@@ -380,12 +393,18 @@ pub fn run_sweep_job(
         adapters: adapters.iter().collect(),
         checkpoints: targets.iter().map(|t| t.as_ref()).collect(),
     };
-    let model = CausalLm::load_path(
+    cancelled()?;
+    let model = CausalLm::load_path_until(
         &base_config,
         base_tensors.as_ref(),
         &endpoints,
         &compute.device,
-    )?;
+        &|| hooks.abort.is_cancelled(),
+    )
+    .map_err(|e| match e {
+        ModelError::Cancelled => SweepJobError::Sweep(SweepError::Cancelled { done: 0, total }),
+        e => e.into(),
+    })?;
     // The weights now live on the device: unmap the files, so their pages stop counting
     // towards the sweep's memory.
     drop(endpoints);

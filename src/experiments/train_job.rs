@@ -289,8 +289,26 @@ pub fn run_train_job(
         adapters: endpoint.iter().collect(),
         checkpoints: endpoint_model.iter().map(|t| t.as_ref()).collect(),
     };
-    let mut model =
-        CausalLm::load_path(&opened_config, base.tensors.as_ref(), &endpoints, &device)?;
+    // Cancel reaches loading: a run cancelled here ends as a cancelled run of no steps.
+    let loaded = CausalLm::load_path_until(
+        &opened_config,
+        base.tensors.as_ref(),
+        &endpoints,
+        &device,
+        &|| hooks.cancel.is_cancelled(),
+    );
+    let mut model = match loaded {
+        Err(ModelError::Cancelled) => {
+            return Ok(TrainOutcome {
+                steps_done: 0,
+                total_steps: 0,
+                steps_computed: 0,
+                cancelled: true,
+                final_loss: None,
+            });
+        }
+        other => other?,
+    };
     drop(endpoints);
     drop(endpoint);
     drop(endpoint_model);

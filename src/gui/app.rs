@@ -1215,6 +1215,11 @@ impl BasinApp {
                     self.study.on_progress(&key, p);
                 }
             }
+            JobEvent::Waiting(other) => {
+                self.info(format!(
+                    "waiting for the cancelled job ({other}) to stop before loading another model"
+                ));
+            }
             JobEvent::StudyFinished(result) => {
                 let Some(job) = self.study_job.take_if(|j| j.id == id) else {
                     return;

@@ -3,8 +3,9 @@
 
 use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::experiments::{
     influence_job::{InfluenceRequest, InfluenceSummary, run_influence_job},
@@ -80,6 +81,8 @@ pub enum JobEvent {
     /// The running study step's progress (its key).
     StudyProgress(String, Progress),
     StudyFinished(Result<crate::study::run::StudyOutcome, String>),
+    /// The job waits for a cancelled job (named) to let go of its model before loading its own.
+    Waiting(String),
 }
 
 #[derive(Debug, Clone)]
@@ -111,17 +114,76 @@ pub fn run_guarded<T>(body: impl FnOnce() -> Result<T, String>) -> Result<T, Str
 /// Events tagged with the job they come from.
 pub type Tagged = (u64, JobEvent);
 
-/// The channel every job writes to, and the context to wake.
+/// The channel every job writes to, the context to wake, and the app's running workers.
 #[derive(Clone)]
 pub struct JobSink {
     tx: Sender<Tagged>,
     ctx: eframe::egui::Context,
+    live: Arc<Mutex<Vec<LiveWorker>>>,
+}
+
+/// A worker between its start and its end (a cancelled one too, until its thread lets go).
+#[derive(Clone)]
+struct LiveWorker {
+    id: u64,
+    name: String,
+    cancel: CancelFlag,
+}
+
+/// Takes a worker off the live list when it ends, however it ends.
+struct LiveGuard {
+    live: Arc<Mutex<Vec<LiveWorker>>>,
+    id: u64,
+}
+
+impl Drop for LiveGuard {
+    fn drop(&mut self) {
+        let mut live = self.live.lock().unwrap_or_else(PoisonError::into_inner);
+        live.retain(|w| w.id != self.id);
+    }
 }
 
 impl JobSink {
     pub fn new(ctx: eframe::egui::Context) -> (Self, Receiver<Tagged>) {
         let (tx, rx) = channel();
-        (Self { tx, ctx }, rx)
+        let live = Arc::new(Mutex::new(Vec::new()));
+        (Self { tx, ctx, live }, rx)
+    }
+
+    /// Waits while a cancelled worker of this app is still running (it may hold a model, or be
+    /// loading one: Cancel lets the UI go on at once, but two models must never be in memory
+    /// together), then puts this worker on the live list until the returned guard drops. Says
+    /// once what it waits for; stops waiting when this worker is cancelled too.
+    fn enter(&self, id: u64, name: &str, cancel: &CancelFlag) -> LiveGuard {
+        let mut told = false;
+        loop {
+            let blocking = {
+                let live = self.live.lock().unwrap_or_else(PoisonError::into_inner);
+                live.iter()
+                    .find(|w| w.id != id && w.cancel.is_cancelled())
+                    .map(|w| w.name.clone())
+            };
+            match blocking {
+                Some(other) if !cancel.is_cancelled() => {
+                    if !told {
+                        self.send(id, JobEvent::Waiting(other));
+                        told = true;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                _ => break,
+            }
+        }
+        let mut live = self.live.lock().unwrap_or_else(PoisonError::into_inner);
+        live.push(LiveWorker {
+            id,
+            name: name.to_string(),
+            cancel: cancel.clone(),
+        });
+        LiveGuard {
+            live: self.live.clone(),
+            id,
+        }
     }
 
     pub fn send(&self, job: u64, event: JobEvent) {
@@ -161,10 +223,13 @@ where
         let sink = sink.clone();
         let cancel = cancel.clone();
         let request = request.clone();
+        let name = name.to_string();
         std::thread::Builder::new()
-            .name(name.into())
+            .name(name.clone())
             .spawn(move || {
+                let live = sink.enter(id, &name, &cancel);
                 let result = run_guarded(|| body(&sink, &request, &cancel));
+                drop(live);
                 sink.send(id, finished(result));
             })?
     };
@@ -444,5 +509,73 @@ mod tests {
         let r: Result<u8, String> = run_guarded(|| panic!("{}", String::from("owned")));
         assert!(r.unwrap_err().contains("owned"));
         assert_eq!(run_guarded(|| Ok::<_, String>(3)), Ok(3));
+    }
+
+    /// Cancel, then Run again at once: the second job waits (and says so) until the cancelled
+    /// one has let go, so two models are never loaded side by side.
+    #[test]
+    fn a_new_job_waits_for_a_cancelled_one_to_end() {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        let (sink, events) = JobSink::new(eframe::egui::Context::default());
+        let release = Arc::new(AtomicBool::new(false));
+        let loaded = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        // A "model load" that holds memory until released.
+        let job = |release: Arc<AtomicBool>, loaded: Arc<AtomicUsize>, most: Arc<AtomicUsize>| {
+            move |_: &JobSink, _: &(), _: &CancelFlag| {
+                let now = loaded.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(now, Ordering::SeqCst);
+                while !release.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                loaded.fetch_sub(1, Ordering::SeqCst);
+                Ok(())
+            }
+        };
+        let first = spawn_worker(
+            &sink,
+            1,
+            "basin-sweep",
+            (),
+            job(release.clone(), loaded.clone(), most.clone()),
+            |_| JobEvent::Exported(Ok("first".into())),
+        )
+        .unwrap();
+        while loaded.load(Ordering::SeqCst) == 0 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        first.cancel.cancel();
+        let second = spawn_worker(
+            &sink,
+            2,
+            "basin-sweep",
+            (),
+            job(release.clone(), loaded.clone(), most.clone()),
+            |_| JobEvent::Exported(Ok("second".into())),
+        )
+        .unwrap();
+        // The second says what it waits for, and has not started.
+        let (id, event) = events.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!(id, 2);
+        assert!(matches!(&event, JobEvent::Waiting(n) if n == "basin-sweep"));
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(
+            loaded.load(Ordering::SeqCst),
+            1,
+            "the second did not start loading"
+        );
+        release.store(true, Ordering::SeqCst);
+        first.thread.join().unwrap();
+        second.thread.join().unwrap();
+        assert_eq!(most.load(Ordering::SeqCst), 1, "never two models at once");
+        let ends: Vec<u64> = events.try_iter().map(|(id, _)| id).collect();
+        assert_eq!(ends, [1, 2]);
+        // A job that is not cancelled does not hold others back.
+        let (sink, _events) = JobSink::new(eframe::egui::Context::default());
+        let busy = CancelFlag::new();
+        let _guard = sink.enter(7, "basin-train", &busy);
+        let started = Instant::now();
+        drop(sink.enter(8, "basin-sweep", &CancelFlag::new()));
+        assert!(started.elapsed() < Duration::from_secs(1));
     }
 }

@@ -29,4 +29,7 @@ pub enum ModelError {
     Input(String),
     #[error("the {device} device failed: {msg}")]
     Device { device: String, msg: String },
+    /// The caller asked loading to stop (a cancelled job); nothing was built.
+    #[error("cancelled while loading the model")]
+    Cancelled,
 }

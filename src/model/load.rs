@@ -221,6 +221,19 @@ impl CausalLm {
         endpoints: &PathEndpoints,
         device: &Device,
     ) -> Result<Self, ModelError> {
+        Self::load_path_until(config, source, endpoints, device, &|| false)
+    }
+
+    /// [`CausalLm::load_path`], asking `stop` before each layer: a cancelled job stops loading
+    /// within one layer's conversion ([`ModelError::Cancelled`]) instead of building the whole
+    /// model first.
+    pub fn load_path_until(
+        config: &ModelConfig,
+        source: &dyn TensorSource,
+        endpoints: &PathEndpoints,
+        device: &Device,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<Self, ModelError> {
         let c = config;
         if c.num_key_value_heads == 0
             || !c.num_attention_heads.is_multiple_of(c.num_key_value_heads)
@@ -244,6 +257,9 @@ impl CausalLm {
         let embed_tokens = l.param("model.embed_tokens.weight", [c.vocab_size, h], false)?;
         let mut layers = Vec::with_capacity(c.num_hidden_layers);
         for i in 0..c.num_hidden_layers {
+            if stop() {
+                return Err(ModelError::Cancelled);
+            }
             let p = format!("model.layers.{i}");
             let (q_norm, k_norm) = if c.qk_norm {
                 (
