@@ -4,6 +4,7 @@ pub mod bench;
 pub mod curve;
 pub mod data;
 pub mod eval;
+pub mod generate;
 pub mod influence;
 pub mod landscape;
 pub mod progress;
@@ -55,6 +56,8 @@ pub struct Cli {
 pub enum Command {
     /// Teacher-forced log-probs of each example's final assistant message.
     Eval(eval::EvalArgs),
+    /// What the model writes at a point of a path (greedy or sampled, KV cache), as JSONL.
+    Generate(generate::GenerateArgs),
     /// Time the forward pass on one fixed batch (Basin's half of bench/eval_vs_torch.sh).
     BenchEval(bench::BenchEvalArgs),
     /// Counterfactual reward-hack data: generate task families and suites, import SoRH.
@@ -85,6 +88,7 @@ pub enum Command {
 pub fn run(cli: &Cli) -> anyhow::Result<()> {
     match &cli.command {
         Some(Command::Eval(args)) => eval::run(args),
+        Some(Command::Generate(args)) => generate::run(args),
         Some(Command::BenchEval(args)) => bench::run(args),
         Some(Command::Data(cmd)) => data::run(cmd),
         Some(Command::Sweep(args)) => sweep::run(args),

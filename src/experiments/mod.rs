@@ -5,6 +5,7 @@ pub mod control_point;
 pub mod curve;
 pub mod eval;
 pub mod fingerprint;
+pub mod generate;
 pub mod grad_sketch;
 pub mod influence;
 pub mod influence_job;

@@ -423,7 +423,7 @@ pub fn target_log_softmax(logits: Tensor<2>, targets: Tensor<2, Int>) -> Tensor<
 }
 
 /// Moves the coefficients to the device, checking them against the model and the batch.
-fn device_point(
+pub(crate) fn device_point(
     model: &CausalLm,
     coeffs: &PathCoefficients,
     batch: usize,

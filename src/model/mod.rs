@@ -1,5 +1,6 @@
 //! Backend-generic model code: modules, full-sequence forward, masked log-probs. No file I/O.
 
+pub mod decode;
 pub mod error;
 pub mod linear;
 pub mod load;

@@ -22,6 +22,10 @@ use crate::checkpoint::model_config::ModelConfig;
 /// once: 1 M f32 = 4 MiB, which bounds the host memory a long batch adds on top of the weights.
 const MLP_ACTIVATION_ELEMENTS: usize = 1024 * 1024;
 
+/// One layer's cached keys and values `[batch, kv_heads, cached, head_dim]` (after RoPE, before
+/// the grouped-query repeat); `None` before the first step.
+pub type LayerKv = Option<(Tensor<4>, Tensor<4>)>;
+
 /// Positions and visibility of every token of a batch `[batch, seq]`, for rows that are not
 /// plain causal sequences (see [`super::packing::PackedRow`]). Padding tokens should see
 /// themselves, so no softmax row is empty.
@@ -86,7 +90,7 @@ impl CausalLm {
         let [batch, seq] = input_ids.dims();
         let rope = RopeTables::new(&self.config, seq, &self.device);
         let mask = self.sliding_window_mask(batch, seq);
-        self.forward_hidden(input_ids, &rope, mask, point)
+        self.forward_hidden(input_ids, &rope, mask, point, None)
     }
 
     /// Final hidden states for rows laid out explicitly (packed rows: a shared prompt followed
@@ -127,16 +131,19 @@ impl CausalLm {
             Tensor::<3, Bool>::from_data(TensorData::new(masked, [batch, seq, seq]), &self.device)
                 .unsqueeze_dim::<4>(1)
                 .expand([batch, heads, seq, seq]);
-        Ok(self.forward_hidden(input_ids, &rope, Some(mask), point))
+        Ok(self.forward_hidden(input_ids, &rope, Some(mask), point, None))
     }
 
     /// The decoder stack; `mask` (true = may not attend) replaces plain causality when given.
-    fn forward_hidden(
+    /// With `cache` (one entry per layer), each layer's keys and values are appended to the
+    /// entry and attention runs over all of them (incremental decoding, see [`super::decode`]).
+    pub(crate) fn forward_hidden(
         &self,
         input_ids: Tensor<2, Int>,
         rope: &RopeTables,
         mask: Option<Tensor<4, Bool>>,
         point: &PathPoint,
+        mut cache: Option<&mut [LayerKv]>,
     ) -> Tensor<3> {
         // Rows are gathered from the base and from each delta and then mixed: the same f32
         // operations per element as mixing the whole table first, without materialising a
@@ -147,9 +154,10 @@ impl CausalLm {
                 h = h + embedding(delta.clone(), input_ids.clone()) * c;
             }
         }
-        for layer in &self.layers {
+        for (i, layer) in self.layers.iter().enumerate() {
             let normed = layer.input_layernorm.forward(h.clone(), point);
-            let attn = self.attention(&layer.self_attn, normed, rope, mask.clone(), point);
+            let kv = cache.as_deref_mut().and_then(|c| c.get_mut(i));
+            let attn = self.attention(&layer.self_attn, normed, rope, mask.clone(), point, kv);
             h = h + attn;
             let normed = layer.post_attention_layernorm.forward(h.clone(), point);
             h = h + self.mlp(&layer.mlp, normed, point);
@@ -194,6 +202,7 @@ impl CausalLm {
         rope: &RopeTables,
         mask: Option<Tensor<4, Bool>>,
         point: &PathPoint,
+        kv: Option<&mut LayerKv>,
     ) -> Tensor<3> {
         let c = &self.config;
         let [batch, seq, _] = x.dims();
@@ -211,14 +220,26 @@ impl CausalLm {
         let v = split(attn.v_proj.forward(x, point), nkv, &None);
         let q = rope.apply(q);
         let k = rope.apply(k);
+        let (k, v) = match kv {
+            Some(slot) => {
+                let (k, v) = match slot.take() {
+                    Some((pk, pv)) => (Tensor::cat(vec![pk, k], 2), Tensor::cat(vec![pv, v], 2)),
+                    None => (k, v),
+                };
+                *slot = Some((k.clone(), v.clone()));
+                (k, v)
+            }
+            None => (k, v),
+        };
+        let seq_k = k.dims()[2];
         let (k, v) = if nkv == nh {
             (k, v)
         } else {
             let groups = nh / nkv;
             let repeat = |t: Tensor<4>| -> Tensor<4> {
                 t.unsqueeze_dim::<5>(2)
-                    .expand([batch, nkv, groups, seq, hd])
-                    .reshape([batch, nh, seq, hd])
+                    .expand([batch, nkv, groups, seq_k, hd])
+                    .reshape([batch, nh, seq_k, hd])
             };
             (repeat(k), repeat(v))
         };

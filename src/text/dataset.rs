@@ -53,9 +53,18 @@ struct LineJson {
     messages: Option<Vec<ChatMessage>>,
 }
 
-/// Reads and validates a JSONL chat dataset.
+/// Reads and validates a JSONL chat dataset (each chat ends with the assistant's answer).
 pub fn load_chat_jsonl(path: impl AsRef<Path>) -> Result<Vec<ChatExample>, TextError> {
-    let path = path.as_ref();
+    load_chats(path.as_ref(), true)
+}
+
+/// Reads prompts for generation: chats in the same format whose final assistant message, if
+/// any, is not needed (the model writes that turn).
+pub fn load_prompt_jsonl(path: impl AsRef<Path>) -> Result<Vec<ChatExample>, TextError> {
+    load_chats(path.as_ref(), false)
+}
+
+fn load_chats(path: &Path, answer_required: bool) -> Result<Vec<ChatExample>, TextError> {
     let file = File::open(path).map_err(|source| TextError::Io {
         path: path.to_path_buf(),
         line: None,
@@ -98,7 +107,7 @@ pub fn load_chat_jsonl(path: impl AsRef<Path>) -> Result<Vec<ChatExample>, TextE
         if text.is_empty() {
             continue;
         }
-        let ex = parse_line(path, line_no, text)?;
+        let ex = parse_line(path, line_no, text, answer_required)?;
         if let Some(first) = seen.insert(ex.id.clone(), line_no) {
             return Err(invalid(
                 path,
@@ -125,7 +134,12 @@ fn invalid(path: &Path, line: usize, msg: impl Into<String>) -> TextError {
 }
 
 /// Parses and validates one non-blank line.
-fn parse_line(path: &Path, line: usize, text: &str) -> Result<ChatExample, TextError> {
+fn parse_line(
+    path: &Path,
+    line: usize,
+    text: &str,
+    answer_required: bool,
+) -> Result<ChatExample, TextError> {
     let raw: LineJson = serde_json::from_str(text).map_err(|e| TextError::Json {
         path: path.to_path_buf(),
         line,
@@ -153,7 +167,7 @@ fn parse_line(path: &Path, line: usize, text: &str) -> Result<ChatExample, TextE
             format!("example `{id}` has an empty `messages` list"),
         ));
     };
-    if last.role != "assistant" {
+    if answer_required && last.role != "assistant" {
         return Err(invalid(
             path,
             line,

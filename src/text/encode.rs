@@ -137,6 +137,62 @@ fn first_difference(prefix: &[u32], full: &[u32]) -> Option<usize> {
     }
 }
 
+/// The prompt of a chat for generation: the template with `add_generation_prompt` over every
+/// message except a final assistant message (which is dropped: the model writes that turn).
+pub fn encode_prompt(
+    tok: &TokenizerBundle,
+    template: &ChatTemplate,
+    ex: &ChatExample,
+    max_tokens: usize,
+) -> Result<Vec<u32>, TextError> {
+    let id = ex.id.as_str();
+    let messages = match ex.messages.split_last() {
+        Some((last, rest)) if last.role == "assistant" => rest,
+        _ => &ex.messages[..],
+    };
+    if messages.is_empty() {
+        return Err(TextError::InvalidExample {
+            id: id.to_string(),
+            msg: "no message before the assistant's turn".into(),
+        });
+    }
+    let text = template
+        .render(messages, true)
+        .map_err(|e| e.in_example(id))?;
+    let ids = tokenize(tok, id, &text)?;
+    if ids.len() > max_tokens {
+        return Err(TextError::TooLong {
+            id: id.to_string(),
+            n_tokens: ids.len(),
+            max_tokens,
+        });
+    }
+    if ids.is_empty() {
+        return Err(TextError::InvalidExample {
+            id: id.to_string(),
+            msg: "the prompt renders to no token".into(),
+        });
+    }
+    Ok(ids)
+}
+
+/// The tokens that end generation: the end-of-turn token ([`end_of_turn_id`]) and the
+/// tokenizer's end-of-sequence token, sorted, without repeats.
+pub fn stop_ids(tok: &TokenizerBundle, template: &ChatTemplate) -> Vec<u32> {
+    let eos = tok.eos_token_id.or_else(|| {
+        tok.eos_token
+            .as_deref()
+            .and_then(|e| tok.tokenizer.token_to_id(e))
+    });
+    let mut ids: Vec<u32> = end_of_turn_id(tok, template)
+        .into_iter()
+        .chain(eos)
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
 /// The token that closes an assistant turn, by the rule in the module doc.
 pub fn end_of_turn_id(tok: &TokenizerBundle, template: &ChatTemplate) -> Option<u32> {
     for name in ["<|im_end|>", "<|eot_id|>"] {

@@ -1,0 +1,354 @@
+//! `basin generate` against transformers' greedy `generate` (scripts/make_generation_reference.py,
+//! tests/fixtures/generate/reference.json): the tiny fixture of every architecture (a sliding
+//! window shorter than the sequences included), a PEFT LoRA at scale 0.5 and SmolLM2-135M; all
+//! prompts of a case in one left-padded batch with the KV cache, on the CPU and on wgpu. Plus:
+//! a path point equals the adapter at that scale, sampling is reproducible whatever the batch,
+//! and the command writes what it says.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use basin::{
+    checkpoint::{open::open_model, peft::LoraAdapter},
+    compute::{ComputeDevice, ComputeKind},
+    experiments::{
+        eval::PathPointSpec,
+        generate::{FinishReason, GenerateSpec, Prompt, RowOutput, Sampling, generate},
+        inputs::chat_template_of,
+        job::CancelFlag,
+    },
+    model::transformer::CausalLm,
+    text::{
+        dataset::load_chat_jsonl,
+        encode::{encode_prompt, stop_ids},
+    },
+};
+
+fn reference() -> serde_json::Value {
+    let path = common::fixtures().join("generate/reference.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn model_path(case: &serde_json::Value) -> PathBuf {
+    let m = case["model"].as_str().unwrap();
+    if m.ends_with(".gguf") {
+        common::smollm2_gguf()
+    } else {
+        common::fixtures().join(m)
+    }
+}
+
+fn ids(v: &serde_json::Value) -> Vec<u32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
+}
+
+/// Runs one reference case greedily, all prompts in one batch; returns the rows.
+fn run_case(case: &serde_json::Value, kind: ComputeKind, batch: usize) -> Vec<RowOutput> {
+    let opened = open_model(&model_path(case)).unwrap();
+    let template = chat_template_of(&opened.tokenizer).unwrap();
+    let stops = stop_ids(&opened.tokenizer, &template);
+    assert_eq!(
+        stops,
+        ids(&case["stop_ids"]),
+        "{}: stop tokens",
+        case["name"]
+    );
+    let adapter = case["adapter"]
+        .as_str()
+        .map(|a| LoraAdapter::open(common::fixtures().join(a)).unwrap());
+    let prompts: Vec<Prompt> = case["prompts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| Prompt {
+            id: p["id"].as_str().unwrap().to_string(),
+            ids: ids(&p["prompt_ids"]),
+        })
+        .collect();
+    // The prompts Basin encodes are transformers' (for the tiny cases, from the chat file).
+    if case["name"] != "smollm2" {
+        let chats = load_chat_jsonl(common::fixtures().join("tiny/chat.jsonl")).unwrap();
+        for (ex, p) in chats.iter().zip(&prompts) {
+            let mine = encode_prompt(&opened.tokenizer, &template, ex, 8192).unwrap();
+            assert_eq!(mine, p.ids, "{}: prompt of {}", case["name"], p.id);
+        }
+    }
+    let device = ComputeDevice::new(kind).unwrap().device;
+    let model = CausalLm::load(
+        &opened.config,
+        opened.tensors.as_ref(),
+        adapter.as_ref(),
+        &device,
+    )
+    .unwrap();
+    let spec = GenerateSpec {
+        max_new_tokens: case["max_new_tokens"].as_u64().unwrap() as usize,
+        sampling: Sampling::Greedy,
+        samples: 1,
+        seed: 0,
+        batch,
+        point: PathPointSpec {
+            lora: case["scale"]
+                .as_f64()
+                .map(|s| vec![s as f32])
+                .unwrap_or_default(),
+            dense: vec![],
+        },
+        stop_ids: stops,
+    };
+    let mut rows = Vec::new();
+    generate(
+        &model,
+        &prompts,
+        &spec,
+        &mut |b| {
+            rows.extend_from_slice(b);
+            Ok(())
+        },
+        &|_| {},
+        &CancelFlag::new(),
+    )
+    .unwrap();
+    rows
+}
+
+/// Token for token equal to the reference, up to the first near tie (top-2 margin < 1e-4),
+/// after which a different summation order may rightly pick the other token.
+fn check_case(case: &serde_json::Value, kind: ComputeKind, batch: usize) {
+    let rows = run_case(case, kind, batch);
+    let refs = case["prompts"].as_array().unwrap();
+    assert_eq!(rows.len(), refs.len());
+    let stops = ids(&case["stop_ids"]);
+    for (row, r) in rows.iter().zip(refs) {
+        let want = ids(&r["token_ids"]);
+        let margins: Vec<f64> = r["margins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m.as_f64().unwrap())
+            .collect();
+        let sure = margins.iter().position(|&m| m < 1e-4).unwrap_or(want.len());
+        assert_eq!(
+            row.token_ids[..sure.min(row.token_ids.len())],
+            want[..sure],
+            "{} {:?} prompt {}: greedy tokens differ from transformers",
+            case["name"],
+            kind,
+            r["id"]
+        );
+        if sure == want.len() {
+            assert_eq!(row.token_ids.len(), want.len());
+            let stopped = want.last().is_some_and(|t| stops.contains(t));
+            assert_eq!(
+                row.finish_reason,
+                if stopped {
+                    FinishReason::Stop
+                } else {
+                    FinishReason::Length
+                }
+            );
+        }
+    }
+}
+
+#[test]
+fn greedy_generation_equals_transformers_on_every_tiny_architecture_on_cpu() {
+    let reference = reference();
+    for case in reference["cases"].as_array().unwrap() {
+        if case["name"] == "smollm2" {
+            continue;
+        }
+        // One batch of all prompts (different lengths: left padding), and batches of 3.
+        check_case(case, ComputeKind::Cpu, 8);
+        check_case(case, ComputeKind::Cpu, 3);
+    }
+}
+
+#[test]
+fn greedy_generation_equals_transformers_on_every_tiny_architecture_on_gpu() {
+    let reference = reference();
+    for case in reference["cases"].as_array().unwrap() {
+        if case["name"] == "smollm2" {
+            continue;
+        }
+        check_case(case, ComputeKind::Gpu, 8);
+    }
+}
+
+/// SmolLM2-135M, 8 chats, 40 new tokens: 6 of them end on <|im_end|> (kept in the output).
+#[test]
+fn greedy_generation_equals_transformers_on_smollm2() {
+    let reference = reference();
+    let case = reference["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "smollm2")
+        .unwrap();
+    let stopped = case["prompts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| ids(&p["token_ids"]).len() < 40)
+        .count();
+    assert!(stopped >= 4, "the reference exercises stopping");
+    check_case(case, ComputeKind::Cpu, 8);
+}
+
+/// Sampling: the same seed gives the same samples whatever the batch, another seed other
+/// samples; rows of one prompt differ from each other.
+#[test]
+fn sampling_is_reproducible_across_batch_sizes() {
+    let dir = common::fixtures().join("tiny/llama");
+    let opened = open_model(&dir).unwrap();
+    let device = ComputeDevice::new(ComputeKind::Cpu).unwrap().device;
+    let model = CausalLm::load(&opened.config, opened.tensors.as_ref(), None, &device).unwrap();
+    let prompts: Vec<Prompt> = (0..3)
+        .map(|i| Prompt {
+            id: format!("p{i}"),
+            ids: (0..(4 + 3 * i))
+                .map(|k| (k * 17 + i * 5 + 3) % 300)
+                .collect(),
+        })
+        .collect();
+    let run = |batch: usize, seed: u64| {
+        let spec = GenerateSpec {
+            max_new_tokens: 12,
+            sampling: Sampling::Sample {
+                temperature: 1.5,
+                top_p: 0.95,
+            },
+            samples: 4,
+            seed,
+            batch,
+            point: PathPointSpec::default(),
+            stop_ids: vec![],
+        };
+        let mut rows = Vec::new();
+        generate(
+            &model,
+            &prompts,
+            &spec,
+            &mut |b| {
+                rows.extend(b.iter().map(|r| (r.prompt, r.sample, r.token_ids.clone())));
+                Ok(())
+            },
+            &|_| {},
+            &CancelFlag::new(),
+        )
+        .unwrap();
+        rows
+    };
+    let a = run(12, 5);
+    assert_eq!(a.len(), 12);
+    assert_eq!(a, run(5, 5));
+    assert_eq!(a, run(1, 5));
+    assert_ne!(a, run(12, 6));
+    let first: Vec<_> = a.iter().filter(|r| r.0 == 0).map(|r| r.2.clone()).collect();
+    assert!(
+        first.windows(2).any(|w| w[0] != w[1]),
+        "samples of one prompt differ"
+    );
+    // Cancelled: stops with what it did.
+    let cancel = CancelFlag::new();
+    cancel.cancel();
+    let spec = GenerateSpec {
+        max_new_tokens: 4,
+        sampling: Sampling::Greedy,
+        samples: 1,
+        seed: 0,
+        batch: 1,
+        point: PathPointSpec::default(),
+        stop_ids: vec![],
+    };
+    let r = generate(&model, &prompts, &spec, &mut |_| Ok(()), &|_| {}, &cancel);
+    assert!(r.is_err());
+}
+
+/// The command: a path point `--base --adapter --t 0.5` writes what `--model --adapter --scale
+/// 0.5` writes, and both equal the reference; bad arguments are one-line errors.
+#[test]
+fn the_generate_command_writes_jsonl_at_a_path_point() {
+    let dir = common::scratch_dir("generate", "cli");
+    let tiny = common::fixtures().join("tiny");
+    let data = tiny.join("chat.jsonl");
+    let s = |p: &Path| p.display().to_string();
+    let (a, b) = (dir.join("a.jsonl"), dir.join("b.jsonl"));
+    common::basin_ok(&[
+        "generate",
+        "--model",
+        &s(&tiny.join("llama")),
+        "--adapter",
+        &s(&tiny.join("llama_lora")),
+        "--scale",
+        "0.5",
+        "--data",
+        &s(&data),
+        "--greedy",
+        "--max-new-tokens",
+        "20",
+        "--out",
+        &s(&a),
+    ]);
+    common::basin_ok(&[
+        "generate",
+        "--base",
+        &s(&tiny.join("llama")),
+        "--adapter",
+        &s(&tiny.join("llama_lora")),
+        "--t",
+        "0.5",
+        "--data",
+        &s(&data),
+        "--greedy",
+        "--max-new-tokens",
+        "20",
+        "--out",
+        &s(&b),
+    ]);
+    let read = |p: &Path| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(p)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let (la, lb) = (read(&a), read(&b));
+    let reference = reference();
+    let case = reference["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "llama_lora_0.5")
+        .unwrap();
+    let refs = case["prompts"].as_array().unwrap();
+    assert_eq!(la.len(), refs.len());
+    for ((x, y), r) in la.iter().zip(&lb).zip(refs) {
+        assert_eq!(x["id"], r["id"]);
+        assert_eq!(x["token_ids"], r["token_ids"]);
+        assert_eq!(x["token_ids"], y["token_ids"]);
+        assert_eq!(y["t"], 0.5);
+        assert!(x.get("t").is_none());
+        assert_eq!(x["n_tokens"], 20);
+        assert_eq!(x["finish_reason"], "length");
+        assert!(x["text"].is_string());
+    }
+    let bad = common::basin(&[
+        "generate",
+        "--model",
+        &s(&tiny.join("llama")),
+        "--data",
+        &s(&data),
+        "--temperature",
+        "-1",
+    ]);
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("temperature -1"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
