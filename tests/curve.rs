@@ -532,6 +532,63 @@ fn a_curve_to_a_full_checkpoint_fits_and_sweeps() {
         1e-5,
         1e-4,
     );
+
+    // `basin generate --curve`: at t = 0 the curve is the base, at t = 1 the endpoint.
+    let prompts = s(&demo.join("instructions_train.jsonl"));
+    let generate = |name: &str, model_args: &[String]| -> Vec<serde_json::Value> {
+        let out = root.join(format!("{name}.jsonl"));
+        let run = basin()
+            .arg("generate")
+            .args(model_args)
+            .args([
+                "--data",
+                &prompts,
+                "--greedy",
+                "--max-new-tokens",
+                "8",
+                "--out",
+            ])
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(
+            run.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        std::fs::read_to_string(&out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let on_curve = |t: &str| {
+        vec![
+            "--base".to_string(),
+            s(&demo.join("base")),
+            "--curve".to_string(),
+            s(&root.join("fit")),
+            "--t".to_string(),
+            t.to_string(),
+        ]
+    };
+    let ids = |rows: &[serde_json::Value]| -> Vec<serde_json::Value> {
+        rows.iter().map(|r| r["token_ids"].clone()).collect()
+    };
+    let start = generate("curve0", &on_curve("0"));
+    assert_eq!(start[0]["t"], 0.0);
+    assert_eq!(
+        ids(&start),
+        ids(&generate(
+            "base",
+            &["--model".into(), s(&demo.join("base"))]
+        ))
+    );
+    let end = generate("curve1", &on_curve("1"));
+    assert_eq!(
+        ids(&end),
+        ids(&generate("end", &["--model".into(), s(&target)]))
+    );
     let _ = std::fs::remove_dir_all(&root);
 }
 

@@ -270,8 +270,9 @@ fn sampling_is_reproducible_across_batch_sizes() {
     assert!(r.is_err());
 }
 
-/// The command: a path point `--base --adapter --t 0.5` writes what `--model --adapter --scale
-/// 0.5` writes, and both equal the reference; bad arguments are one-line errors.
+/// The command: a path point `--base --adapter --t 0.5` and the full-weight point `--base
+/// --target merged --t 0.5` write what `--model --adapter --scale 0.5` writes, which equals the
+/// reference; bad arguments are one-line errors.
 #[test]
 fn the_generate_command_writes_jsonl_at_a_path_point() {
     let dir = common::scratch_dir("generate", "cli");
@@ -318,7 +319,40 @@ fn the_generate_command_writes_jsonl_at_a_path_point() {
             .map(|l| serde_json::from_str(l).unwrap())
             .collect()
     };
+    // A full-weight path point: θ₀ + 0.5·(θ₁ − θ₀) with θ₁ = the base with the adapter merged.
+    let merged = dir.join("merged");
+    let base = open_model(&tiny.join("llama")).unwrap();
+    let adapter = LoraAdapter::open(tiny.join("llama_lora")).unwrap();
+    common::write_model_folder(
+        &tiny.join("llama"),
+        &merged,
+        &common::merged_weights(base.tensors.as_ref(), &adapter, 1.0),
+    );
+    let c = dir.join("c.jsonl");
+    common::basin_ok(&[
+        "generate",
+        "--base",
+        &s(&tiny.join("llama")),
+        "--target",
+        &s(&merged),
+        "--t",
+        "0.5",
+        "--data",
+        &s(&data),
+        "--greedy",
+        "--max-new-tokens",
+        "20",
+        "--out",
+        &s(&c),
+    ]);
     let (la, lb) = (read(&a), read(&b));
+    for (x, z) in la.iter().zip(&read(&c)) {
+        assert_eq!(
+            x["token_ids"], z["token_ids"],
+            "full-weight path point vs adapter at 0.5"
+        );
+        assert_eq!(z["t"], 0.5);
+    }
     let reference = reference();
     let case = reference["cases"]
         .as_array()
@@ -351,4 +385,66 @@ fn the_generate_command_writes_jsonl_at_a_path_point() {
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(err.contains("temperature -1"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Sampled first tokens of the tiny llama follow the softmax of its own next-token logits:
+/// 20,000 draws (temperature 1, no nucleus), every token with p > 1% within 4.5 standard errors.
+#[test]
+fn sampled_tokens_of_a_tiny_model_follow_its_softmax() {
+    let dir = common::fixtures().join("tiny/llama");
+    let opened = open_model(&dir).unwrap();
+    let device = ComputeDevice::new(ComputeKind::Cpu).unwrap().device;
+    let model = CausalLm::load(&opened.config, opened.tensors.as_ref(), None, &device).unwrap();
+    let prompt: Vec<u32> = vec![1, 17, 42, 99, 7];
+    let (_, logits) = model
+        .start_decoding(std::slice::from_ref(&prompt), &Default::default())
+        .unwrap();
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let z: f64 = logits.iter().map(|&l| (l as f64 - max).exp()).sum();
+    let probs: Vec<f64> = logits.iter().map(|&l| (l as f64 - max).exp() / z).collect();
+    let n = 20_000;
+    let spec = GenerateSpec {
+        max_new_tokens: 1,
+        sampling: Sampling::Sample {
+            temperature: 1.0,
+            top_p: 1.0,
+        },
+        samples: n,
+        seed: 3,
+        batch: 2_000,
+        point: PathPointSpec::default(),
+        stop_ids: vec![],
+    };
+    let mut counts = vec![0usize; probs.len()];
+    let prompts = [Prompt {
+        id: "p".into(),
+        ids: prompt,
+    }];
+    generate(
+        &model,
+        &prompts,
+        &spec,
+        &mut |rows| {
+            for r in rows {
+                counts[r.token_ids[0] as usize] += 1;
+            }
+            Ok(())
+        },
+        &|_| {},
+        &CancelFlag::new(),
+    )
+    .unwrap();
+    let mut checked = 0;
+    for (k, &p) in probs.iter().enumerate() {
+        if p > 0.01 {
+            let f = counts[k] as f64 / n as f64;
+            let se = (p * (1.0 - p) / n as f64).sqrt();
+            assert!(
+                (f - p).abs() <= 4.5 * se,
+                "token {k}: frequency {f} vs softmax {p}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 3, "only {checked} tokens above 1%");
 }

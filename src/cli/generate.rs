@@ -15,6 +15,7 @@ use crate::{
         inputs::chat_template_of,
         job::CancelFlag,
         path::PathKind,
+        sweep_job::{check_compatible, curve_endpoints, curve_path_kind},
     },
     model::{load::PathEndpoints, transformer::CausalLm},
     text::{
@@ -47,6 +48,9 @@ pub struct GenerateArgs {
     /// A full checkpoint: the path θ₀ + t·(θ₁ − θ₀) from --base.
     #[arg(long, value_parser = crate::checkpoint::hub::resolve, requires = "base", conflicts_with = "adapter")]
     pub target: Option<PathBuf>,
+    /// A fitted curve (`basin curve fit` folder): θ(t) along it from --base to its endpoint.
+    #[arg(long, requires = "base", conflicts_with_all = ["adapter", "target"])]
+    pub curve: Option<PathBuf>,
     /// The point of the path (with --base).
     #[arg(long, allow_negative_numbers = true, requires = "base")]
     pub t: Option<f64>,
@@ -84,8 +88,8 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
     let (model_path, t) = match (&args.model, &args.base) {
         (Some(m), None) => (m, None),
         (None, Some(b)) => {
-            if args.adapter.is_none() && args.target.is_none() {
-                bail!("--base needs the path's end: --adapter A or --target T");
+            if args.adapter.is_none() && args.target.is_none() && args.curve.is_none() {
+                bail!("--base needs the path's end: --adapter A, --target T or --curve DIR");
             }
             (b, args.t)
         }
@@ -122,34 +126,45 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
         })
         .collect::<Result<Vec<_>, crate::text::error::TextError>>()
         .with_context(|| format!("{}", args.data.display()))?;
-    let adapter = match &args.adapter {
-        Some(p) => Some(LoraAdapter::open_for(
-            p,
-            opened.tensors.as_ref(),
-            &opened.config,
-        )?),
-        None => None,
-    };
-    let target = match &args.target {
-        Some(p) => {
-            let t = open_model(p)?;
-            crate::experiments::sweep_job::check_compatible(&opened, &t)?;
-            Some(t.tensors)
+    // The path: its kind, LoRA adapters (slots in order) and dense checkpoints (deltas in order).
+    let (kind, adapter_paths, target_paths) = match (&args.curve, &args.adapter, &args.target) {
+        (Some(dir), _, _) => {
+            let (a, c) = curve_endpoints(dir)?;
+            (Some(curve_path_kind(dir)?), a, c)
         }
-        None => None,
+        (None, a, c) => {
+            let kind = match (t, c) {
+                (None, _) => None,
+                (Some(_), None) => Some(PathKind::Lora),
+                (Some(_), Some(_)) => Some(PathKind::FullWeight),
+            };
+            (
+                kind,
+                a.iter().cloned().collect(),
+                c.iter().cloned().collect(),
+            )
+        }
     };
-    let point = match (t, &adapter, &target) {
-        (None, Some(_), _) => PathPointSpec {
-            lora: vec![args.scale],
+    let adapters = adapter_paths
+        .iter()
+        .map(|p| LoraAdapter::open_for(p, opened.tensors.as_ref(), &opened.config))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut targets = Vec::new();
+    for p in &target_paths {
+        let other = open_model(p)?;
+        check_compatible(&opened, &other)?;
+        targets.push(other.tensors);
+    }
+    let point = match (kind, t) {
+        (Some(kind), Some(t)) => kind.point(t, &[]),
+        _ => PathPointSpec {
+            lora: adapters.iter().map(|_| args.scale).collect(),
             dense: vec![],
         },
-        (None, None, _) => PathPointSpec::default(),
-        (Some(t), Some(_), _) => PathKind::Lora.point(t, &[]),
-        (Some(t), None, _) => PathKind::FullWeight.point(t, &[]),
     };
     let endpoints = PathEndpoints {
-        adapters: adapter.iter().collect(),
-        checkpoints: target.iter().map(|t| t.as_ref()).collect(),
+        adapters: adapters.iter().collect(),
+        checkpoints: targets.iter().map(|t| t.as_ref()).collect(),
     };
     let model = CausalLm::load_path(
         &opened.config,
@@ -158,7 +173,7 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
         &compute.device,
     )?;
     drop(endpoints);
-    drop(target);
+    drop(targets);
     let spec = GenerateSpec {
         max_new_tokens: args.max_new_tokens,
         sampling,

@@ -3,7 +3,7 @@
 //! Run button both go through [`run_sweep_job`], so a folder written by one opens in the other.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::{
     curve::{BendKind, CurveEndpoint, CurveKind, CurveRecord},
@@ -98,18 +98,7 @@ impl SweepRequest {
                     "--curve walks a fitted curve to its own endpoint; give no --adapter / --target with it".into(),
                 ));
             }
-            let record = CurveRecord::read(dir).map_err(SweepJobError::Input)?;
-            use {BendKind as B, CurveEndpoint as E, CurveKind as K};
-            return Ok(match (record.kind, record.endpoint_kind, record.bend) {
-                (K::Bezier, E::Lora, B::Lora) => PathKind::Bezier,
-                (K::Polychain, E::Lora, B::Lora) => PathKind::Polychain,
-                (K::Bezier, E::Checkpoint, B::Lora) => PathKind::BezierCheckpoint,
-                (K::Polychain, E::Checkpoint, B::Lora) => PathKind::PolychainCheckpoint,
-                (K::Bezier, E::Lora, B::Full) => PathKind::BezierFull,
-                (K::Polychain, E::Lora, B::Full) => PathKind::PolychainFull,
-                (K::Bezier, E::Checkpoint, B::Full) => PathKind::BezierCheckpointFull,
-                (K::Polychain, E::Checkpoint, B::Full) => PathKind::PolychainCheckpointFull,
-            });
+            return curve_path_kind(dir);
         }
         match (&self.adapter, &self.adapter_b, &self.target) {
             (Some(_), None, None) => Ok(PathKind::Lora),
@@ -203,9 +192,31 @@ pub fn check_compatible(base: &OpenedModel, target: &OpenedModel) -> Result<(), 
 /// endpoint, then a LoRA bend) and its dense endpoints in order (a checkpoint endpoint, then a
 /// full bend's control point θ_b).
 fn curve_inputs(req: &SweepRequest) -> Result<(Vec<PathBuf>, Vec<PathBuf>), SweepJobError> {
-    let Some(dir) = &req.curve else {
-        return Ok((Vec::new(), Vec::new()));
-    };
+    match &req.curve {
+        Some(dir) => curve_endpoints(dir),
+        None => Ok((Vec::new(), Vec::new())),
+    }
+}
+
+/// The path kind of a fitted curve folder (`basin curve fit`): its curve, endpoint and bend kinds.
+pub fn curve_path_kind(dir: &Path) -> Result<PathKind, SweepJobError> {
+    let record = CurveRecord::read(dir).map_err(SweepJobError::Input)?;
+    use {BendKind as B, CurveEndpoint as E, CurveKind as K};
+    Ok(match (record.kind, record.endpoint_kind, record.bend) {
+        (K::Bezier, E::Lora, B::Lora) => PathKind::Bezier,
+        (K::Polychain, E::Lora, B::Lora) => PathKind::Polychain,
+        (K::Bezier, E::Checkpoint, B::Lora) => PathKind::BezierCheckpoint,
+        (K::Polychain, E::Checkpoint, B::Lora) => PathKind::PolychainCheckpoint,
+        (K::Bezier, E::Lora, B::Full) => PathKind::BezierFull,
+        (K::Polychain, E::Lora, B::Full) => PathKind::PolychainFull,
+        (K::Bezier, E::Checkpoint, B::Full) => PathKind::BezierCheckpointFull,
+        (K::Polychain, E::Checkpoint, B::Full) => PathKind::PolychainCheckpointFull,
+    })
+}
+
+/// A fitted curve's LoRA adapters (slots in order) and dense checkpoints (deltas in order), as
+/// [`curve_path_kind`]'s path expects them.
+pub fn curve_endpoints(dir: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>), SweepJobError> {
     let record = CurveRecord::read(dir).map_err(SweepJobError::Input)?;
     let bend = CurveRecord::bend_dir(dir);
     let marker = match record.bend {
