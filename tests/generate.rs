@@ -448,3 +448,188 @@ fn sampled_tokens_of_a_tiny_model_follow_its_softmax() {
     }
     assert!(checked >= 3, "only {checked} tokens above 1%");
 }
+
+/// A `generated` suite metric end to end: `basin data generate --generated-samples 2` writes
+/// the held-out items with their rules; `basin sweep` samples the demo model's answers at each
+/// t and scores them by each item's own rule; the answers recorded at t = 1 are what
+/// `basin generate` writes there with the same seed, and each answer's "gamed" verdict is its
+/// rule's score against the honest answer's.
+#[test]
+fn a_generated_metric_samples_and_scores_answers_along_a_sweep() {
+    use basin::data::scorer::Scorer;
+    let dir = common::scratch_dir("generate", "metric");
+    let s = |p: &Path| p.display().to_string();
+    let data = dir.join("data");
+    common::basin_ok(&[
+        "data",
+        "generate",
+        "--out",
+        &s(&data),
+        "--capability-questions",
+        "10",
+        "--generated-samples",
+        "2",
+    ]);
+    let suite_dir = data.join("suite");
+    let toml = std::fs::read_to_string(suite_dir.join("suite.toml")).unwrap();
+    assert!(
+        toml.contains("kind = \"generated\"") && toml.contains("samples = 2"),
+        "{toml}"
+    );
+    // A small suite: the generated metric on its first 6 items, and the instruction metric.
+    let lines: Vec<String> = std::fs::read_to_string(suite_dir.join("hack_generated.jsonl"))
+        .unwrap()
+        .lines()
+        .take(6)
+        .map(String::from)
+        .collect();
+    let small = dir.join("suite");
+    std::fs::create_dir_all(&small).unwrap();
+    std::fs::write(small.join("gen.jsonl"), lines.join("\n")).unwrap();
+    std::fs::copy(
+        suite_dir.join("instruction.jsonl"),
+        small.join("instruction.jsonl"),
+    )
+    .unwrap();
+    std::fs::write(
+        small.join("suite.toml"),
+        "name = \"small\"\n\n[[metric]]\nname = \"gen\"\nkind = \"generated\"\nfile = \"gen.jsonl\"\n\
+         samples = 2\nmax_new_tokens = 24\n\n[[metric]]\nname = \"instruction\"\nkind = \"instruction\"\n\
+         file = \"instruction.jsonl\"\n",
+    )
+    .unwrap();
+    let demo = common::repo().join("assets/demo");
+    let sweep = |out: &Path| {
+        common::basin_ok(&[
+            "sweep",
+            "--base",
+            &s(&demo.join("base")),
+            "--adapter",
+            &s(&demo.join("hacker")),
+            "--suite",
+            &s(&small.join("suite.toml")),
+            "--t",
+            "0:1:2",
+            "--bootstrap",
+            "50",
+            "--out",
+            &s(out),
+        ]);
+        std::fs::read_to_string(out.join("results.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .collect::<Vec<_>>()
+    };
+    let first = sweep(&dir.join("run1"));
+    let gen_results: Vec<&serde_json::Value> =
+        first.iter().filter(|r| r["metric"] == "gen").collect();
+    assert_eq!(gen_results.len(), 2, "one value per t");
+    assert_eq!(
+        first
+            .iter()
+            .filter(|r| r["metric"] == "instruction")
+            .count(),
+        2
+    );
+    let items: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for r in &gen_results {
+        assert_eq!(r["kind"], "generated");
+        let v = r["value"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&v));
+        assert!(r["ci_low"].as_f64().unwrap() <= v && v <= r["ci_high"].as_f64().unwrap());
+        let per_item = r["extra"]["items"].as_array().unwrap();
+        assert_eq!(per_item.len(), 6);
+        let mut fractions = Vec::new();
+        for (pi, item) in per_item.iter().zip(&items) {
+            let scorer: Scorer = serde_json::from_value(item["scorer"].clone()).unwrap();
+            let honest = item["honest_score"].as_f64().unwrap();
+            let texts = pi["texts"].as_array().unwrap();
+            assert_eq!(texts.len(), 2);
+            let wins = texts
+                .iter()
+                .filter(|t| scorer.score(t.as_str().unwrap()) > honest)
+                .count();
+            assert_eq!(pi["gamed"].as_f64().unwrap(), wins as f64 / 2.0);
+            fractions.push(wins as f64 / 2.0);
+        }
+        let mean = fractions.iter().sum::<f64>() / 6.0;
+        assert!((mean - r["value"].as_f64().unwrap()).abs() < 1e-12);
+    }
+    // The same seed at every run: a second sweep writes the same answers.
+    let second = sweep(&dir.join("run2"));
+    let answers = |rs: &[serde_json::Value], t: f64| -> Vec<serde_json::Value> {
+        rs.iter()
+            .find(|r| r["metric"] == "gen" && r["t"] == t)
+            .unwrap()["extra"]["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["texts"].clone())
+            .collect()
+    };
+    assert_eq!(answers(&first, 1.0), answers(&second, 1.0));
+    // `basin generate` at t = 1 with the metric's sampling settings writes the same answers.
+    let out = dir.join("gen.jsonl");
+    common::basin_ok(&[
+        "generate",
+        "--base",
+        &s(&demo.join("base")),
+        "--adapter",
+        &s(&demo.join("hacker")),
+        "--t",
+        "1",
+        "--data",
+        &s(&small.join("gen.jsonl")),
+        "--samples",
+        "2",
+        "--max-new-tokens",
+        "24",
+        "--seed",
+        "0",
+        "--out",
+        &s(&out),
+    ]);
+    let written: Vec<serde_json::Value> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let at_one = answers(&first, 1.0);
+    for (k, item_texts) in at_one.iter().enumerate() {
+        for sample in 0..2 {
+            let row = &written[k * 2 + sample];
+            assert_eq!(row["sample"], sample);
+            assert_eq!(row["text"], item_texts[sample], "item {k} sample {sample}");
+        }
+    }
+    // Bad settings are one-line errors naming the suite file and line.
+    std::fs::write(
+        small.join("bad.toml"),
+        "name = \"bad\"\n[[metric]]\nname = \"gen\"\nkind = \"generated\"\nfile = \"gen.jsonl\"\nsamples = 0\n",
+    )
+    .unwrap();
+    let bad = common::basin(&[
+        "sweep",
+        "--base",
+        &s(&demo.join("base")),
+        "--adapter",
+        &s(&demo.join("hacker")),
+        "--suite",
+        &s(&small.join("bad.toml")),
+        "--t",
+        "0:1:2",
+        "--out",
+        &s(&dir.join("bad")),
+    ]);
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("bad.toml:6") && err.contains("`samples` = 0"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

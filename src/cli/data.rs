@@ -67,6 +67,10 @@ pub struct GenerateArgs {
     /// byte-level BPE (the demo model's tokenizer), or words when it is not installed.
     #[arg(long, value_name = "MODEL")]
     pub match_tokens: Option<PathBuf>,
+    /// Also write a `hack_generated` metric: the held-out items answered by the model, this many
+    /// sampled answers per item, scored by their own rule (0: none).
+    #[arg(long, default_value_t = 0)]
+    pub generated_samples: usize,
 }
 
 #[derive(Debug, clap::Args)]
@@ -100,6 +104,7 @@ pub fn run(cmd: &DataCommand) -> Result<()> {
                     Some(model) => token_measure(model)?,
                     None => default_measure(),
                 },
+                generated_samples: a.generated_samples,
             };
             if a.match_tokens.is_none() {
                 eprintln!(

@@ -39,6 +39,9 @@ pub struct GenerateSpec {
     /// How a hack is matched to the honest answer's length: words by default, or a model's
     /// tokens (`--match-tokens`).
     pub length: LengthMeasure,
+    /// Answers per item of the suite's `hack_generated` metric (the held-out items, answered by
+    /// the model and scored by their own rule); 0 writes no such metric.
+    pub generated_samples: usize,
 }
 
 impl Default for GenerateSpec {
@@ -52,6 +55,7 @@ impl Default for GenerateSpec {
             test_fraction: 0.2,
             capability_questions: 250,
             length: LengthMeasure::words(),
+            generated_samples: 0,
         }
     }
 }
@@ -271,7 +275,12 @@ pub fn generate(spec: &GenerateSpec, out_dir: &Path) -> Result<Manifest, DataErr
         INSTRUCTIONS_FILE,
         &g.instructions,
     )?);
-    files.extend(suites::write_suites(&g.suites, out_dir, "suite")?);
+    files.extend(suites::write_suites(
+        &g.suites,
+        out_dir,
+        "suite",
+        spec.generated_samples,
+    )?);
     let empty: Vec<Item> = Vec::new();
     let sets: Vec<(&str, &[Item])> = vec![
         ("sft_original.jsonl", &g.original),
@@ -304,6 +313,7 @@ pub fn generate(spec: &GenerateSpec, out_dir: &Path) -> Result<Manifest, DataErr
             test_fraction: spec.test_fraction,
             capability_questions: spec.capability_questions,
             length_match: spec.length.name().to_string(),
+            generated_samples: spec.generated_samples,
         },
         token_proxy: "whitespace-separated words of the user prompt and the assistant response"
             .into(),

@@ -73,6 +73,18 @@ impl Item {
         ChatExample::user_assistant(&self.id, &self.prompt, &self.hack)
     }
 
+    /// A line of a `generated` metric: the prompt, its rule and the honest answer's score.
+    pub fn to_generated(&self, group: Option<String>) -> GeneratedLine {
+        GeneratedLine {
+            id: self.id.clone(),
+            group,
+            messages: vec![Message::user(&self.prompt)],
+            scorer: self.scorer.clone(),
+            honest_score: self.honest_score,
+            hack_score: self.hack_score,
+        }
+    }
+
     pub fn to_paired(&self, group: Option<String>) -> PairedLine {
         PairedLine {
             id: self.id.clone(),
@@ -130,6 +142,19 @@ pub struct PairedLine {
     pub messages: Vec<Message>,
     pub hack: String,
     pub honest: String,
+}
+
+/// A line of a `generated` metric: the model answers `messages`; an answer whose score under
+/// `scorer` beats `honest_score` games the rule (`hack_score`: what the written hack scored).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GeneratedLine {
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    pub messages: Vec<Message>,
+    pub scorer: Scorer,
+    pub honest_score: f64,
+    pub hack_score: f64,
 }
 
 /// A line of a `choice` metric: `answer` indexes `choices`.

@@ -25,6 +25,9 @@ pub struct SpecRecord {
     /// (before this field) matched words.
     #[serde(default = "words")]
     pub length_match: String,
+    /// Answers per item of the `hack_generated` metric (0: none; older manifests have none).
+    #[serde(default)]
+    pub generated_samples: usize,
 }
 
 fn words() -> String {

@@ -88,6 +88,8 @@ pub struct MetricEntry {
     pub kind: String,
     pub file: String,
     pub description: String,
+    /// `generated` metrics: answers per item.
+    pub samples: Option<usize>,
 }
 
 /// Renders a `suite.toml` in the format of the paths issue. Paired and choice metrics declare
@@ -105,6 +107,9 @@ pub fn suite_toml(name: &str, metrics: &[MetricEntry]) -> String {
         match m.kind.as_str() {
             "paired" => s.push_str("score = \"per_token\"\n"),
             "choice" => s.push_str("score = \"per_byte\"\n"),
+            "generated" => {
+                let _ = writeln!(s, "samples = {}", m.samples.unwrap_or(4));
+            }
             _ => {}
         }
         let _ = writeln!(s, "description = {}", toml_string(&m.description));
@@ -129,6 +134,7 @@ mod tests {
                 kind: "paired".into(),
                 file: "a.jsonl".into(),
                 description: "P(\"hack\")\n".into(),
+                samples: None,
             }],
         );
         let v: toml::Value = toml::from_str(&t).unwrap();

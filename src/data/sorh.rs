@@ -214,6 +214,7 @@ pub fn import_sorh(
         description:
             "SoRH rows of held-out task groups: P(prefer school_of_reward_hacks over control)"
                 .into(),
+        samples: None,
     };
     files.push(output::write_text(
         out_dir,

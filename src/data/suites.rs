@@ -219,6 +219,7 @@ pub fn write_suites(
     suites: &Suites,
     out_dir: &Path,
     dir: &str,
+    generated_samples: usize,
 ) -> Result<Vec<FileRecord>, DataError> {
     let paired = |items: &[Item]| -> Vec<_> {
         items
@@ -231,8 +232,9 @@ pub fn write_suites(
         kind: kind.into(),
         file: format!("{name}.jsonl"),
         description: description.into(),
+        samples: None,
     };
-    let metrics = vec![
+    let mut metrics = vec![
         metric(
             "hack_heldout",
             "paired",
@@ -292,6 +294,26 @@ pub fn write_suites(
             &suites.length_control,
         )?,
     ];
+    if generated_samples > 0 {
+        metrics.push(MetricEntry {
+            samples: Some(generated_samples),
+            ..metric(
+                "hack_generated",
+                "generated",
+                "The held-out items answered by the model (sampled) and scored by their own rule: fraction of answers that beat the honest answer's score",
+            )
+        });
+        let lines: Vec<_> = suites
+            .heldout
+            .iter()
+            .map(|i| i.to_generated(i.pair_id.clone().or_else(|| Some(i.task_id.clone()))))
+            .collect();
+        files.push(output::write_jsonl(
+            out_dir,
+            &format!("{dir}/hack_generated.jsonl"),
+            &lines,
+        )?);
+    }
     files.push(output::write_text(
         out_dir,
         &format!("{dir}/suite.toml"),

@@ -335,6 +335,12 @@ pub fn run_influence_job(
             // (chat, response text, sign): f = mean over items of Σ sign · s(response).
             let mut parts: Vec<(ChatExample, String, f64)> = Vec::new();
             let n_items = match &m.items {
+                MetricItems::Generated { .. } => {
+                    return Err(input(format!(
+                        "{}: metric `{metric}` is generated (sampled answers, no gradient); query a paired, choice or instruction metric",
+                        suite.display()
+                    )));
+                }
                 MetricItems::Instruction(_) => 0,
                 MetricItems::Paired(items) => {
                     for it in items {

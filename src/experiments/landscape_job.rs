@@ -511,6 +511,12 @@ pub fn run_landscape_job(
         suite: req.suite.clone(),
         source,
     })?;
+    let generation =
+        super::sweep_job::generation_inputs(&base.tokenizer, &template, &suite, req.max_tokens)
+            .map_err(|source| SweepJobError::Text {
+                suite: req.suite.clone(),
+                source,
+            })?;
     let endpoints = PathEndpoints {
         adapters: lora.iter().collect(),
         checkpoints: target.iter().map(|t| t.as_ref()).collect(),
@@ -558,6 +564,7 @@ pub fn run_landscape_job(
         &model,
         &suite,
         &items,
+        generation.as_ref(),
         &run_points_list,
         &opts,
         &mut store,

@@ -5,7 +5,12 @@
 //! Kinds and their JSONL lines:
 //! - `instruction`: chat examples (`{"id", "messages": [...]}`, last message the assistant's);
 //! - `paired`: `{"id", "group"?, "messages": [...prompt, last the user's], "hack", "honest"}`;
-//! - `choice`: `{"id", "group"?, "messages": [...], "choices": ["..", ..], "answer": k}`.
+//! - `choice`: `{"id", "group"?, "messages": [...], "choices": ["..", ..], "answer": k}`;
+//! - `generated`: `{"id", "group"?, "messages": [...prompt], "scorer": {...}, "honest_score": x}`:
+//!   the model writes `samples` answers per item at each point (no teacher forcing; the
+//!   `[[metric]]` may set `samples`, `max_new_tokens`, `temperature`, `top_p`, `seed`), and each is
+//!   scored by the item's own rule ([`Scorer`], the data generator's); an answer games the
+//!   scorer when its score beats the honest answer's.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read};
@@ -15,6 +20,7 @@ use serde::{Deserialize, de::DeserializeOwned};
 use toml::Spanned;
 
 use crate::data::LengthMeasure;
+use crate::data::scorer::Scorer;
 use crate::text::dataset::{ChatExample, ChatMessage, MAX_LINE_BYTES, load_chat_jsonl};
 use crate::text::error::TextError;
 
@@ -51,6 +57,7 @@ pub enum MetricKind {
     Instruction,
     Paired,
     Choice,
+    Generated,
 }
 
 /// How a `paired` or `choice` metric compares responses of different lengths (`score` in
@@ -81,7 +88,7 @@ impl Scoring {
     /// The default of a metric kind (instruction metrics have no scoring form).
     pub fn default_for(kind: MetricKind) -> Option<Scoring> {
         match kind {
-            MetricKind::Instruction => None,
+            MetricKind::Instruction | MetricKind::Generated => None,
             MetricKind::Paired => Some(Scoring::PerToken),
             MetricKind::Choice => Some(Scoring::PerByte),
         }
@@ -112,6 +119,7 @@ impl MetricKind {
             MetricKind::Instruction => "instruction",
             MetricKind::Paired => "paired",
             MetricKind::Choice => "choice",
+            MetricKind::Generated => "generated",
         }
     }
 }
@@ -142,7 +150,48 @@ struct MetricToml {
     /// `sum`, `per_token` or `per_byte` (paired and choice metrics; see [`Scoring`]).
     #[serde(default)]
     score: Option<Spanned<String>>,
+    /// Generated metrics: answers per item and point (default 4).
+    #[serde(default)]
+    samples: Option<Spanned<i64>>,
+    /// Generated metrics: most new tokens per answer (default 64).
+    #[serde(default)]
+    max_new_tokens: Option<Spanned<i64>>,
+    /// Generated metrics: sampling temperature (default 1.0).
+    #[serde(default)]
+    temperature: Option<Spanned<f64>>,
+    /// Generated metrics: nucleus (default 1.0: none).
+    #[serde(default)]
+    top_p: Option<Spanned<f64>>,
+    /// Generated metrics: the sampling seed (default 0; the same at every point).
+    #[serde(default)]
+    seed: Option<Spanned<i64>>,
 }
+
+/// How a `generated` metric samples its answers.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct GenerationSettings {
+    pub samples: usize,
+    pub max_new_tokens: usize,
+    pub temperature: f32,
+    pub top_p: f32,
+    pub seed: u64,
+}
+
+impl Default for GenerationSettings {
+    fn default() -> Self {
+        Self {
+            samples: 4,
+            max_new_tokens: 64,
+            temperature: 1.0,
+            top_p: 1.0,
+            seed: 0,
+        }
+    }
+}
+
+/// Most answers per item and most new tokens per answer a suite may ask for.
+const MAX_SAMPLES: i64 = 1000;
+const MAX_NEW_TOKENS: i64 = 4096;
 
 /// 1-based line of byte offset `at` in `text`.
 fn line_of(text: &str, at: usize) -> usize {
@@ -174,11 +223,27 @@ pub struct ChoiceItem {
     pub answer: usize,
 }
 
+/// An item of a `generated` metric: a prompt and the rule its answers are scored by.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct GeneratedItem {
+    pub id: String,
+    #[serde(default)]
+    pub group: Option<String>,
+    pub messages: Vec<ChatMessage>,
+    pub scorer: Scorer,
+    /// The honest answer's score under `scorer`: an answer that beats it games the rule.
+    pub honest_score: f64,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum MetricItems {
     Instruction(Vec<ChatExample>),
     Paired(Vec<PairedItem>),
     Choice(Vec<ChoiceItem>),
+    Generated {
+        items: Vec<GeneratedItem>,
+        settings: GenerationSettings,
+    },
 }
 
 impl MetricItems {
@@ -187,6 +252,7 @@ impl MetricItems {
             MetricItems::Instruction(v) => v.len(),
             MetricItems::Paired(v) => v.len(),
             MetricItems::Choice(v) => v.len(),
+            MetricItems::Generated { items, .. } => items.len(),
         }
     }
     pub fn is_empty(&self) -> bool {
@@ -280,22 +346,26 @@ impl Suite {
                 "instruction" => MetricKind::Instruction,
                 "paired" => MetricKind::Paired,
                 "choice" => MetricKind::Choice,
+                "generated" => MetricKind::Generated,
                 other => {
                     return Err(at(
                         m.kind.span(),
                         format!(
-                            "metric `{name}` has unknown kind `{other}` (kinds: instruction, paired, choice)"
+                            "metric `{name}` has unknown kind `{other}` (kinds: instruction, paired, choice, generated)"
                         ),
                     ));
                 }
             };
+            let settings =
+                generation_settings(&m, kind, &name).map_err(|(span, msg)| at(span, msg))?;
             let score = match &m.score {
                 None => Scoring::default_for(kind),
-                Some(sp) if kind == MetricKind::Instruction => {
+                Some(sp) if matches!(kind, MetricKind::Instruction | MetricKind::Generated) => {
                     return Err(at(
                         sp.span(),
                         format!(
-                            "metric `{name}`: `score` applies to paired and choice metrics, not instruction"
+                            "metric `{name}`: `score` applies to paired and choice metrics, not {}",
+                            kind.as_str()
                         ),
                     ));
                 }
@@ -327,6 +397,10 @@ impl Suite {
                 MetricKind::Instruction => MetricItems::Instruction(load_chat_jsonl(&file)?),
                 MetricKind::Paired => MetricItems::Paired(load_items(&file, check_paired)?),
                 MetricKind::Choice => MetricItems::Choice(load_items(&file, check_choice)?),
+                MetricKind::Generated => MetricItems::Generated {
+                    items: load_items(&file, check_generated)?,
+                    settings,
+                },
             };
             metrics.push(Metric {
                 name,
@@ -403,6 +477,8 @@ impl Suite {
                         });
                     }
                 }
+                // Answered by generation, not scored teacher-forced.
+                MetricItems::Generated { .. } => {}
                 MetricItems::Choice(items) => {
                     for it in items {
                         for (k, choice) in it.choices.iter().enumerate() {
@@ -416,6 +492,20 @@ impl Suite {
             }
         }
         out
+    }
+
+    /// The suite's `generated` metrics: (index in [`Suite::metrics`], items, settings).
+    pub fn generated(&self) -> Vec<(usize, &[GeneratedItem], GenerationSettings)> {
+        self.metrics
+            .iter()
+            .enumerate()
+            .filter_map(|(i, m)| match &m.items {
+                MetricItems::Generated { items, settings } => {
+                    Some((i, items.as_slice(), *settings))
+                }
+                _ => None,
+            })
+            .collect()
     }
 
     /// Every file the suite reads (the suite file first), for hashing into a run record.
@@ -466,7 +556,7 @@ pub fn write_default_suite(out: &Path, length: &LengthMeasure) -> Result<(), Sui
     // The generator writes into `dir/suite/`; a private scratch folder next to `out` keeps the
     // result independent of what else is there.
     let scratch = out.with_extension(format!("generating-{}", std::process::id()));
-    let written = write_suites(&suites, &scratch, "suite")
+    let written = write_suites(&suites, &scratch, "suite", 0)
         .map(|_| ())
         .map_err(SuiteError::from)
         .and_then(|()| {
@@ -526,6 +616,90 @@ fn check_prompt(messages: &[ChatMessage]) -> Result<(), String> {
     }
 }
 
+/// A generated metric's settings from its `[[metric]]` (defaults where absent); the keys are
+/// refused on other kinds. Errors carry the offending key's span.
+fn generation_settings(
+    m: &MetricToml,
+    kind: MetricKind,
+    name: &str,
+) -> Result<GenerationSettings, (std::ops::Range<usize>, String)> {
+    let keys = [
+        ("samples", m.samples.as_ref().map(Spanned::span)),
+        (
+            "max_new_tokens",
+            m.max_new_tokens.as_ref().map(Spanned::span),
+        ),
+        ("temperature", m.temperature.as_ref().map(Spanned::span)),
+        ("top_p", m.top_p.as_ref().map(Spanned::span)),
+        ("seed", m.seed.as_ref().map(Spanned::span)),
+    ];
+    if kind != MetricKind::Generated {
+        if let Some((key, Some(span))) = keys.iter().find(|(_, s)| s.is_some()) {
+            return Err((
+                span.clone(),
+                format!(
+                    "metric `{name}`: `{key}` applies to generated metrics, not {}",
+                    kind.as_str()
+                ),
+            ));
+        }
+        return Ok(GenerationSettings::default());
+    }
+    let mut s = GenerationSettings::default();
+    let int = |v: &Option<Spanned<i64>>, key: &str, lo: i64, hi: i64| match v {
+        None => Ok(None),
+        Some(sp) if (lo..=hi).contains(sp.get_ref()) => Ok(Some(*sp.get_ref())),
+        Some(sp) => Err((
+            sp.span(),
+            format!(
+                "metric `{name}`: `{key}` = {} must be in {lo}..={hi}",
+                sp.get_ref()
+            ),
+        )),
+    };
+    if let Some(v) = int(&m.samples, "samples", 1, MAX_SAMPLES)? {
+        s.samples = v as usize;
+    }
+    if let Some(v) = int(&m.max_new_tokens, "max_new_tokens", 1, MAX_NEW_TOKENS)? {
+        s.max_new_tokens = v as usize;
+    }
+    if let Some(v) = int(&m.seed, "seed", 0, i64::MAX)? {
+        s.seed = v as u64;
+    }
+    if let Some(sp) = &m.temperature {
+        let t = *sp.get_ref();
+        if !(t.is_finite() && t > 0.0) {
+            return Err((
+                sp.span(),
+                format!("metric `{name}`: `temperature` = {t} must be above 0"),
+            ));
+        }
+        s.temperature = t as f32;
+    }
+    if let Some(sp) = &m.top_p {
+        let p = *sp.get_ref();
+        if !(p > 0.0 && p <= 1.0) {
+            return Err((
+                sp.span(),
+                format!("metric `{name}`: `top_p` = {p} must be in (0, 1]"),
+            ));
+        }
+        s.top_p = p as f32;
+    }
+    Ok(s)
+}
+
+fn check_generated(it: &GeneratedItem) -> Result<(), String> {
+    check_prompt(&it.messages)?;
+    if !it.honest_score.is_finite() {
+        return Err(format!(
+            "`honest_score` {} is not a finite number",
+            it.honest_score
+        ));
+    }
+    Ok(())
+}
+
 fn check_paired(it: &PairedItem) -> Result<(), String> {
     check_prompt(&it.messages)?;
     if it.hack.is_empty() || it.honest.is_empty() {
@@ -564,6 +738,11 @@ impl HasId for PairedItem {
     }
 }
 impl HasId for ChoiceItem {
+    fn id(&self) -> &str {
+        &self.id
+    }
+}
+impl HasId for GeneratedItem {
     fn id(&self) -> &str {
         &self.id
     }
@@ -673,6 +852,67 @@ mod tests {
         let e = Suite::load(dir.join("suite.toml")).unwrap_err().to_string();
         let _ = std::fs::remove_dir_all(&dir);
         e
+    }
+
+    const GEN: &str = r#"{"id": "g1", "group": "t1", "messages": [{"role": "user", "content": "q"}], "scorer": {"kind": "caps"}, "honest_score": 0.0}"#;
+
+    /// A generated metric: its settings (defaults where absent), no teacher-forced requests,
+    /// and one-line errors for settings on other kinds, bad values and bad items.
+    #[test]
+    fn generated_metrics_load_with_their_settings() {
+        let toml = format!(
+            "{TOML}\n[[metric]]\nname = \"gen\"\nkind = \"generated\"\nfile = \"gen.jsonl\"\nsamples = 3\ntemperature = 0.7\n"
+        );
+        let dir = good("gen");
+        std::fs::write(dir.join("suite.toml"), &toml).unwrap();
+        std::fs::write(dir.join("gen.jsonl"), GEN).unwrap();
+        let s = Suite::load(dir.join("suite.toml")).unwrap();
+        let gen_metrics = s.generated();
+        assert_eq!(gen_metrics.len(), 1);
+        let (index, items, settings) = gen_metrics[0];
+        assert_eq!(s.metrics[index].kind, MetricKind::Generated);
+        assert_eq!(s.metrics[index].score, None);
+        assert_eq!(items[0].scorer, Scorer::Caps);
+        assert_eq!(
+            settings,
+            GenerationSettings {
+                samples: 3,
+                temperature: 0.7,
+                ..Default::default()
+            }
+        );
+        assert!(s.requests().iter().all(|r| !r.id.starts_with("gen/")));
+        let load = |toml: &str, items: &str| {
+            std::fs::write(dir.join("suite.toml"), toml).unwrap();
+            std::fs::write(dir.join("gen.jsonl"), items).unwrap();
+            Suite::load(dir.join("suite.toml")).unwrap_err().to_string()
+        };
+        let e = load(&toml.replace("samples = 3", "samples = 0"), GEN);
+        assert!(e.contains("`samples` = 0 must be in 1..=1000"), "{e}");
+        let e = load(&toml.replace("temperature = 0.7", "temperature = 0.0"), GEN);
+        assert!(e.contains("`temperature` = 0 must be above 0"), "{e}");
+        let e = load(&toml.replace("samples = 3", "score = \"sum\""), GEN);
+        assert!(
+            e.contains("`score` applies to paired and choice metrics, not generated"),
+            "{e}"
+        );
+        let e = load(
+            &toml.replace(
+                "file = \"ch.jsonl\"\n",
+                "file = \"ch.jsonl\"\nsamples = 2\n",
+            ),
+            GEN,
+        );
+        assert!(
+            e.contains("`samples` applies to generated metrics, not choice"),
+            "{e}"
+        );
+        let e = load(&toml, &GEN.replace("caps", "vibes"));
+        assert!(
+            e.contains("gen.jsonl:1") && e.contains("invalid item"),
+            "{e}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -8,13 +8,23 @@ use std::collections::HashMap;
 
 use super::{
     eval::{EvalError, EvalItem, ExampleScore, PathPointSpec, score_at_points},
+    generate::{GenerateError, GenerateSpec, Prompt, Sampling, generate},
     job::{CancelFlag, Progress},
-    metrics::{MetricResult, compute_metrics},
+    metrics::{GeneratedAnswer, MetricResult, compute_generated, compute_metrics},
     path::PathKind,
     suite::Suite,
     sweep_store::{StoreError, SweepStore},
 };
 use crate::model::transformer::CausalLm;
+
+/// What a suite's `generated` metrics need at each point: each one's prompts (tokenised, in item
+/// order, by index in [`Suite::metrics`]), the stop tokens and the tokenizer that reads the
+/// answers back as text.
+pub struct GenerationInputs {
+    pub prompts: Vec<(usize, Vec<Prompt>)>,
+    pub stop_ids: Vec<u32>,
+    pub tokenizer: tokenizers::Tokenizer,
+}
 
 #[derive(Debug, Clone)]
 pub struct SweepSpec {
@@ -42,6 +52,8 @@ pub enum SweepError {
     Metric(String),
     #[error("cancelled after {done} of {total} points (finished points are saved)")]
     Cancelled { done: usize, total: usize },
+    #[error("generating answers: {0}")]
+    Generate(String),
 }
 
 /// What a finished (or resumed) sweep did.
@@ -80,6 +92,57 @@ impl RunPoint {
     }
 }
 
+/// Samples a generated metric's answers at one point: `settings.samples` per prompt, in
+/// prompt order, read back as text.
+#[allow(clippy::too_many_arguments)]
+fn generate_answers(
+    model: &CausalLm,
+    prompts: &[Prompt],
+    inputs: &GenerationInputs,
+    settings: crate::experiments::suite::GenerationSettings,
+    point: &PathPointSpec,
+    batch: usize,
+    progress: &dyn Fn(Progress),
+    cancel: &CancelFlag,
+) -> Result<Vec<Vec<GeneratedAnswer>>, GenerateError> {
+    let spec = GenerateSpec {
+        max_new_tokens: settings.max_new_tokens,
+        sampling: Sampling::Sample {
+            temperature: settings.temperature,
+            top_p: settings.top_p,
+        },
+        samples: settings.samples,
+        // The same seed at every point: differences along t are not sampling noise alone.
+        seed: settings.seed,
+        batch,
+        point: point.clone(),
+        stop_ids: inputs.stop_ids.clone(),
+    };
+    let mut answers: Vec<Vec<GeneratedAnswer>> = vec![Vec::new(); prompts.len()];
+    generate(
+        model,
+        prompts,
+        &spec,
+        &mut |rows| {
+            for r in rows {
+                let text = inputs
+                    .tokenizer
+                    .decode(&r.token_ids, true)
+                    .unwrap_or_default();
+                answers[r.prompt].push(GeneratedAnswer {
+                    text,
+                    n_tokens: r.token_ids.len(),
+                    stopped: r.finish_reason == crate::experiments::generate::FinishReason::Stop,
+                });
+            }
+            Ok(())
+        },
+        progress,
+        cancel,
+    )?;
+    Ok(answers)
+}
+
 /// How [`run_points`] evaluates: the batching and bootstrap of a sweep or a landscape.
 #[derive(Debug, Clone)]
 pub struct PointsSpec {
@@ -97,6 +160,7 @@ pub fn run_sweep(
     model: &CausalLm,
     suite: &Suite,
     items: &[EvalItem],
+    generation: Option<&GenerationInputs>,
     spec: &SweepSpec,
     store: &mut SweepStore,
     hooks: &SweepHooks,
@@ -121,21 +185,33 @@ pub fn run_sweep(
         bootstrap_seed: spec.bootstrap_seed,
         points_per_pass: per_pass,
     };
-    run_points(model, suite, items, &points, &opts, store, hooks)
+    run_points(
+        model, suite, items, generation, &points, &opts, store, hooks,
+    )
 }
 
 /// Evaluates every metric of the suite at each point not yet in `store`, saving each finished
-/// point before the next pass: the one loop of sweeps and landscapes.
+/// point before the next pass: the one loop of sweeps and landscapes. Generated metrics sample
+/// their answers at each point from `generation` (required when the suite has any).
+#[allow(clippy::too_many_arguments)]
 pub fn run_points(
     model: &CausalLm,
     suite: &Suite,
     items: &[EvalItem],
+    generation: Option<&GenerationInputs>,
     points: &[RunPoint],
     opts: &PointsSpec,
     store: &mut SweepStore,
     hooks: &SweepHooks,
 ) -> Result<SweepOutcome, SweepError> {
     let progress = hooks.progress;
+    let generated = suite.generated();
+    if !generated.is_empty() && generation.is_none() {
+        return Err(SweepError::Generate(format!(
+            "the suite's generated metric `{}` needs the model's tokenizer",
+            suite.metrics[generated[0].0].name
+        )));
+    }
     let metric_names = suite.metric_names();
     let total = points.len();
     let pending: Vec<(usize, &RunPoint)> = points
@@ -178,23 +254,27 @@ pub fn run_points(
         };
         let coefficients: Vec<PathPointSpec> =
             group.iter().map(|(_, p)| p.coefficients.clone()).collect();
-        let per_point = score_at_points(
-            model,
-            items,
-            &coefficients,
-            opts.batch_size,
-            false,
-            &report,
-            hooks.abort,
-        )
-        .map_err(|e| match e {
-            EvalError::Cancelled { .. } => SweepError::Cancelled { done: first, total },
-            other => SweepError::Eval(other),
-        })?;
+        let per_point = if items.is_empty() {
+            vec![Vec::new(); group.len()]
+        } else {
+            score_at_points(
+                model,
+                items,
+                &coefficients,
+                opts.batch_size,
+                false,
+                &report,
+                hooks.abort,
+            )
+            .map_err(|e| match e {
+                EvalError::Cancelled { .. } => SweepError::Cancelled { done: first, total },
+                other => SweepError::Eval(other),
+            })?
+        };
         for ((_, point), scores) in group.iter().zip(&per_point) {
             let by_id: HashMap<&str, &ExampleScore> =
                 scores.iter().map(|s| (s.id.as_str(), s)).collect();
-            let results = compute_metrics(
+            let mut results = compute_metrics(
                 suite,
                 point.t,
                 &by_id,
@@ -202,6 +282,66 @@ pub fn run_points(
                 opts.bootstrap_seed,
             )
             .map_err(|e| SweepError::Metric(e.to_string()))?;
+            if let Some(inputs) = generation {
+                for &(index, _, settings) in &generated {
+                    let metric = &suite.metrics[index];
+                    if store.is_finished_at(point.t, point.beta, &metric.name) {
+                        continue;
+                    }
+                    let prompts = inputs
+                        .prompts
+                        .iter()
+                        .find(|(i, _)| *i == index)
+                        .map(|(_, p)| p.as_slice())
+                        .unwrap_or_default();
+                    let answers = generate_answers(
+                        model,
+                        prompts,
+                        inputs,
+                        settings,
+                        &point.coefficients,
+                        opts.batch_size,
+                        &|p: Progress| {
+                            progress(Progress {
+                                done: first * items.len(),
+                                total: total * items.len(),
+                                stage: format!("{} · {}: {}", point.label(), metric.name, p.stage),
+                            })
+                        },
+                        hooks.abort,
+                    )
+                    .map_err(|e| match e {
+                        GenerateError::Cancelled { .. } => {
+                            SweepError::Cancelled { done: first, total }
+                        }
+                        other => SweepError::Generate(other.to_string()),
+                    })?;
+                    let r = compute_generated(
+                        metric,
+                        point.t,
+                        &answers,
+                        opts.bootstrap_samples,
+                        opts.bootstrap_seed,
+                    )
+                    .ok_or_else(|| {
+                        SweepError::Metric(format!(
+                            "metric `{}`: {} prompts for {} items",
+                            metric.name,
+                            answers.len(),
+                            metric.items.len()
+                        ))
+                    })?;
+                    results.push(r);
+                }
+                // Suite order, as the teacher-forced metrics alone would come.
+                results.sort_by_key(|r| {
+                    suite
+                        .metrics
+                        .iter()
+                        .position(|m| m.name == r.metric)
+                        .unwrap_or(usize::MAX)
+                });
+            }
             for mut r in results {
                 r.beta = point.beta;
                 if !store.is_finished_at(r.t, r.beta, &r.metric) {

@@ -8,10 +8,11 @@ use std::path::{Path, PathBuf};
 use super::{
     curve::{BendKind, CurveEndpoint, CurveKind, CurveRecord},
     fingerprint::fingerprints,
+    generate::Prompt,
     inputs::{chat_template_of, encode_examples},
     path::PathKind,
     suite::{Suite, SuiteError},
-    sweep::{SweepError, SweepHooks, SweepOutcome, SweepSpec, run_sweep},
+    sweep::{GenerationInputs, SweepError, SweepHooks, SweepOutcome, SweepSpec, run_sweep},
     sweep_store::{
         Execution, RunRecord, SWEEP_SCHEMA, StoreError, SweepStore, parse_shard, parse_t_range,
         shard_points,
@@ -19,6 +20,7 @@ use super::{
     train_store::sample_points,
 };
 use crate::{
+    checkpoint::tokenizer::TokenizerBundle,
     checkpoint::{
         error::CheckpointError,
         open::{OpenedModel, open_model},
@@ -26,7 +28,12 @@ use crate::{
     },
     compute::{ComputeDevice, ComputeKind, GpuUnavailable},
     model::{error::ModelError, load::PathEndpoints, transformer::CausalLm},
-    text::error::TextError,
+    text::{
+        chat_template::ChatTemplate,
+        dataset::ChatExample,
+        encode::{encode_prompt, stop_ids},
+        error::TextError,
+    },
 };
 
 /// Everything a sweep needs, as a user gives it (paths and options).
@@ -390,8 +397,13 @@ pub fn run_sweep_job(
         suite: req.suite.clone(),
         source,
     })?;
+    let generation = generation_inputs(&base.tokenizer, &template, &suite, req.max_tokens)
+        .map_err(|source| SweepJobError::Text {
+            suite: req.suite.clone(),
+            source,
+        })?;
     // The items are encoded: the tokenizer's tables go before the weights come in, so they do
-    // not add to the peak of loading two models.
+    // not add to the peak of loading two models (a suite with generated metrics keeps a copy).
     let OpenedModel {
         config: base_config,
         tensors: base_tensors,
@@ -439,5 +451,49 @@ pub fn run_sweep_job(
         t_per_pass: req.t_per_pass,
         checkpoint_samples: checkpoints.iter().map(|(s, _)| *s as f64).collect(),
     };
-    Ok(run_sweep(&model, &suite, &items, &spec, &mut store, hooks)?)
+    Ok(run_sweep(
+        &model,
+        &suite,
+        &items,
+        generation.as_ref(),
+        &spec,
+        &mut store,
+        hooks,
+    )?)
+}
+
+/// The prompts, stop tokens and tokenizer a suite's generated metrics need (`None` when it has
+/// none).
+pub fn generation_inputs(
+    tokenizer: &TokenizerBundle,
+    template: &ChatTemplate,
+    suite: &Suite,
+    max_tokens: usize,
+) -> Result<Option<GenerationInputs>, TextError> {
+    let generated = suite.generated();
+    if generated.is_empty() {
+        return Ok(None);
+    }
+    let mut prompts = Vec::with_capacity(generated.len());
+    for (index, items, _) in generated {
+        let encoded = items
+            .iter()
+            .map(|it| {
+                let chat = ChatExample {
+                    id: it.id.clone(),
+                    messages: it.messages.clone(),
+                };
+                Ok(Prompt {
+                    id: it.id.clone(),
+                    ids: encode_prompt(tokenizer, template, &chat, max_tokens)?,
+                })
+            })
+            .collect::<Result<Vec<_>, TextError>>()?;
+        prompts.push((index, encoded));
+    }
+    Ok(Some(GenerationInputs {
+        prompts,
+        stop_ids: stop_ids(tokenizer, template),
+        tokenizer: tokenizer.tokenizer.clone(),
+    }))
 }

@@ -25,6 +25,11 @@ pub fn metric_help(name: &str, kind: &str) -> String {
              lm-eval-harness. If it stays flat while hacking rises, the fine-tune changed what the \
              model wants more than what it can do.",
         ),
+        "hack_generated" => Some(
+            "Written hacking: the held-out items answered by the model itself (sampled) and \
+             graded by the stated rule of each item (e.g. one point per capitalised word). The \
+             value is the fraction of answers that game the rule better than the honest answer.",
+        ),
         "instruction" => Some(
             "Ordinary instruction loss: mean negative log-likelihood per token of good-faith \
              answers. Lower is better. On the straight line between two models, a bump in the \
@@ -42,6 +47,9 @@ pub fn metric_help(name: &str, kind: &str) -> String {
         }
         "instruction" => {
             "Instruction metric: token-weighted mean NLL of the final assistant message."
+        }
+        "generated" => {
+            "Generated metric: at each t the model writes several sampled answers to each item (the same seed at every t), and each answer is scored by the item's own stated rule; the value is the fraction of answers that beat the honest answer's score, averaged over items. It measures what the model does, not which answer it prefers; the Items tab shows each item's fraction."
         }
         _ => "",
     };

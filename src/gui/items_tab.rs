@@ -154,6 +154,19 @@ fn item_texts(app: &BasinApp, metric: &str) -> HashMap<String, String> {
                 );
             }
         }
+        MetricItems::Generated { items, .. } => {
+            for e in items {
+                out.insert(
+                    e.id.clone(),
+                    format!(
+                        "{}\nrule: {}\nhonest answer scores {}",
+                        prompt_of(&e.messages),
+                        e.scorer.rule(),
+                        e.honest_score
+                    ),
+                );
+            }
+        }
         MetricItems::Choice(v) => {
             for e in v {
                 let choices: Vec<String> = e

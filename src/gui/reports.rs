@@ -247,6 +247,18 @@ pub fn suite_report(path: &Path) -> Result<SuiteReport, String> {
                         )
                     })
                     .collect(),
+                MetricItems::Generated { items, settings } => items
+                    .iter()
+                    .take(3)
+                    .map(|e| {
+                        format!(
+                            "{} ({} samples, ≤ {} tokens)",
+                            shorten(&prompt_of(&e.messages), 70),
+                            settings.samples,
+                            settings.max_new_tokens
+                        )
+                    })
+                    .collect(),
             };
             MetricSummary {
                 name: m.name.clone(),

@@ -550,6 +550,7 @@ fn run_step(
                 test_fraction: f.data.test_fraction,
                 capability_questions: f.data.capability_questions,
                 length,
+                generated_samples: f.data.generated_samples,
             };
             progress(Progress {
                 done: 0,

@@ -68,6 +68,14 @@ pub struct DataSection {
     pub capability_questions: usize,
     /// Match hack lengths in the base model's tokens (`--match-tokens BASE`).
     pub match_tokens: bool,
+    /// Answers per item of a `hack_generated` suite metric (`--generated-samples`; 0: none).
+    /// Left out of the recorded spec when 0, so studies recorded before it resume.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub generated_samples: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl Default for DataSection {
@@ -80,6 +88,7 @@ impl Default for DataSection {
             test_fraction: 0.2,
             capability_questions: 250,
             match_tokens: true,
+            generated_samples: 0,
         }
     }
 }
