@@ -7,21 +7,13 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 
 use crate::{
-    checkpoint::{open::open_model, peft::LoraAdapter},
-    compute::{ComputeDevice, ComputeKind},
+    compute::ComputeKind,
     experiments::{
-        eval::PathPointSpec,
-        generate::{GenerateSpec, Generated, Prompt, Sampling, generate},
-        inputs::chat_template_of,
+        generate::Sampling,
+        generate_job::{GenerateAt, GenerateRequest, PathEnd, run_generate_job},
         job::CancelFlag,
-        path::PathKind,
-        sweep_job::{check_compatible, curve_endpoints, curve_path_kind},
     },
-    model::{load::PathEndpoints, transformer::CausalLm},
-    text::{
-        dataset::load_prompt_jsonl,
-        encode::{encode_prompt, stop_ids},
-    },
+    text::dataset::load_prompt_jsonl,
 };
 
 use super::progress::ProgressBar;
@@ -85,23 +77,36 @@ pub struct GenerateArgs {
 }
 
 pub fn run(args: &GenerateArgs) -> Result<()> {
-    let (model_path, t) = match (&args.model, &args.base) {
-        (Some(m), None) => (m, None),
-        (None, Some(b)) => {
-            if args.adapter.is_none() && args.target.is_none() && args.curve.is_none() {
-                bail!("--base needs the path's end: --adapter A, --target T or --curve DIR");
+    let at = match (&args.model, &args.base) {
+        (Some(model), None) => GenerateAt::Model {
+            model: model.clone(),
+            adapter: args.adapter.clone(),
+            scale: args.scale,
+        },
+        (None, Some(base)) => {
+            let end = match (&args.adapter, &args.target, &args.curve) {
+                (Some(a), None, None) => PathEnd::Adapter(a.clone()),
+                (None, Some(t), None) => PathEnd::Target(t.clone()),
+                (None, None, Some(c)) => PathEnd::Curve(c.clone()),
+                _ => bail!(
+                    "--base needs the path's end: one of --adapter A, --target T or --curve DIR"
+                ),
+            };
+            let Some(t) = args.t else {
+                bail!("--base needs --t");
+            };
+            GenerateAt::Path {
+                base: base.clone(),
+                end,
+                t: vec![t],
             }
-            (b, args.t)
         }
         _ => bail!(
-            "give --model M (optionally --adapter A --scale S) or --base M with --adapter/--target and --t"
+            "give --model M (optionally --adapter A --scale S) or --base M with --adapter/--target/--curve and --t"
         ),
     };
-    if args.max_new_tokens == 0 {
-        bail!("--max-new-tokens must be at least 1");
-    }
-    if !args.scale.is_finite() || t.is_some_and(|t| !t.is_finite()) {
-        bail!("--scale and --t must be finite numbers");
+    if !args.scale.is_finite() {
+        bail!("--scale must be a finite number");
     }
     let sampling = if args.greedy {
         Sampling::Greedy
@@ -111,77 +116,16 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
             top_p: args.top_p,
         }
     };
-    sampling.check().map_err(anyhow::Error::msg)?;
-    let compute = ComputeDevice::new(args.device)?;
-    let opened = open_model(model_path)?;
-    let template = chat_template_of(&opened.tokenizer)?;
-    let examples = load_prompt_jsonl(&args.data)?;
-    let prompts = examples
-        .iter()
-        .map(|ex| {
-            Ok(Prompt {
-                id: ex.id.clone(),
-                ids: encode_prompt(&opened.tokenizer, &template, ex, args.max_tokens)?,
-            })
-        })
-        .collect::<Result<Vec<_>, crate::text::error::TextError>>()
-        .with_context(|| format!("{}", args.data.display()))?;
-    // The path: its kind, LoRA adapters (slots in order) and dense checkpoints (deltas in order).
-    let (kind, adapter_paths, target_paths) = match (&args.curve, &args.adapter, &args.target) {
-        (Some(dir), _, _) => {
-            let (a, c) = curve_endpoints(dir)?;
-            (Some(curve_path_kind(dir)?), a, c)
-        }
-        (None, a, c) => {
-            let kind = match (t, c) {
-                (None, _) => None,
-                (Some(_), None) => Some(PathKind::Lora),
-                (Some(_), Some(_)) => Some(PathKind::FullWeight),
-            };
-            (
-                kind,
-                a.iter().cloned().collect(),
-                c.iter().cloned().collect(),
-            )
-        }
-    };
-    let adapters = adapter_paths
-        .iter()
-        .map(|p| LoraAdapter::open_for(p, opened.tensors.as_ref(), &opened.config))
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut targets = Vec::new();
-    for p in &target_paths {
-        let other = open_model(p)?;
-        check_compatible(&opened, &other)?;
-        targets.push(other.tensors);
-    }
-    let point = match (kind, t) {
-        (Some(kind), Some(t)) => kind.point(t, &[]),
-        _ => PathPointSpec {
-            lora: adapters.iter().map(|_| args.scale).collect(),
-            dense: vec![],
-        },
-    };
-    let endpoints = PathEndpoints {
-        adapters: adapters.iter().collect(),
-        checkpoints: targets.iter().map(|t| t.as_ref()).collect(),
-    };
-    let model = CausalLm::load_path(
-        &opened.config,
-        opened.tensors.as_ref(),
-        &endpoints,
-        &compute.device,
-    )?;
-    drop(endpoints);
-    drop(targets);
-    let spec = GenerateSpec {
+    let req = GenerateRequest {
+        at,
+        prompts: load_prompt_jsonl(&args.data)?,
         max_new_tokens: args.max_new_tokens,
         sampling,
         samples: args.samples,
         seed: args.seed,
         batch: args.batch,
-        point,
-        stop_ids: stop_ids(&opened.tokenizer, &template),
+        device: args.device,
+        max_tokens: args.max_tokens,
     };
     let mut out: Box<dyn Write> = match &args.out {
         Some(p) if p != Path::new("-") => Box::new(std::io::BufWriter::new(
@@ -189,55 +133,31 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
         )),
         _ => Box::new(std::io::stdout().lock()),
     };
-    let bar = ProgressBar::new("generate", prompts.len() * args.samples);
-    let tokenizer = &opened.tokenizer.tokenizer;
     let out_name = args.out.as_ref().map_or_else(
         || "standard output".to_string(),
         |p| p.display().to_string(),
     );
-    let mut write_batch = |rows: &[crate::experiments::generate::RowOutput]| {
-        for row in rows {
-            let text = tokenizer.decode(&row.token_ids, true).unwrap_or_default();
-            let line = Generated {
-                id: prompts[row.prompt].id.clone(),
-                sample: row.sample,
-                t,
-                text,
-                n_tokens: row.token_ids.len(),
-                token_ids: row.token_ids.clone(),
-                finish_reason: row.finish_reason,
-            };
-            let json = serde_json::to_string(&line)
-                .map_err(|e| crate::experiments::generate::GenerateError::Spec(e.to_string()))?;
-            writeln!(out, "{json}").map_err(|e| {
-                crate::experiments::generate::GenerateError::Spec(format!("{out_name}: {e}"))
-            })?;
-        }
-        out.flush().map_err(|e| {
-            crate::experiments::generate::GenerateError::Spec(format!("{out_name}: {e}"))
-        })
-    };
-    let new_tokens = std::cell::Cell::new(0usize);
-    let started = std::time::Instant::now();
-    let n = generate(
-        &model,
-        &prompts,
-        &spec,
-        &mut |rows| {
-            new_tokens
-                .set(new_tokens.get() + rows.iter().map(|r| r.token_ids.len()).sum::<usize>());
-            write_batch(rows)
+    let bar = ProgressBar::new("generate", req.prompts.len() * args.samples);
+    let outcome = run_generate_job(
+        &req,
+        &mut |lines| {
+            for line in lines {
+                let json = serde_json::to_string(line).map_err(|e| e.to_string())?;
+                writeln!(out, "{json}").map_err(|e| format!("{out_name}: {e}"))?;
+            }
+            out.flush().map_err(|e| format!("{out_name}: {e}"))
         },
         &|p| bar.update(&p),
         &CancelFlag::new(),
     )?;
     bar.finish();
-    let secs = started.elapsed().as_secs_f64();
     eprintln!(
-        "{n} generations, {} new tokens in {secs:.2} s ({:.1} tokens/s) on {}",
-        new_tokens.get(),
-        new_tokens.get() as f64 / secs.max(1e-9),
-        compute.label
+        "{} generations, {} new tokens in {:.2} s ({:.1} tokens/s) on {}",
+        outcome.lines,
+        outcome.new_tokens,
+        outcome.generate_s,
+        outcome.new_tokens as f64 / outcome.generate_s.max(1e-9),
+        outcome.device_label
     );
     Ok(())
 }

@@ -6,6 +6,7 @@ pub mod curve;
 pub mod eval;
 pub mod fingerprint;
 pub mod generate;
+pub mod generate_job;
 pub mod grad_sketch;
 pub mod influence;
 pub mod influence_job;
