@@ -78,6 +78,7 @@ pub enum Tab {
     Curve,
     Landscape,
     Influence,
+    Generate,
     Study,
     Log,
 }
@@ -137,6 +138,8 @@ pub struct BasinApp {
     /// The Study tab (owns the study file's text and the shown steps).
     pub study: StudyPanel,
     pub study_job: Option<StudyJob>,
+    pub generate: super::generate_tab::GeneratePanel,
+    pub generate_job: Option<jobs::GenerateJob>,
     /// Sweeps cancelled while their worker finishes its batch.
     pub detached: Vec<JoinHandle<()>>,
     pub tab: Tab,
@@ -296,6 +299,8 @@ impl BasinApp {
             influence_job: None,
             study: StudyPanel::default(),
             study_job: None,
+            generate: Default::default(),
+            generate_job: None,
             detached: Vec::new(),
             tab: Tab::Path,
             delta: false,
@@ -836,6 +841,52 @@ impl BasinApp {
     }
 
     /// Carries out what the Influence tab asked for.
+    pub fn generate_command(&mut self, command: super::generate_tab::GenerateCommand) {
+        use super::generate_tab::GenerateCommand;
+        use crate::experiments::generate_job::{GenerateAt, PathEnd};
+        match command {
+            GenerateCommand::Start(mut req) => {
+                if self.generate_job.is_some() {
+                    return self.error("a generation is already running");
+                }
+                let (Some(base), Some(end)) = (self.base.path_buf(), self.endpoint.path_buf())
+                else {
+                    return self.error("choose a base model and an endpoint first (Models, left)");
+                };
+                let end = if is_adapter_path(&end) {
+                    PathEnd::Adapter(end)
+                } else {
+                    PathEnd::Target(end)
+                };
+                if let GenerateAt::Path { t, .. } = &req.at {
+                    req.at = GenerateAt::Path {
+                        base,
+                        end,
+                        t: t.clone(),
+                    };
+                }
+                req.device = self.settings.device;
+                self.generate.on_started();
+                let id = self.job_id();
+                match jobs::spawn_generate(&self.sink, id, *req) {
+                    Ok(job) => self.generate_job = Some(job),
+                    Err(e) => {
+                        self.generate.on_finished(format!("could not start: {e}"));
+                        self.error(format!("could not start a worker thread: {e}"));
+                    }
+                }
+            }
+            GenerateCommand::Cancel => {
+                if let Some(job) = self.generate_job.take() {
+                    job.cancel.cancel();
+                    self.generate.on_finished("cancelled".into());
+                    self.log("generate: cancelled");
+                    self.detached.push(job.thread);
+                }
+            }
+        }
+    }
+
     pub fn influence_command(&mut self, command: InfluenceCommand) {
         match command {
             InfluenceCommand::Start(mut req) => {
@@ -1214,6 +1265,34 @@ impl BasinApp {
                 if self.study_job.as_ref().map(|j| j.id) == Some(id) {
                     self.study.on_progress(&key, p);
                 }
+            }
+            JobEvent::GenerateLines(lines) => {
+                if self.generate_job.as_ref().map(|j| j.id) == Some(id) {
+                    self.generate.on_lines(lines);
+                }
+            }
+            JobEvent::GenerateProgress(p) => {
+                if self.generate_job.as_ref().map(|j| j.id) == Some(id) {
+                    self.generate.on_progress(p);
+                }
+            }
+            JobEvent::GenerateFinished(result) => {
+                let Some(job) = self.generate_job.take_if(|j| j.id == id) else {
+                    return;
+                };
+                let message = match result {
+                    Ok(o) => format!(
+                        "{} answers, {} new tokens in {:.2} s on {}",
+                        o.lines, o.new_tokens, o.generate_s, o.device_label
+                    ),
+                    Err(e) => {
+                        self.error(format!("generation failed: {e}"));
+                        format!("failed: {e}")
+                    }
+                };
+                self.log(format!("generate: {message}"));
+                self.generate.on_finished(message);
+                self.detached.push(job.thread);
             }
             JobEvent::Waiting(other) => {
                 self.info(format!(
@@ -1681,7 +1760,8 @@ impl eframe::App for BasinApp {
             || self.train_job.is_some()
             || self.landscape_job.is_some()
             || self.influence_job.is_some()
-            || self.study_job.is_some();
+            || self.study_job.is_some()
+            || self.generate_job.is_some();
         if let Some(log) = &mut self.frame_log {
             log.record(frame.info().cpu_usage, running);
         }
@@ -1715,6 +1795,7 @@ impl eframe::App for BasinApp {
                 ui.selectable_value(&mut self.tab, Tab::Curve, "Curve");
                 ui.selectable_value(&mut self.tab, Tab::Landscape, "Landscape");
                 ui.selectable_value(&mut self.tab, Tab::Influence, "Influence");
+                ui.selectable_value(&mut self.tab, Tab::Generate, "Generate");
                 ui.selectable_value(&mut self.tab, Tab::Study, "Study");
                 ui.selectable_value(&mut self.tab, Tab::Log, "Log");
             });
@@ -1759,6 +1840,17 @@ impl eframe::App for BasinApp {
                         self.study_command(command);
                     }
                 }
+                Tab::Generate => {
+                    let ready =
+                        self.base.path_buf().is_some() && self.endpoint.path_buf().is_some();
+                    let suite = match &self.suite.report {
+                        ReportState::Ready(r) => Some(r.suite.clone()),
+                        _ => None,
+                    };
+                    for command in self.generate.ui(ui, suite.as_deref(), ready) {
+                        self.generate_command(command);
+                    }
+                }
                 Tab::Log => log_tab_ui(self, ui),
             }
         });
@@ -1789,6 +1881,9 @@ impl eframe::App for BasinApp {
             job.cancel.cancel();
         }
         if let Some(job) = &self.study_job {
+            job.cancel.cancel();
+        }
+        if let Some(job) = &self.generate_job {
             job.cancel.cancel();
         }
         if let Some(log) = &self.frame_log

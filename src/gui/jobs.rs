@@ -83,6 +83,10 @@ pub enum JobEvent {
     StudyFinished(Result<crate::study::run::StudyOutcome, String>),
     /// The job waits for a cancelled job (named) to let go of its model before loading its own.
     Waiting(String),
+    /// Answers of a generation job, a batch at a time.
+    GenerateLines(Vec<crate::experiments::generate::Generated>),
+    GenerateProgress(Progress),
+    GenerateFinished(Result<crate::experiments::generate_job::GenerateOutcome, String>),
 }
 
 #[derive(Debug, Clone)]
@@ -408,6 +412,35 @@ pub fn spawn_influence(
             .map_err(|e| error_text(&e))
         },
         JobEvent::InfluenceFinished,
+    )
+}
+
+/// A generation on a worker thread (`basin generate`'s job; cancel: stop before the next token).
+pub type GenerateJob = Worker<crate::experiments::generate_job::GenerateRequest>;
+
+pub fn spawn_generate(
+    sink: &JobSink,
+    id: u64,
+    request: crate::experiments::generate_job::GenerateRequest,
+) -> std::io::Result<GenerateJob> {
+    spawn_worker(
+        sink,
+        id,
+        "basin-generate",
+        request,
+        move |sink, request, cancel| {
+            crate::experiments::generate_job::run_generate_job(
+                request,
+                &mut |lines| {
+                    sink.send(id, JobEvent::GenerateLines(lines.to_vec()));
+                    Ok(())
+                },
+                &|p| sink.send(id, JobEvent::GenerateProgress(p)),
+                cancel,
+            )
+            .map_err(|e| error_text(&e))
+        },
+        JobEvent::GenerateFinished,
     )
 }
 

@@ -11,6 +11,7 @@ pub mod demo;
 pub mod export;
 pub mod file_dialog;
 pub mod frame_times;
+pub mod generate_tab;
 pub mod help;
 pub mod influence_tab;
 pub mod items_tab;
