@@ -353,6 +353,32 @@ fn the_generate_command_writes_jsonl_at_a_path_point() {
         );
         assert_eq!(z["t"], 0.5);
     }
+    // The same full-weight point on wgpu.
+    let g = dir.join("g.jsonl");
+    common::basin_ok(&[
+        "generate",
+        "--base",
+        &s(&tiny.join("llama")),
+        "--target",
+        &s(&merged),
+        "--t",
+        "0.5",
+        "--data",
+        &s(&data),
+        "--greedy",
+        "--max-new-tokens",
+        "20",
+        "--device",
+        "gpu",
+        "--out",
+        &s(&g),
+    ]);
+    for (x, z) in la.iter().zip(&read(&g)) {
+        assert_eq!(
+            x["token_ids"], z["token_ids"],
+            "full-weight path point on wgpu"
+        );
+    }
     let reference = reference();
     let case = reference["cases"]
         .as_array()

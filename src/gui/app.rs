@@ -1847,7 +1847,10 @@ impl eframe::App for BasinApp {
                         ReportState::Ready(r) => Some(r.suite.clone()),
                         _ => None,
                     };
-                    for command in self.generate.ui(ui, suite.as_deref(), ready) {
+                    let mut swept: Vec<f64> = self.runs.iter().flat_map(|r| r.t_values()).collect();
+                    swept.sort_by(f64::total_cmp);
+                    swept.dedup_by(|a, b| a.to_bits() == b.to_bits());
+                    for command in self.generate.ui(ui, suite.as_deref(), &swept, ready) {
                         self.generate_command(command);
                     }
                 }

@@ -41,6 +41,8 @@ pub struct GeneratePanel {
     pub rule: Option<ItemRule>,
     /// Comma-separated values of t.
     pub t_values: String,
+    /// The slider's value (added to `t_values` with Add).
+    pub t_slider: f64,
     pub greedy: bool,
     pub temperature: f32,
     pub top_p: f32,
@@ -62,6 +64,7 @@ impl Default for GeneratePanel {
             item: None,
             rule: None,
             t_values: "0, 0.5, 1".into(),
+            t_slider: 0.5,
             greedy: true,
             temperature: 1.0,
             top_p: 1.0,
@@ -199,10 +202,26 @@ impl GeneratePanel {
     }
 
     /// Draws the tab; returns what the app should do.
+    /// Adds `t` to the list (unless it is there).
+    pub fn add_t(&mut self, t: f64) {
+        let mut values = parse_t_values(&self.t_values).unwrap_or_default();
+        if !values.iter().any(|v| (v - t).abs() < 1e-9) {
+            values.push(t);
+            values.sort_by(f64::total_cmp);
+        }
+        self.t_values = values
+            .iter()
+            .map(|v| format!("{}", (v * 1e6).round() / 1e6))
+            .collect::<Vec<_>>()
+            .join(", ");
+    }
+
+    /// Draws the tab; `swept` are the t values of the runs on the Path tab (offered as marks).
     pub fn ui(
         &mut self,
         ui: &mut egui::Ui,
         suite: Option<&Suite>,
+        swept: &[f64],
         path_ready: bool,
     ) -> Vec<GenerateCommand> {
         let mut commands = Vec::new();
@@ -291,6 +310,27 @@ impl GeneratePanel {
             });
             ui.label("max new tokens");
             ui.add(egui::DragValue::new(&mut self.max_new_tokens).range(1..=2048));
+        });
+        ui.horizontal(|ui| {
+            ui.add(egui::Slider::new(&mut self.t_slider, -0.5..=1.5).text("t"));
+            if ui.button("Add t").clicked() {
+                self.add_t(self.t_slider);
+            }
+            if !swept.is_empty() {
+                ui.weak("swept:");
+                for &t in swept.iter().take(24) {
+                    if ui
+                        .small_button(format!("{t}"))
+                        .on_hover_text("Add this swept point to the t values")
+                        .clicked()
+                    {
+                        self.add_t(t);
+                    }
+                }
+            }
+            if ui.small_button("clear").clicked() {
+                self.t_values.clear();
+            }
         });
         ui.horizontal(|ui| {
             let ready = path_ready && !self.running;
@@ -400,5 +440,13 @@ mod tests {
         assert!(parse_t_values("").is_err());
         assert!(parse_t_values("0, x").unwrap_err().contains("`x`"));
         assert!(parse_t_values("inf").is_err());
+        let mut p = GeneratePanel::default();
+        p.add_t(0.25);
+        assert_eq!(p.t_values, "0, 0.25, 0.5, 1");
+        p.add_t(0.5);
+        assert_eq!(p.t_values, "0, 0.25, 0.5, 1");
+        p.t_values.clear();
+        p.add_t(1.0 / 3.0);
+        assert_eq!(p.t_values, "0.333333");
     }
 }
