@@ -471,6 +471,42 @@ fn suites() {
     });
 }
 
+/// A suite with a `generated` metric (one item per scorer kind) and answers to grade: loading
+/// parses the settings and each item's scorer, and every item's scorer grades every answer
+/// (the scorers parse answers: code blocks, ratings, tests) without a panic or a hang.
+#[test]
+fn generated_suites_and_scorers() {
+    use basin::experiments::suite::{MetricItems, Suite};
+    let dir = fixtures().join("generated_suite");
+    fuzz(&Target {
+        name: "generated-suite",
+        seeds: seed_dir(&dir, &["suite.toml", "gen.jsonl", "answers.txt"]),
+        mutable: vec![0, 1, 1, 2, 2, 2],
+        run: Box::new(|w| {
+            let s = ok_or_string(Suite::load(w.join("suite.toml")))?;
+            let answers: Vec<String> = std::fs::read(w.join("answers.txt"))
+                .map(|b| {
+                    String::from_utf8_lossy(&b)
+                        .lines()
+                        .map(|l| serde_json::from_str::<String>(l).unwrap_or_else(|_| l.to_string()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            for m in &s.metrics {
+                if let MetricItems::Generated { items, .. } = &m.items {
+                    for it in items {
+                        for a in &answers {
+                            let score = it.scorer.score(a);
+                            assert!(score.is_finite(), "{}: score {score} for {a:?}", it.id);
+                        }
+                    }
+                }
+            }
+            Ok(())
+        }),
+    });
+}
+
 #[test]
 fn sorh_csv() {
     use basin::data::sorh::parse_rows;
