@@ -3,16 +3,18 @@
 # the 8 chats of scripts/make_smollm2_reference.py in one batch, up to 128 new tokens, the same
 # stop tokens, the same machine, back to back. Reports new tokens per second (generation only,
 # model loading excluded on both sides) and the ratio.
-# Usage: bench/generate_vs_torch.sh [--device cpu|gpu] [--threads N] [--new-tokens N]
+# --ignore-eos: every row runs to the limit on both sides (8 × N new tokens: the per-step speed).
+# Usage: bench/generate_vs_torch.sh [--device cpu|gpu] [--threads N] [--new-tokens N] [--ignore-eos]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
-device=cpu; threads=2; new_tokens=128; repeats=3
+device=cpu; threads=2; new_tokens=128; repeats=3; ignore_eos=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --device) device=$2; shift 2;;
     --threads) threads=$2; shift 2;;
     --new-tokens) new_tokens=$2; shift 2;;
+    --ignore-eos) ignore_eos="--ignore-eos"; shift;;
     *) echo "unknown argument $1" >&2; exit 2;;
   esac
 done
@@ -37,10 +39,10 @@ PY
 basin_rates=()
 for _ in $(seq $repeats); do
   line=$(RAYON_NUM_THREADS=$threads "$BASIN_BIN" generate --model "$gguf" --data "$work/prompts.jsonl" \
-    --greedy --max-new-tokens "$new_tokens" --batch 8 --device "$device" --out "$work/out.jsonl" 2>&1 | grep "tokens/s")
+    --greedy --max-new-tokens "$new_tokens" --batch 8 --device "$device" $ignore_eos --out "$work/out.jsonl" 2>&1 | grep "tokens/s")
   basin_rates+=("$line")
 done
-torch_json=$(python3 bench/torch_generate.py --threads "$threads" --new-tokens "$new_tokens" --device "$torch_device" --repeats $repeats)
+torch_json=$(python3 bench/torch_generate.py --threads "$threads" --new-tokens "$new_tokens" --device "$torch_device" --repeats $repeats $ignore_eos)
 python3 - "$torch_json" "${basin_rates[@]}" <<'PY'
 import json, re, statistics, sys, platform, os
 t = json.loads(sys.argv[1])

@@ -488,7 +488,9 @@ fn generated_suites_and_scorers() {
                 .map(|b| {
                     String::from_utf8_lossy(&b)
                         .lines()
-                        .map(|l| serde_json::from_str::<String>(l).unwrap_or_else(|_| l.to_string()))
+                        .map(|l| {
+                            serde_json::from_str::<String>(l).unwrap_or_else(|_| l.to_string())
+                        })
                         .collect()
                 })
                 .unwrap_or_default();

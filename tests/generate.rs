@@ -398,6 +398,46 @@ fn the_generate_command_writes_jsonl_at_a_path_point() {
         assert_eq!(x["finish_reason"], "length");
         assert!(x["text"].is_string());
     }
+    // --ignore-eos: the demo hacker ends its turns; with the flag every answer runs to the limit
+    // and begins with the answer it gave.
+    let demo = common::repo().join("assets/demo");
+    let prompts = demo.join("instructions_train.jsonl");
+    let (stop, run_on) = (dir.join("stop.jsonl"), dir.join("run_on.jsonl"));
+    for (out, extra) in [(&stop, None), (&run_on, Some("--ignore-eos"))] {
+        let mut args = vec![
+            "generate".to_string(),
+            "--base".into(),
+            s(&demo.join("base")),
+            "--adapter".into(),
+            s(&demo.join("hacker")),
+            "--t".into(),
+            "1".into(),
+            "--greedy".into(),
+            "--max-new-tokens".into(),
+            "40".into(),
+            "--data".into(),
+            s(&prompts),
+            "--out".into(),
+            s(out),
+        ];
+        args.extend(extra.map(String::from));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        common::basin_ok(&args);
+    }
+    let (stopped, ran_on) = (read(&stop), read(&run_on));
+    assert!(
+        stopped.iter().any(|r| r["finish_reason"] == "stop"),
+        "some answers end their turn"
+    );
+    for (a, b) in stopped.iter().zip(&ran_on) {
+        assert_eq!(b["n_tokens"], 40);
+        assert_eq!(b["finish_reason"], "length");
+        let (a_ids, b_ids) = (
+            a["token_ids"].as_array().unwrap(),
+            b["token_ids"].as_array().unwrap(),
+        );
+        assert_eq!(a_ids[..], b_ids[..a_ids.len()]);
+    }
     let bad = common::basin(&[
         "generate",
         "--model",

@@ -58,6 +58,10 @@ pub struct GenerateArgs {
     /// The most likely token at each step (no sampling).
     #[arg(long)]
     pub greedy: bool,
+    /// Do not stop at the end-of-turn or end-of-sequence token: every answer runs to
+    /// --max-new-tokens (vLLM's `ignore_eos`; for timing and for reading past the turn).
+    #[arg(long)]
+    pub ignore_eos: bool,
     /// Samples per prompt.
     #[arg(long, default_value_t = 1)]
     pub samples: usize,
@@ -126,6 +130,7 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
         batch: args.batch,
         device: args.device,
         max_tokens: args.max_tokens,
+        ignore_eos: args.ignore_eos,
     };
     let mut out: Box<dyn Write> = match &args.out {
         Some(p) if p != Path::new("-") => Box::new(std::io::BufWriter::new(

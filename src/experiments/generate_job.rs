@@ -61,6 +61,8 @@ pub struct GenerateRequest {
     pub device: ComputeKind,
     /// Most prompt tokens.
     pub max_tokens: usize,
+    /// Run every answer to `max_new_tokens` (no stop tokens).
+    pub ignore_eos: bool,
 }
 
 /// What a run did.
@@ -173,7 +175,11 @@ pub fn run_generate_job(
     )?;
     drop(endpoints);
     drop(targets);
-    let stops = stop_ids(&opened.tokenizer, &template);
+    let stops = if req.ignore_eos {
+        Vec::new()
+    } else {
+        stop_ids(&opened.tokenizer, &template)
+    };
     let tokenizer = &opened.tokenizer.tokenizer;
     let started = std::time::Instant::now();
     let (mut lines, mut new_tokens) = (0, 0);

@@ -136,6 +136,7 @@ impl GeneratePanel {
             batch: 8,
             device: crate::compute::ComputeKind::Cpu,
             max_tokens: 8192,
+            ignore_eos: false,
         })
     }
 
