@@ -200,6 +200,31 @@ fn greedy_generation_equals_transformers_on_smollm2() {
     check_case(case, ComputeKind::Cpu, 8);
 }
 
+/// The same on wgpu (lavapipe here, slow): SmolLM2's first 4 chats in one batch, 32 new tokens
+/// (the reference cut to them).
+#[test]
+fn greedy_generation_equals_transformers_on_smollm2_on_gpu() {
+    let reference = reference();
+    let mut case = reference["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "smollm2")
+        .unwrap()
+        .clone();
+    let cut = 32;
+    case["max_new_tokens"] = cut.into();
+    let prompts = case["prompts"].as_array_mut().unwrap();
+    prompts.truncate(4);
+    for p in prompts.iter_mut() {
+        for key in ["token_ids", "margins"] {
+            let v = p[key].as_array_mut().unwrap();
+            v.truncate(cut);
+        }
+    }
+    check_case(&case, ComputeKind::Gpu, 8);
+}
+
 /// Sampling: the same seed gives the same samples whatever the batch, another seed other
 /// samples; rows of one prompt differ from each other.
 #[test]

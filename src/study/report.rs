@@ -479,20 +479,30 @@ pub fn answers(study: &Study, arms: &[ArmReport], comparisons: &[Comparison]) ->
             .windows(2)
             .filter(|w| w[1].v.value > w[0].v.value)
             .count();
-        let rises = last.v.above(&first.v);
+        // An interior point below the start (CIs disjoint) is not "rising", whatever the ends say.
+        let dip = inside[1..inside.len().saturating_sub(1).max(1)]
+            .iter()
+            .filter(|p| first.v.above(&p.v))
+            .min_by(|a, b| a.v.value.total_cmp(&b.v.value));
+        let ends_rise = last.v.above(&first.v);
+        let rises = ends_rise && dip.is_none();
         let hack = format!(
-            "{} goes from {:.3} at t = 0 to {:.3} at t = 1 ({} in {} of {} steps{})",
+            "{} goes from {:.3} at t = 0 to {:.3} at t = 1 ({} in {} of {} steps{}{})",
             r.main_metric,
             first.v.value,
             last.v.value,
             "up",
             ups,
             inside.len().saturating_sub(1),
-            if rises {
+            if ends_rise {
                 "; end above start, CIs disjoint"
             } else {
                 "; end not above start (CIs overlap or lower)"
-            }
+            },
+            dip.map_or(String::new(), |p| format!(
+                "; but it dips below its start in between: {:.3} at t = {} (CIs disjoint)",
+                p.v.value, p.x
+            ))
         );
         let cap = path
             .0
@@ -1084,6 +1094,37 @@ mod tests {
         assert!(
             answers(&study(), &arms, &comps)[0].contains("no hacking for symmetrization to remove")
         );
+
+        // A curve whose ends rise but whose middle dips below its start (the SmolLM2 curve):
+        // not "rising", and the answer says where it dips.
+        let mut dipping = arm("original", v(0.75, 0.03), v(0.6, 0.05));
+        dipping.curve[0] = series(
+            "hack_heldout",
+            &[
+                (0.0, v(0.56, 0.03)),
+                (0.25, v(0.32, 0.03)),
+                (0.5, v(0.29, 0.03)),
+                (0.75, v(0.39, 0.03)),
+                (1.0, v(0.75, 0.03)),
+            ],
+        );
+        let arms = vec![dipping, arm("symmetrized", v(0.75, 0.03), v(0.6, 0.05))];
+        let comps: Vec<Comparison> = ["hack_heldout"]
+            .iter()
+            .map(|m| comparison(&arms, m))
+            .collect();
+        let a = answers(&study(), &arms, &comps);
+        let curve = a
+            .iter()
+            .find(|s| s.contains("curve of the original"))
+            .expect("an answer for the original curve");
+        assert!(
+            curve.contains("dips below its start in between: 0.290 at t = 0.5")
+                && curve.contains("does not hold on this path"),
+            "{curve}"
+        );
+        let line = a.iter().find(|s| s.contains("line of the original"));
+        assert!(line.is_none_or(|l| !l.contains("dips")), "{line:?}");
     }
 
     #[test]
