@@ -74,6 +74,9 @@ pub struct GenerateOutcome {
     pub device_label: String,
 }
 
+/// Where one batch of answers is drawn: the path's t (none for a plain model) and its point.
+type GenerationPoint = (Option<f64>, PathPointSpec);
+
 /// Runs the request; `on_lines` sees each batch's lines (text decoded, `t` set on a path).
 pub fn run_generate_job(
     req: &GenerateRequest,
@@ -120,35 +123,32 @@ pub fn run_generate_job(
         .map_err(text_err)?;
     // The path's kind, LoRA adapters (slots in order) and dense checkpoints (deltas in order),
     // and the points to generate at.
-    let (adapter_paths, target_paths, points): (
-        Vec<PathBuf>,
-        Vec<PathBuf>,
-        Vec<(Option<f64>, PathPointSpec)>,
-    ) = match &req.at {
-        GenerateAt::Model { adapter, scale, .. } => (
-            adapter.iter().cloned().collect(),
-            Vec::new(),
-            vec![(
-                None,
-                PathPointSpec {
-                    lora: adapter.iter().map(|_| *scale).collect(),
-                    dense: vec![],
-                },
-            )],
-        ),
-        GenerateAt::Path { end, t, .. } => {
-            let (kind, a, c) = match end {
-                PathEnd::Adapter(p) => (PathKind::Lora, vec![p.clone()], vec![]),
-                PathEnd::Target(p) => (PathKind::FullWeight, vec![], vec![p.clone()]),
-                PathEnd::Curve(dir) => {
-                    let (a, c) = curve_endpoints(dir)?;
-                    (curve_path_kind(dir)?, a, c)
-                }
-            };
-            let points = t.iter().map(|&t| (Some(t), kind.point(t, &[]))).collect();
-            (a, c, points)
-        }
-    };
+    let (adapter_paths, target_paths, points): (Vec<PathBuf>, Vec<PathBuf>, Vec<GenerationPoint>) =
+        match &req.at {
+            GenerateAt::Model { adapter, scale, .. } => (
+                adapter.iter().cloned().collect(),
+                Vec::new(),
+                vec![(
+                    None,
+                    PathPointSpec {
+                        lora: adapter.iter().map(|_| *scale).collect(),
+                        dense: vec![],
+                    },
+                )],
+            ),
+            GenerateAt::Path { end, t, .. } => {
+                let (kind, a, c) = match end {
+                    PathEnd::Adapter(p) => (PathKind::Lora, vec![p.clone()], vec![]),
+                    PathEnd::Target(p) => (PathKind::FullWeight, vec![], vec![p.clone()]),
+                    PathEnd::Curve(dir) => {
+                        let (a, c) = curve_endpoints(dir)?;
+                        (curve_path_kind(dir)?, a, c)
+                    }
+                };
+                let points = t.iter().map(|&t| (Some(t), kind.point(t, &[]))).collect();
+                (a, c, points)
+            }
+        };
     let adapters = adapter_paths
         .iter()
         .map(|p| LoraAdapter::open_for(p, opened.tensors.as_ref(), &opened.config))

@@ -442,7 +442,7 @@ mod tests {
                         &ad,
                     );
                     let grads = (out.clone() * w).sum().backward();
-                    let vals = |t: Tensor<4>| t.inner().into_data().to_vec::<f32>().unwrap();
+                    let vals = |t: Tensor<4>| t.inner().into_data().try_to_vec::<f32>().unwrap();
                     let g = |t: &Tensor<4>| vals(t.grad(&grads).unwrap());
                     (vals(out), [g(&q), g(&k), g(&v)])
                 };
