@@ -304,7 +304,7 @@ fn head_logprobs(
             let tgt =
                 Tensor::<2, Int>::from_data(TensorData::new(target_chunk.to_vec(), [n, 1]), device);
             let logits = flat.clone().select(0, idx).matmul(head_t.clone());
-            parts.push(target_log_softmax(logits, tgt));
+            parts.push(chunk_target_log_softmax(logits, tgt, target_chunk));
         }
         parts
     } else {
@@ -413,6 +413,24 @@ fn blocked_row_sum(x: Tensor<2>) -> Tensor<2> {
         .sum_dim(2)
         .sum_dim(1)
         .reshape([rows, 1])
+}
+
+/// [`target_log_softmax`] of one logit chunk; untracked logits on the host CPU go through
+/// [`super::host_softmax`] instead (one read of the block for the maximum, one for the sum, a
+/// vectorised `exp`), its tensor-op twin being [`target_log_softmax`].
+fn chunk_target_log_softmax(logits: Tensor<2>, tgt: Tensor<2, Int>, targets: &[i64]) -> Tensor<2> {
+    let device = logits.device();
+    if logits.is_tracked() || !crate::compute::is_host_cpu(&device) {
+        return target_log_softmax(logits, tgt);
+    }
+    let [rows, vocab] = logits.dims();
+    match logits.clone().into_data().try_to_vec::<f32>() {
+        Ok(values) => {
+            let logp = super::host_softmax::target_log_softmax_rows(&values, vocab, targets);
+            Tensor::<2>::from_data(TensorData::new(logp, [rows, 1]), &device)
+        }
+        Err(_) => target_log_softmax(logits, tgt),
+    }
 }
 
 /// `log_softmax(logits)[target]` for each row: `[rows, vocab]`, `[rows, 1]` → `[rows, 1]`.

@@ -2,6 +2,7 @@
 
 pub mod decode;
 pub mod error;
+pub mod host_softmax;
 pub mod linear;
 pub mod load;
 pub mod logprobs;
