@@ -969,7 +969,8 @@ fn study_tab_runs_a_small_study_and_opens_its_steps_in_their_tabs() {
         format!(
             "name = \"tiny\"\nbase = \"{}\"\n[data]\nitems_per_task = 1\ncapability_questions = 20\n\
              [train]\nepochs = 1\nbatch = 16\nlr = 3e-3\n[paths]\nt = \"0:1:2\"\nbootstrap = 50\n\
-             [curve]\nsteps = 2\n[landscape]\ngrid = \"2x2\"\nrange = \"0:1,0:1\"\nbootstrap = 20\n",
+             [curve]\nsteps = 2\n[landscape]\ngrid = \"2x2\"\nrange = \"0:1,0:1\"\nbootstrap = 20\n\
+             [replicates]\nseeds = [3]\n",
             base.display()
         ),
     )
@@ -1043,6 +1044,13 @@ fn study_tab_runs_a_small_study_and_opens_its_steps_in_their_tabs() {
         ]));
     h.step();
     assert_eq!(h.state().runs.len(), before + 2);
+    // The replicate hacker's training run (seed 3) opens in the Train tab.
+    let replicate = out.join("original/replicates/seed-3/train");
+    assert!(replicate.join("final").exists());
+    h.state_mut()
+        .study_command(basin::gui::study_tab::StudyCommand::Open(vec![replicate]));
+    h.step();
+    assert_eq!(h.state().tab, basin::gui::app::Tab::Train);
     // A fresh panel on the same folder shows every step done (read from study.json).
     let mut panel = basin::gui::study_tab::StudyPanel {
         out: out.display().to_string(),

@@ -114,6 +114,8 @@ fn check_report(dir: &Path) -> Value {
         "landscape/symmetrized",
         "influence/original",
         "influence/symmetrized",
+        "replicates/original",
+        "replicates/symmetrized",
         "report",
     ] {
         assert_eq!(steps[key]["status"], "done", "{key}: {:?}", steps.get(key));
@@ -234,6 +236,52 @@ fn check_report(dir: &Path) -> Value {
             .iter()
             .any(|a| a.starts_with("Onset of hack_heldout"))
     );
+    // Across training seeds: the study's own hacker (its line at t = 1) and the replicate.
+    let across = report["across_seeds"].as_array().expect("across_seeds");
+    assert_eq!(across.len(), names.len());
+    for a in across {
+        let m = a["metric"].as_str().unwrap();
+        for arm in ["original", "symmetrized"] {
+            let s = &a[arm];
+            let seeds: Vec<u64> = s["seeds"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap())
+                .collect();
+            assert_eq!(seeds.len(), 2, "{arm} {m}: {s}");
+            let values: Vec<f64> = s["values"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect();
+            assert_eq!(values[0], at(&report, arm, "line", m, 1.0).0, "{arm} {m}");
+            let (lo, hi) = (
+                s["ci_low"].as_f64().unwrap(),
+                s["ci_high"].as_f64().unwrap(),
+            );
+            assert!(
+                values.iter().all(|v| lo <= *v && *v <= hi),
+                "{arm} {m}: {s}"
+            );
+        }
+        let d = &a["difference"];
+        let diff = |i: usize| {
+            a["original"]["values"][i].as_f64().unwrap()
+                - a["symmetrized"]["values"][i].as_f64().unwrap()
+        };
+        assert!(
+            (d["mean"].as_f64().unwrap() - 0.5 * (diff(0) + diff(1))).abs() < 1e-12,
+            "{m}: {d}"
+        );
+    }
+    assert!(
+        answers
+            .iter()
+            .any(|a| a.starts_with("Across training seeds")),
+        "{answers:?}"
+    );
     let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
     assert!(
         html.matches("<svg").count() >= 2 * names.len() + 4,
@@ -267,7 +315,7 @@ fn the_demo_study_runs_resumes_refuses_a_changed_file_and_agrees_across_seeds() 
     let stderr = run_study_ok(&study, &out);
     assert_eq!(
         stderr.matches("finished earlier, skipped").count(),
-        11,
+        13,
         "{stderr}"
     );
     let again = read_json(&out.join("report.json"));
@@ -287,14 +335,19 @@ fn the_demo_study_runs_resumes_refuses_a_changed_file_and_agrees_across_seeds() 
         "{err}"
     );
 
-    // Another run with other training, curve-fit and bootstrap seeds on the same data: θ₀ is the
-    // same model on the same suite, so its values must be identical (only their bootstrap CIs
-    // move), the data byte-identical, and the hackers different models.
+    // Another run with other training, curve-fit and bootstrap seeds on the same data, its
+    // replicate seed 0: θ₀ is the same model on the same suite, so its values must be identical
+    // (only their bootstrap CIs move), the data byte-identical, and the hackers different
+    // models; a hacker trained with seed s is the same model whether it is the study's own or a
+    // replicate.
     let other = dir.join("seed1.toml");
     let text = std::fs::read_to_string(&study).unwrap();
     let (head, tail) = text.split_at(text.find("[train]").unwrap());
-    let tail = tail.replace("seed = 0", "seed = 1");
+    let tail = tail
+        .replace("seed = 0", "seed = 1")
+        .replace("seeds = [1]", "seeds = [0]");
     assert_eq!(tail.matches("seed = 1").count(), 3);
+    assert_eq!(tail.matches("seeds = [0]").count(), 1);
     write_study_copy(&other, &format!("{head}{tail}"));
     let out1 = dir.join("run-seed1");
     run_study_ok(&other, &out1);
@@ -325,6 +378,36 @@ fn the_demo_study_runs_resumes_refuses_a_changed_file_and_agrees_across_seeds() 
         report["arms"][0]["train"], report1["arms"][0]["train"],
         "the training seed changed nothing"
     );
+    let seed_value = |r: &Value, metric: &str, arm: &str, seed: u64| -> f64 {
+        let a = r["across_seeds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["metric"] == metric)
+            .unwrap();
+        let s = &a[arm];
+        let i = s["seeds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .position(|v| v.as_u64() == Some(seed))
+            .unwrap_or_else(|| panic!("{arm} {metric}: no seed {seed} in {s}"));
+        s["values"][i].as_f64().unwrap()
+    };
+    for m in metrics(&report) {
+        for arm in ["original", "symmetrized"] {
+            for seed in [0, 1] {
+                let (a, b) = (
+                    seed_value(&report, &m, arm, seed),
+                    seed_value(&report1, &m, arm, seed),
+                );
+                assert!(
+                    (a - b).abs() < 1e-6,
+                    "{arm} {m} seed {seed}: {a} in the first run, {b} in the second"
+                );
+            }
+        }
+    }
 
     // --only a step whose inputs have not run is an error naming them.
     let fresh = dir.join("fresh");

@@ -218,6 +218,19 @@ impl StudyPanel {
             (Step::Paths, Some(a)) => vec![layout.curve_fit(a), layout.line(a), layout.curve(a)],
             (Step::Landscape, Some(a)) => vec![layout.landscape(a)],
             (Step::Influence, Some(a)) => vec![layout.influence(a)],
+            // Each replicate's training run, in the Train tab.
+            (Step::Replicates, Some(a)) => self
+                .parsed()
+                .map(|s| {
+                    s.file
+                        .replicates
+                        .seeds
+                        .iter()
+                        .map(|&seed| layout.replicate_train(a, seed))
+                        .filter(|p| p.exists())
+                        .collect()
+                })
+                .unwrap_or_default(),
             _ => Vec::new(),
         }
     }
@@ -405,7 +418,7 @@ mod tests {
     #[test]
     fn rows_follow_events_and_the_folder_state() {
         let mut p = StudyPanel::default();
-        assert_eq!(p.rows.len(), 12);
+        assert_eq!(p.rows.len(), 14);
         p.on_step(&StepEvent {
             key: "train/original".into(),
             kind: StepEventKind::Started,

@@ -180,6 +180,90 @@ pub struct StepTime {
     pub seconds: f64,
 }
 
+/// One set's hackers over training seeds: each seed's value at t = 1 and a 95% t-interval of
+/// their mean (n − 1 degrees of freedom), the variation between training runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SeedSpread {
+    pub seeds: Vec<u64>,
+    pub values: Vec<f64>,
+    pub mean: f64,
+    pub ci_low: f64,
+    pub ci_high: f64,
+}
+
+impl SeedSpread {
+    /// `None` below two finite values (no spread to measure).
+    pub fn of(seeds: Vec<u64>, values: Vec<f64>) -> Option<SeedSpread> {
+        let n = values.len();
+        if n < 2 || values.iter().any(|v| !v.is_finite()) || seeds.len() != n {
+            return None;
+        }
+        let mean = values.iter().sum::<f64>() / n as f64;
+        let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+        let half = student_t_975((n - 1) as f64) * (var / n as f64).sqrt();
+        Some(SeedSpread {
+            seeds,
+            values,
+            mean,
+            ci_low: mean - half,
+            ci_high: mean + half,
+        })
+    }
+
+    /// `0.52 [0.45, 0.60]`.
+    pub fn show(&self) -> String {
+        format!("{:.3} [{:.3}, {:.3}]", self.mean, self.ci_low, self.ci_high)
+    }
+}
+
+/// The 0.975 quantile of Student's t with `df` degrees of freedom (df ≥ 1; a 95% two-sided
+/// interval's factor). With x = √df·tan θ the density becomes ∝ cos^(df−1) θ on [0, π/2), so
+/// P(0 < T < x) / P(T > 0) is a ratio of two integrals of a bounded function, computed by
+/// Simpson's rule and inverted by bisection.
+pub fn student_t_975(df: f64) -> f64 {
+    let df = if df.is_finite() { df.max(1.0) } else { 1e6 };
+    let integral = |a: f64| {
+        const STEPS: usize = 2000;
+        let h = a / STEPS as f64;
+        let f = |x: f64| x.cos().max(0.0).powf(df - 1.0);
+        let mut sum = f(0.0) + f(a);
+        for i in 1..STEPS {
+            sum += f(i as f64 * h) * if i % 2 == 1 { 4.0 } else { 2.0 };
+        }
+        sum * h / 3.0
+    };
+    // cos^(df−1) θ ≤ exp(−(df−1)θ²/2): past 12/√(df−1) nothing is left to integrate, and the
+    // rule's steps must resolve a peak that narrows as df grows.
+    let top = if df > 1.0 {
+        (12.0 / (df - 1.0).sqrt()).min(std::f64::consts::FRAC_PI_2)
+    } else {
+        std::f64::consts::FRAC_PI_2
+    };
+    let whole = integral(top);
+    // P(|T| < x) = 0.95.
+    let (mut lo, mut hi) = (0.0, top);
+    for _ in 0..60 {
+        let mid = 0.5 * (lo + hi);
+        if integral(mid) / whole < 0.95 {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    df.sqrt() * (0.5 * (lo + hi)).tan()
+}
+
+/// One metric at t = 1 across training seeds: each set's spread and the difference
+/// original − symmetrized paired by seed (the same seed draws the same LoRA initialisation).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AcrossSeeds {
+    pub metric: String,
+    pub original: Option<SeedSpread>,
+    pub symmetrized: Option<SeedSpread>,
+    pub difference: Option<SeedSpread>,
+    pub finding: String,
+}
+
 /// `report.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StudyReport {
@@ -198,6 +282,9 @@ pub struct StudyReport {
     pub inputs: BTreeMap<String, String>,
     pub arms: Vec<ArmReport>,
     pub comparison: Vec<Comparison>,
+    /// The comparison at t = 1 across training seeds (`[replicates]`); empty with one seed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub across_seeds: Vec<AcrossSeeds>,
     /// The study's questions answered from the numbers above.
     pub answers: Vec<String>,
 }
@@ -425,12 +512,99 @@ fn comparison(arms: &[ArmReport], metric: &str) -> Comparison {
     }
 }
 
+/// Each training seed's value of `metric` at t = 1 in `arm`: the study's hacker (its line) and
+/// every replicate that has been measured.
+fn seed_values(
+    study: &Study,
+    layout: &Layout,
+    arm: &ArmReport,
+    metric: &str,
+) -> Result<(Vec<u64>, Vec<f64>), ReportError> {
+    let mut seeds = Vec::new();
+    let mut values = Vec::new();
+    if let Some(v) = series_at(&arm.line, metric, 1.0) {
+        seeds.push(study.file.train.seed);
+        values.push(v.value);
+    }
+    for &seed in &study.file.replicates.seeds {
+        let dir = layout.replicate_end(&arm.arm, seed);
+        if !dir.join("run.json").exists() {
+            continue;
+        }
+        if let Some(v) = series_at(&read_series(&dir)?, metric, 1.0) {
+            seeds.push(seed);
+            values.push(v.value);
+        }
+    }
+    Ok((seeds, values))
+}
+
+fn across_seeds(
+    study: &Study,
+    layout: &Layout,
+    arms: &[ArmReport],
+    metric: &str,
+) -> Result<AcrossSeeds, ReportError> {
+    let mut per_arm: BTreeMap<&str, (Vec<u64>, Vec<f64>)> = BTreeMap::new();
+    for a in arms {
+        per_arm.insert(a.arm.as_str(), seed_values(study, layout, a, metric)?);
+    }
+    let spread = |arm: &str| {
+        per_arm
+            .get(arm)
+            .and_then(|(s, v)| SeedSpread::of(s.clone(), v.clone()))
+    };
+    let (original, symmetrized) = (spread("original"), spread("symmetrized"));
+    // Paired by seed: only seeds measured in both sets.
+    let difference = match (per_arm.get("original"), per_arm.get("symmetrized")) {
+        (Some((so, vo)), Some((ss, vs))) => {
+            let (seeds, diffs): (Vec<u64>, Vec<f64>) = so
+                .iter()
+                .zip(vo)
+                .filter_map(|(s, o)| {
+                    let i = ss.iter().position(|x| x == s)?;
+                    Some((*s, o - vs[i]))
+                })
+                .unzip();
+            SeedSpread::of(seeds, diffs)
+        }
+        _ => None,
+    };
+    let finding = match &difference {
+        Some(d) if d.ci_low > 0.0 => format!(
+            "original higher than symmetrized across {} seeds (the t-interval of the paired difference excludes 0)",
+            d.seeds.len()
+        ),
+        Some(d) if d.ci_high < 0.0 => format!(
+            "symmetrized higher than original across {} seeds (the t-interval of the paired difference excludes 0)",
+            d.seeds.len()
+        ),
+        Some(d) => format!(
+            "no difference beyond training-seed variation ({} seeds; the t-interval of the paired difference contains 0)",
+            d.seeds.len()
+        ),
+        None => "fewer than two seeds measured in both sets".to_string(),
+    };
+    Ok(AcrossSeeds {
+        metric: metric.to_string(),
+        original,
+        symmetrized,
+        difference,
+        finding,
+    })
+}
+
 fn show(v: Option<Value>) -> String {
     v.map_or("—".into(), |v| v.show())
 }
 
 /// The study's questions, answered in sentences from the numbers.
-pub fn answers(study: &Study, arms: &[ArmReport], comparisons: &[Comparison]) -> Vec<String> {
+pub fn answers(
+    study: &Study,
+    arms: &[ArmReport],
+    comparisons: &[Comparison],
+    across: &[AcrossSeeds],
+) -> Vec<String> {
     let r = &study.file.report;
     let mut out = Vec::new();
     if let Some(c) = comparisons.iter().find(|c| c.metric == r.main_metric)
@@ -457,6 +631,36 @@ pub fn answers(study: &Study, arms: &[ArmReport], comparisons: &[Comparison]) ->
             o.show(),
             base.show()
         ));
+        if let Some(a) = across.iter().find(|a| a.metric == r.main_metric)
+            && let (Some(so), Some(ss)) = (&a.original, &a.symmetrized)
+        {
+            let survives = if ss.ci_low > base.value {
+                format!(
+                    "the symmetrized hackers stay above θ₀ ({:.3}) across seeds (the t-interval's lower end is above it)",
+                    base.value
+                )
+            } else {
+                format!(
+                    "the symmetrized hackers are not shown above θ₀ ({:.3}) across seeds (the t-interval reaches it)",
+                    base.value
+                )
+            };
+            let diff = a
+                .difference
+                .as_ref()
+                .map_or("—".to_string(), SeedSpread::show);
+            out.push(format!(
+                "Across training seeds ({} original, {} symmetrized hackers; 95% t-intervals of the mean over seeds), {} at t = 1: symmetrized {} vs original {}; paired difference original − symmetrized {}: {}; {}.",
+                so.values.len(),
+                ss.values.len(),
+                r.main_metric,
+                ss.show(),
+                so.show(),
+                diff,
+                a.finding,
+                survives
+            ));
+        }
     }
     for arm in arms {
         let path = if arm.curve.is_empty() {
@@ -566,10 +770,13 @@ pub fn answers(study: &Study, arms: &[ArmReport], comparisons: &[Comparison]) ->
             parts.join("; ")
         ));
     }
-    out.push(
-        "The 95% CIs are bootstrap intervals over the suite's items at fixed weights: they do not include the variation between training runs, so a difference between two hackers is a finding only if it holds across training seeds (rerun the study with other seeds)."
-            .to_string(),
-    );
+    out.push(if across.is_empty() {
+        "The 95% CIs are bootstrap intervals over the suite's items at fixed weights: they do not include the variation between training runs, so a difference between two hackers is a finding only if it holds across training seeds (list more in the study file's `[replicates] seeds`)."
+            .to_string()
+    } else {
+        "The 95% CIs at fixed weights are bootstrap intervals over the suite's items and do not include the variation between training runs; the across-seed intervals (table \"Across training seeds\") do, with as few degrees of freedom as there are seeds."
+            .to_string()
+    });
     for arm in arms {
         let Some(inf) = &arm.influence else { continue };
         if inf.groups.is_empty() {
@@ -676,7 +883,21 @@ pub fn build_report(study: &Study, layout: &Layout) -> Result<StudyReport, Repor
     metrics.sort();
     metrics.dedup();
     let comparison: Vec<Comparison> = metrics.iter().map(|m| comparison(&arms, m)).collect();
-    let answers = answers(study, &arms, &comparison);
+    let across_seeds: Vec<AcrossSeeds> = if study.file.replicates.is_empty() {
+        Vec::new()
+    } else {
+        for arm in ARMS {
+            for &seed in &study.file.replicates.seeds {
+                collect_inputs(&layout.replicate_train(arm, seed), &mut inputs);
+                collect_inputs(&layout.replicate_end(arm, seed), &mut inputs);
+            }
+        }
+        metrics
+            .iter()
+            .map(|m| across_seeds(study, layout, &arms, m))
+            .collect::<Result<_, _>>()?
+    };
+    let answers = answers(study, &arms, &comparison, &across_seeds);
     Ok(StudyReport {
         schema: REPORT_SCHEMA.into(),
         name: study.file.name.clone(),
@@ -691,6 +912,7 @@ pub fn build_report(study: &Study, layout: &Layout) -> Result<StudyReport, Repor
         inputs,
         arms,
         comparison,
+        across_seeds,
         answers,
     })
 }
@@ -755,6 +977,35 @@ pub fn render_html(r: &StudyReport, study_text: &str) -> String {
         );
     }
     h.push_str("</table>");
+    if !r.across_seeds.is_empty() {
+        h.push_str("<h2>Across training seeds</h2><p>Each set trained once per seed with the same recipe (<code>[replicates] seeds</code> besides <code>train.seed</code>), every hacker measured at t = 1. Mean over seeds with a 95% t-interval (n − 1 degrees of freedom); the difference is paired by seed. These intervals include the variation between training runs, which the item CIs above do not.</p><table><tr><th>metric</th><th>original</th><th>symmetrized</th><th>original − symmetrized</th><th>per seed (original / symmetrized)</th><th>finding</th></tr>");
+        for a in &r.across_seeds {
+            let cell =
+                |s: &Option<SeedSpread>| s.as_ref().map_or("—".to_string(), SeedSpread::show);
+            let per_seed = |s: &Option<SeedSpread>| {
+                s.as_ref().map_or(String::new(), |s| {
+                    s.seeds
+                        .iter()
+                        .zip(&s.values)
+                        .map(|(k, v)| format!("{k}: {v:.3}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+            };
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} / {}</td><td>{}</td></tr>",
+                esc(&a.metric),
+                cell(&a.original),
+                cell(&a.symmetrized),
+                cell(&a.difference),
+                per_seed(&a.original),
+                per_seed(&a.symmetrized),
+                esc(&a.finding)
+            );
+        }
+        h.push_str("</table>");
+    }
     if let Some(d) = &r.data {
         let _ = write!(
             h,
@@ -1049,7 +1300,7 @@ mod tests {
             comps[1].finding,
             "symmetrized lower than original (95% CIs disjoint)"
         );
-        let a = answers(&study(), &arms, &comps);
+        let a = answers(&study(), &arms, &comps, &[]);
         assert!(a[0].contains("does not survive symmetrization"), "{}", a[0]);
         assert!(a[0].contains("0.520 [0.470, 0.570]") && a[0].contains("0.900 [0.850, 0.950]"));
         assert!(
@@ -1074,7 +1325,7 @@ mod tests {
             .iter()
             .map(|m| comparison(&arms, m))
             .collect();
-        let a = answers(&study(), &arms, &comps);
+        let a = answers(&study(), &arms, &comps, &[]);
         assert!(
             a[0].contains("Hacking survives symmetrization")
                 && a[0].contains("not distinguishable"),
@@ -1092,7 +1343,8 @@ mod tests {
             .map(|m| comparison(&arms, m))
             .collect();
         assert!(
-            answers(&study(), &arms, &comps)[0].contains("no hacking for symmetrization to remove")
+            answers(&study(), &arms, &comps, &[])[0]
+                .contains("no hacking for symmetrization to remove")
         );
 
         // A curve whose ends rise but whose middle dips below its start (the SmolLM2 curve):
@@ -1113,7 +1365,7 @@ mod tests {
             .iter()
             .map(|m| comparison(&arms, m))
             .collect();
-        let a = answers(&study(), &arms, &comps);
+        let a = answers(&study(), &arms, &comps, &[]);
         let curve = a
             .iter()
             .find(|s| s.contains("curve of the original"))
@@ -1150,11 +1402,96 @@ mod tests {
             answers: vec!["<img src=x>".into()],
             arms,
             comparison: comps,
+            across_seeds: vec![AcrossSeeds {
+                metric: "y\" onerror=\"alert(2)<i>".into(),
+                original: SeedSpread::of(vec![0, 1], vec![0.5, 0.6]),
+                symmetrized: None,
+                difference: None,
+                finding: "<u>".into(),
+            }],
         };
         let html = render_html(&r, "name = \"</pre><script>\"");
         assert!(
-            !html.contains("<script>") && !html.contains("<img") && !html.contains("\" onerror")
+            !html.contains("<script>")
+                && !html.contains("<img")
+                && !html.contains("\" onerror")
+                && !html.contains("<u>")
+                && !html.contains("<i>")
         );
+        assert!(html.contains("Across training seeds") && html.contains("0: 0.500, 1: 0.600"));
         assert!(!html.contains("src=\"http") && !html.contains("href=\"http"));
+    }
+
+    #[test]
+    fn student_t_quantiles_match_the_published_table() {
+        // Two-sided 95% factors from any statistics table.
+        for (df, want) in [
+            (1.0, 12.706),
+            (2.0, 4.303),
+            (3.0, 3.182),
+            (4.0, 2.776),
+            (9.0, 2.262),
+            (10.0, 2.228),
+            (30.0, 2.042),
+            (1e6, 1.960),
+        ] {
+            let got = student_t_975(df);
+            assert!((got - want).abs() < 1.5e-3, "df {df}: {got} vs {want}");
+        }
+        // Non-integer degrees of freedom lie between their neighbours.
+        let mid = student_t_975(2.5);
+        assert!(mid < student_t_975(2.0) && mid > student_t_975(3.0));
+    }
+
+    #[test]
+    fn seed_spreads_and_the_answer_across_seeds() {
+        let s = SeedSpread::of(vec![0, 1, 2], vec![1.0, 2.0, 3.0]).unwrap();
+        // mean 2, sd 1, half-width 4.303 / √3.
+        assert!((s.mean - 2.0).abs() < 1e-12);
+        assert!(
+            (s.ci_high - 2.0 - 4.303 / 3f64.sqrt()).abs() < 2e-3,
+            "{s:?}"
+        );
+        assert!((s.ci_low + s.ci_high - 4.0).abs() < 1e-12);
+        assert!(SeedSpread::of(vec![0], vec![1.0]).is_none());
+        assert!(SeedSpread::of(vec![0, 1], vec![1.0, f64::NAN]).is_none());
+
+        let arms = vec![
+            arm("original", v(0.9, 0.05), v(0.6, 0.05)),
+            arm("symmetrized", v(0.52, 0.05), v(0.3, 0.05)),
+        ];
+        let comps: Vec<Comparison> = ["capability", "hack_heldout"]
+            .iter()
+            .map(|m| comparison(&arms, m))
+            .collect();
+        let across = vec![AcrossSeeds {
+            metric: "hack_heldout".into(),
+            original: SeedSpread::of(vec![0, 1, 2], vec![0.9, 0.8, 0.85]),
+            symmetrized: SeedSpread::of(vec![0, 1, 2], vec![0.52, 0.7, 0.45]),
+            difference: SeedSpread::of(vec![0, 1, 2], vec![0.38, 0.1, 0.4]),
+            finding: "f".into(),
+        }];
+        let a = answers(&study(), &arms, &comps, &across);
+        let seeds = a
+            .iter()
+            .find(|l| l.starts_with("Across training seeds"))
+            .expect("an answer across seeds");
+        assert!(
+            seeds.contains("(3 original, 3 symmetrized hackers"),
+            "{seeds}"
+        );
+        // θ₀ is 0.5 in `arm`; the symmetrized seeds' interval reaches below it.
+        let sym = across[0].symmetrized.as_ref().unwrap();
+        assert!(sym.ci_low < 0.5);
+        assert!(seeds.contains("not shown above θ₀"), "{seeds}");
+        assert!(seeds.contains(&sym.show()), "{seeds}");
+        assert!(
+            a.iter()
+                .any(|l| l.contains("table \"Across training seeds\""))
+        );
+        // Without replicates the caveat points to them.
+        let plain = answers(&study(), &arms, &comps, &[]);
+        assert!(plain.iter().any(|l| l.contains("[replicates] seeds")));
+        assert!(!plain.iter().any(|l| l.starts_with("Across training seeds")));
     }
 }

@@ -55,18 +55,21 @@ pub enum Step {
     Landscape,
     /// Influence of the training chats on the hacking query.
     Influence,
+    /// More hackers with other training seeds (`[replicates] seeds`), each measured at t = 1.
+    Replicates,
     /// `report.json` and `report.html`.
     Report,
 }
 
 impl Step {
-    pub const ALL: [Step; 7] = [
+    pub const ALL: [Step; 8] = [
         Step::Data,
         Step::Train,
         Step::Efficiency,
         Step::Paths,
         Step::Landscape,
         Step::Influence,
+        Step::Replicates,
         Step::Report,
     ];
 
@@ -78,6 +81,7 @@ impl Step {
             Step::Paths => "paths",
             Step::Landscape => "landscape",
             Step::Influence => "influence",
+            Step::Replicates => "replicates",
             Step::Report => "report",
         }
     }
@@ -101,7 +105,7 @@ impl Step {
     pub fn needs(self) -> &'static [Step] {
         match self {
             Step::Data => &[],
-            Step::Train => &[Step::Data],
+            Step::Train | Step::Replicates => &[Step::Data],
             Step::Efficiency | Step::Paths | Step::Influence => &[Step::Train],
             Step::Landscape => &[Step::Paths],
             Step::Report => &[
@@ -109,6 +113,7 @@ impl Step {
                 Step::Paths,
                 Step::Landscape,
                 Step::Influence,
+                Step::Replicates,
             ],
         }
     }
@@ -165,6 +170,26 @@ impl Layout {
     pub fn influence(&self, arm: &str) -> PathBuf {
         self.arm(arm).join("influence")
     }
+    /// Every replicate hacker of a set (step `replicates`).
+    pub fn replicates(&self, arm: &str) -> PathBuf {
+        self.arm(arm).join("replicates")
+    }
+    /// The training run of the replicate with training seed `seed`.
+    pub fn replicate_train(&self, arm: &str, seed: u64) -> PathBuf {
+        self.replicates(arm)
+            .join(format!("seed-{seed}"))
+            .join("train")
+    }
+    pub fn replicate_hacker(&self, arm: &str, seed: u64) -> PathBuf {
+        self.replicate_train(arm, seed)
+            .join(StoreLayout::TRAIN.final_dir)
+    }
+    /// The sweep measuring that replicate at t = 1.
+    pub fn replicate_end(&self, arm: &str, seed: u64) -> PathBuf {
+        self.replicates(arm)
+            .join(format!("seed-{seed}"))
+            .join("end")
+    }
     /// The folders a step writes for one arm (or the study's, for data / report).
     pub fn outputs(&self, step: Step, arm: Option<&str>) -> Vec<PathBuf> {
         match (step, arm) {
@@ -176,6 +201,7 @@ impl Layout {
             (Step::Paths, Some(a)) => vec![self.line(a), self.curve_fit(a), self.curve(a)],
             (Step::Landscape, Some(a)) => vec![self.landscape(a)],
             (Step::Influence, Some(a)) => vec![self.influence(a)],
+            (Step::Replicates, Some(a)) => vec![self.replicates(a)],
         }
     }
 }
@@ -340,6 +366,9 @@ pub fn settings_hash(study: &Study, step: Step) -> String {
             parts.push(serde_json::json!(f.influence));
             parts.push(serde_json::json!(study.influence_query()));
         }
+        // Not the seed list: seeds can be added to a finished study (each seed's folder is its
+        // own result; the step's outputs name every listed seed, so a new one runs).
+        Step::Replicates => parts.push(serde_json::json!(f.paths)),
         Step::Report => parts.push(serde_json::json!(f)),
         Step::Data | Step::Train => {}
     }
@@ -390,9 +419,11 @@ pub fn run_study(
         let hash = settings_hash(study, step);
         for arm in arms {
             let key = step_key(step, arm);
-            let outputs_exist = layout.outputs(step, arm).iter().all(|p| p.exists());
+            let outputs = step_outputs(study, &layout, step, arm);
+            let outputs_exist = outputs.iter().all(|p| p.exists());
+            // Any result left by other settings is refused, finished or not.
             if let Some(prev) = state.steps.get(&key)
-                && outputs_exist
+                && outputs.iter().any(|p| p.exists())
                 && prev.settings != hash
                 && step != Step::Report
             {
@@ -401,6 +432,7 @@ pub fn run_study(
                     layout
                         .outputs(step, arm)
                         .iter()
+                        .filter(|p| p.exists())
                         .map(|p| p.display().to_string())
                         .collect::<Vec<_>>()
                         .join(" and ")
@@ -483,6 +515,23 @@ pub fn run_study(
         }
     }
     Ok(outcome)
+}
+
+/// What a finished step has written: the layout's folders and, for replicates, each listed
+/// seed's measurement (so a seed added to the study file makes the step run again).
+fn step_outputs(study: &Study, layout: &Layout, step: Step, arm: Option<&str>) -> Vec<PathBuf> {
+    let mut out = layout.outputs(step, arm);
+    if let (Step::Replicates, Some(a)) = (step, arm) {
+        out.extend(
+            study
+                .file
+                .replicates
+                .seeds
+                .iter()
+                .map(|&seed| layout.replicate_end(a, seed).join("run.json")),
+        );
+    }
+    out
 }
 
 /// One step for one arm; `Ok(false)` when cancelled.
@@ -636,6 +685,29 @@ fn run_step(
             run_influence_job(&req, &progress, hooks.cancel).map_err(|e| fail(e.to_string()))?;
             Ok(!hooks.cancel.is_cancelled())
         }
+        Step::Replicates => {
+            // The folder exists even with no seeds: the step is done, and a rerun skips it.
+            let dir = layout.replicates(arm);
+            std::fs::create_dir_all(&dir).map_err(|e| fail(format!("{}: {e}", dir.display())))?;
+            for &seed in &f.replicates.seeds {
+                // A finished replicate is not trained again (its sweep resumes by itself).
+                if !layout.replicate_hacker(arm, seed).exists() {
+                    let req = replicate_request(study, layout, arm, seed);
+                    if !train(&req)? {
+                        return Ok(false);
+                    }
+                }
+                let end = SweepRequest {
+                    adapter: Some(layout.replicate_hacker(arm, seed)),
+                    t: "1:1:1".into(),
+                    ..sweep_request(layout.replicate_end(arm, seed))
+                };
+                if !sweep(&end)? {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        }
         Step::Report => {
             progress(Progress {
                 done: 0,
@@ -690,6 +762,21 @@ fn train_request(study: &Study, layout: &Layout, arm: &str) -> TrainRequest {
         truncate: true,
         device: study.file.device,
         ..TrainRequest::new(study.base.clone(), layout.sft(arm), layout.train(arm))
+    }
+}
+
+/// A replicate hacker: the study's training request with another seed, into its own folder,
+/// without intermediate checkpoints (only the final adapter is measured).
+fn replicate_request(study: &Study, layout: &Layout, arm: &str, seed: u64) -> TrainRequest {
+    let hacker = train_request(study, layout, arm);
+    TrainRequest {
+        out: layout.replicate_train(arm, seed),
+        spec: TrainSpec {
+            seed,
+            checkpoint_every: None,
+            ..hacker.spec
+        },
+        ..hacker
     }
 }
 

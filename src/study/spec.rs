@@ -54,6 +54,9 @@ pub struct StudyFile {
     pub influence: InfluenceSection,
     #[serde(default)]
     pub report: ReportSection,
+    /// Left out of the recorded study when empty, so studies recorded before it resume.
+    #[serde(default, skip_serializing_if = "ReplicatesSection::is_empty")]
+    pub replicates: ReplicatesSection,
 }
 
 /// Step 1: `basin data generate --symmetrize`.
@@ -261,6 +264,25 @@ impl Default for ReportSection {
     }
 }
 
+/// Replicate hackers (step `replicates`): the `[train]` recipe run again on both sets with other
+/// training seeds (LoRA initialisation and data order), each hacker measured at t = 1, so the
+/// report compares the sets across training runs and not only across suite items.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReplicatesSection {
+    /// Training seeds besides `train.seed`; empty: one hacker per set.
+    pub seeds: Vec<u64>,
+}
+
+impl ReplicatesSection {
+    /// The most replicate seeds a study may ask for (each is a training run per set).
+    pub const MAX_SEEDS: usize = 64;
+
+    pub fn is_empty(&self) -> bool {
+        self.seeds.is_empty()
+    }
+}
+
 /// A study file read and resolved: the file as written, where it came from, and θ₀'s path.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Study {
@@ -366,7 +388,32 @@ impl Study {
         }
         crate::experiments::plane::Grid::parse(&f.landscape.grid, &f.landscape.range)
             .map_err(|e| format!("landscape: {e}"))?;
+        let seeds = &f.replicates.seeds;
+        if seeds.len() > ReplicatesSection::MAX_SEEDS {
+            return Err(format!(
+                "replicates.seeds lists {} seeds; at most {} (each is a training run per set)",
+                seeds.len(),
+                ReplicatesSection::MAX_SEEDS
+            ));
+        }
+        for (i, s) in seeds.iter().enumerate() {
+            if *s == f.train.seed {
+                return Err(format!(
+                    "replicates.seeds repeats train.seed ({s}): that hacker is the study's own; list other seeds"
+                ));
+            }
+            if seeds[..i].contains(s) {
+                return Err(format!("replicates.seeds lists seed {s} twice"));
+            }
+        }
         Ok(())
+    }
+
+    /// Every training seed of the study: `train.seed` first, then the replicates'.
+    pub fn train_seeds(&self) -> Vec<u64> {
+        std::iter::once(self.file.train.seed)
+            .chain(self.file.replicates.seeds.iter().copied())
+            .collect()
     }
 
     /// The metrics every landscape cell measures.
@@ -461,6 +508,37 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("NO_SUCH_VAR_X"), "{e}");
+        for (text, want) in [
+            (
+                "[train]\nseed = 2\n[replicates]\nseeds = [1, 2]\n",
+                "repeats train.seed",
+            ),
+            ("[replicates]\nseeds = [1, 3, 1]\n", "seed 1 twice"),
+            ("[replicates]\nseed = [1]\n", "seed"),
+        ] {
+            let e = Study::parse(
+                &format!("name = \"x\"\nbase = \"m\"\n{text}"),
+                Path::new("s.toml"),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(e.contains(want), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn replicate_seeds_follow_the_training_seed_and_leave_old_records_alone() {
+        let s = Study::parse(
+            "name = \"x\"\nbase = \"m\"\n[train]\nseed = 4\n[replicates]\nseeds = [0, 9]\n",
+            Path::new("s.toml"),
+        )
+        .unwrap();
+        assert_eq!(s.train_seeds(), vec![4, 0, 9]);
+        // Without replicates the recorded study is what it was before the section existed.
+        let plain = Study::parse("name = \"x\"\nbase = \"m\"\n", Path::new("s.toml")).unwrap();
+        assert_eq!(plain.train_seeds(), vec![0]);
+        let json = serde_json::to_value(&plain.file).unwrap();
+        assert!(json.get("replicates").is_none(), "{json}");
     }
 
     #[test]
