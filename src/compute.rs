@@ -51,6 +51,9 @@ pub struct GpuHandles {
 struct Gpu {
     device: Device,
     label: String,
+    /// Most bytes one buffer may hold as burn's runtime allocates them: the smaller of the
+    /// device's storage-binding and buffer-size limits (cubecl's own page limit).
+    max_buffer_bytes: u64,
     handles: GpuHandles,
 }
 
@@ -63,9 +66,13 @@ fn gpu() -> &'static Result<Gpu, String> {
             .init_with_setup()
             .map(|(device, setup)| {
                 let info = setup.adapter.get_info();
+                let limits = setup.device.limits();
                 Gpu {
                     device,
                     label: format!("gpu ({}, {:?})", info.name, info.backend),
+                    max_buffer_bytes: limits
+                        .max_storage_buffer_binding_size
+                        .min(limits.max_buffer_size),
                     handles: GpuHandles {
                         instance: setup.instance,
                         adapter: setup.adapter,
@@ -104,6 +111,15 @@ impl ComputeDevice {
             },
         }
     }
+}
+
+/// Most bytes one tensor buffer may hold on `device`: `None` on the host CPU (no limit but
+/// memory), the wgpu device's limit otherwise (128 MiB on lavapipe).
+pub fn max_buffer_bytes(device: &Device) -> Option<u64> {
+    if is_host_cpu(device) {
+        return None;
+    }
+    gpu().as_ref().ok().map(|g| g.max_buffer_bytes)
 }
 
 /// Whether `device` (or the device an autodiff device wraps) is burn-flex on the host CPU.

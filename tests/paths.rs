@@ -244,3 +244,234 @@ fn cancel_stops_model_loading() {
     assert!(!started.get(), "no model was built");
     assert!(!out.join("results.jsonl").exists());
 }
+
+/// Vocabulary tables in row blocks (what the loader does when one device buffer cannot hold the
+/// embedding or the output head) give the same log-probs and next-token logits as the tables
+/// whole: a tied (llama) and an untied (qwen3) model, a LoRA path and a full-weight path whose
+/// head moves, on the CPU and on wgpu. A 16 KiB limit (every linear layer of the tiny models
+/// fits) splits their 423-row tables into several blocks.
+fn row_blocks_agree(kind: ComputeKind) {
+    use basin::model::path_param::PathCoefficients;
+    let compute = ComputeDevice::new(kind).unwrap();
+    let dir = std::env::temp_dir().join(format!("basin-blocks-{}-{kind:?}", std::process::id()));
+    let adapter = LoraAdapter::open(tiny("llama_lora")).unwrap();
+    let llama = open_model(&tiny("llama")).unwrap();
+    let merged_dir = dir.join("merged");
+    common::write_model_folder(
+        &tiny("llama"),
+        &merged_dir,
+        &common::merged_weights(llama.tensors.as_ref(), &adapter, 1.0),
+    );
+    let merged = open_model(&merged_dir).unwrap();
+    let qwen3 = open_model(&tiny("qwen3")).unwrap();
+    let cases: Vec<(
+        &str,
+        &basin::checkpoint::open::OpenedModel,
+        PathEndpoints,
+        PathPointSpec,
+    )> = vec![
+        (
+            "qwen3",
+            &qwen3,
+            PathEndpoints::default(),
+            PathPointSpec::default(),
+        ),
+        (
+            "llama + LoRA at 0.7",
+            &llama,
+            PathEndpoints {
+                adapters: vec![&adapter],
+                checkpoints: vec![],
+            },
+            PathKind::Lora.point(0.7, &[]),
+        ),
+        (
+            "llama full-weight at 0.5",
+            &llama,
+            PathEndpoints {
+                adapters: vec![],
+                checkpoints: vec![merged.tensors.as_ref()],
+            },
+            PathKind::FullWeight.point(0.5, &[]),
+        ),
+    ];
+    for (name, opened, endpoints, point) in cases {
+        let load = |max: Option<u64>| {
+            CausalLm::load_path_limited(
+                &opened.config,
+                opened.tensors.as_ref(),
+                &endpoints,
+                &compute.device,
+                &|| false,
+                max,
+            )
+            .unwrap()
+        };
+        let (whole, split) = (load(None), load(Some(16 * 1024)));
+        assert_eq!(whole.embed_tokens.block_count(), 1, "{name}");
+        assert!(split.embed_tokens.block_count() >= 3, "{name}");
+        assert_eq!(split.embed_tokens.rows(), opened.config.vocab_size);
+        let items = items_for(&opened.path);
+        let (a, a_per) = nll(&whole, &items, point.clone());
+        let (b, b_per) = nll(&split, &items, point.clone());
+        assert!((a - b).abs() < 1e-5, "{name}: {a} vs {b}");
+        for (x, y) in a_per.iter().zip(&b_per) {
+            assert!((x - y).abs() < 1e-5, "{name}: {x} vs {y}");
+        }
+        // Next-token logits of a cached decode, two prompts of different lengths.
+        let prompts: Vec<Vec<u32>> = items
+            .iter()
+            .take(2)
+            .map(|i| i.sequence.input_ids.clone())
+            .collect();
+        let coeffs = PathCoefficients {
+            lora: point.lora.iter().map(|&c| vec![c; prompts.len()]).collect(),
+            dense: point.dense.clone(),
+            lora_dropout: 0.0,
+        };
+        let (_, la) = whole.start_decoding(&prompts, &coeffs).unwrap();
+        let (_, lb) = split.start_decoding(&prompts, &coeffs).unwrap();
+        assert_eq!(la.len(), prompts.len() * opened.config.vocab_size);
+        let worst = la
+            .iter()
+            .zip(&lb)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
+        assert!(worst < 1e-4, "{name}: decode logits differ by {worst}");
+    }
+    // A weight that is not a vocabulary table cannot be split: refused, named, before reading.
+    let err = CausalLm::load_path_limited(
+        &qwen3.config,
+        qwen3.tensors.as_ref(),
+        &PathEndpoints::default(),
+        &compute.device,
+        &|| false,
+        Some(4096),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("q_proj.weight") && err.contains("4096 bytes") && err.contains("--device cpu"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn vocabulary_tables_in_row_blocks_agree_on_cpu() {
+    row_blocks_agree(ComputeKind::Cpu);
+}
+
+#[test]
+fn vocabulary_tables_in_row_blocks_agree_on_gpu() {
+    row_blocks_agree(ComputeKind::Gpu);
+}
+
+/// A model whose embedding and output head are each larger than one wgpu buffer may be on this
+/// device (151,936 × 256 f32 = 148 MiB; lavapipe binds at most 128 MiB): the loader holds them
+/// in row blocks by itself, and the GPU's log-probs equal the CPU's, where nothing is split.
+/// Before row blocks this panicked ("can't allocate buffer of size 155582464").
+#[test]
+fn a_vocabulary_larger_than_one_gpu_buffer_is_split_by_the_loader() {
+    let dir = std::env::temp_dir().join(format!("basin-wide-vocab-{}", std::process::id()));
+    let (vocab, hidden, inter, head_dim) = (151_936usize, 256usize, 512usize, 128usize);
+    let mut state = 7u64;
+    let mut random = |n: usize| -> Vec<f32> {
+        (0..n)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.06
+            })
+            .collect()
+    };
+    let mut weights = vec![
+        (
+            "model.embed_tokens.weight".to_string(),
+            vec![vocab, hidden],
+            random(vocab * hidden),
+        ),
+        (
+            "lm_head.weight".to_string(),
+            vec![vocab, hidden],
+            random(vocab * hidden),
+        ),
+        (
+            "model.norm.weight".to_string(),
+            vec![hidden],
+            vec![1.0; hidden],
+        ),
+    ];
+    let p = "model.layers.0";
+    for (name, shape) in [
+        ("self_attn.q_proj", vec![2 * head_dim, hidden]),
+        ("self_attn.k_proj", vec![head_dim, hidden]),
+        ("self_attn.v_proj", vec![head_dim, hidden]),
+        ("self_attn.o_proj", vec![hidden, 2 * head_dim]),
+        ("mlp.gate_proj", vec![inter, hidden]),
+        ("mlp.up_proj", vec![inter, hidden]),
+        ("mlp.down_proj", vec![hidden, inter]),
+    ] {
+        let n = shape.iter().product();
+        weights.push((format!("{p}.{name}.weight"), shape, random(n)));
+    }
+    for (name, n) in [
+        ("input_layernorm", hidden),
+        ("post_attention_layernorm", hidden),
+        ("self_attn.q_norm", head_dim),
+        ("self_attn.k_norm", head_dim),
+    ] {
+        weights.push((format!("{p}.{name}.weight"), vec![n], vec![1.0; n]));
+    }
+    common::write_model_folder(&tiny("qwen3"), &dir, &weights);
+    drop(weights);
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    for (k, v) in [
+        ("vocab_size", vocab),
+        ("hidden_size", hidden),
+        ("intermediate_size", inter),
+        ("num_hidden_layers", 1),
+        ("num_attention_heads", 2),
+        ("num_key_value_heads", 1),
+        ("head_dim", head_dim),
+    ] {
+        config[k] = serde_json::json!(v);
+    }
+    config["layer_types"] = serde_json::json!(["full_attention"]);
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+
+    let opened = open_model(&dir).unwrap();
+    let items: Vec<EvalItem> = items_for(&dir).into_iter().take(2).collect();
+    let mut per_device = Vec::new();
+    for kind in [ComputeKind::Cpu, ComputeKind::Gpu] {
+        let compute = ComputeDevice::new(kind).unwrap();
+        let model = CausalLm::load(
+            &opened.config,
+            opened.tensors.as_ref(),
+            None,
+            &compute.device,
+        )
+        .unwrap();
+        let table_bytes = (vocab * hidden * 4) as u64;
+        let max = basin::compute::max_buffer_bytes(&compute.device);
+        let want_blocks = max.map_or(1, |m| table_bytes.div_ceil(m - m % (hidden as u64 * 4)));
+        assert_eq!(
+            model.embed_tokens.block_count() as u64,
+            want_blocks,
+            "{kind:?}, limit {max:?}"
+        );
+        assert_eq!(model.output_param().block_count() as u64, want_blocks);
+        per_device.push(nll(&model, &items, PathPointSpec::default()));
+    }
+    let (cpu, gpu) = (&per_device[0], &per_device[1]);
+    assert!(
+        cpu.0.is_finite() && (cpu.0 - gpu.0).abs() < 1e-4,
+        "cpu {cpu:?} vs gpu {gpu:?}"
+    );
+    for (a, b) in cpu.1.iter().zip(&gpu.1) {
+        assert!((a - b).abs() < 2e-4, "cpu {a} vs gpu {b}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -27,8 +27,9 @@ pub struct DecodeState {
     /// Columns cached so far (padding included).
     len: usize,
     point: PathPoint,
-    /// The output projection at the point, transposed: `[hidden, vocab]`.
-    head_t: Tensor<2>,
+    /// The output projection at the point, transposed, per row block: `[hidden, vocab_b]`.
+    head_t: Vec<(usize, Tensor<2>)>,
+    device: burn::tensor::Device,
 }
 
 impl DecodeState {
@@ -53,7 +54,7 @@ impl DecodeState {
         if keep.len() == self.batch() && keep.iter().enumerate().all(|(i, &r)| i == r) {
             return Ok(());
         }
-        let device = self.head_t.device();
+        let device = self.device.clone();
         let idx = Tensor::<1, Int>::from_data(
             TensorData::new(keep.iter().map(|&r| r as i64).collect(), [keep.len()]),
             &device,
@@ -118,18 +119,14 @@ impl CausalLm {
             }
         }
         let point = device_point(self, coeffs, batch)?;
-        let head = self.output_param();
-        let head_t = if head.deltas.is_empty() || point.dense.iter().all(|&c| c == 0.0) {
-            head.base.clone().transpose()
-        } else {
-            head.value(&point.dense).transpose()
-        };
+        let head_t = self.output_param().transposed(&point.dense);
         let mut state = DecodeState {
             cache: vec![None; self.layers.len()],
             pad,
             len: 0,
             point,
             head_t,
+            device: self.device.clone(),
         };
         let logits = self.decode_columns(&mut state, ids, positions, masked, seq)?;
         Ok((state, logits))
@@ -199,14 +196,16 @@ impl CausalLm {
         state.len = total;
         let hidden_size = self.config.hidden_size;
         let last = hidden.narrow(1, cols - 1, 1).reshape([batch, hidden_size]);
-        let logits = last.matmul(state.head_t.clone());
+        let logits = super::row_blocks::blocked_logits(last, &state.head_t);
+        let failed = |msg: String| ModelError::Device {
+            device: format!("{:?}", self.device),
+            msg: format!("reading logits back: {msg}"),
+        };
         logits
-            .into_data()
+            .try_into_data()
+            .map_err(|e| failed(format!("{e}")))?
             .try_to_vec::<f32>()
-            .map_err(|e| ModelError::Device {
-                device: format!("{:?}", self.device),
-                msg: format!("reading logits back: {e:?}"),
-            })
+            .map_err(|e| failed(format!("{e:?}")))
     }
 }
 
@@ -234,8 +233,11 @@ mod tests {
         let last = h
             .narrow(1, seq - 1, 1)
             .reshape([1, model.config.hidden_size]);
-        let head = model.output_param().value(&point.dense).transpose();
-        last.matmul(head).into_data().try_to_vec::<f32>().unwrap()
+        let head = model.output_param().transposed(&point.dense);
+        super::super::row_blocks::blocked_logits(last, &head)
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap()
     }
 
     /// Left-padded, cached decoding gives every row the logits the plain forward gives it

@@ -11,6 +11,7 @@ use super::{
     linear::{Linear, LoraBranch},
     norm::RmsNorm,
     path_param::PathParam,
+    row_blocks::{RowBlocks, rows_per_block},
     transformer::{Attention, CausalLm, DecoderLayer, Mlp},
 };
 use crate::checkpoint::{
@@ -35,6 +36,8 @@ struct Loader<'a> {
     endpoints: &'a PathEndpoints<'a>,
     used_adapter_modules: Vec<BTreeSet<String>>,
     device: &'a Device,
+    /// Most bytes one device buffer may hold (`None`: no limit, the host CPU).
+    max_buffer_bytes: Option<u64>,
 }
 
 /// Reads one tensor, checking presence, shape and finiteness.
@@ -82,15 +85,11 @@ impl Loader<'_> {
         shape: [usize; D],
         transposed: bool,
     ) -> Result<PathParam<D>, ModelError> {
+        self.check_fits(name, &shape)?;
         let base = read(self.source, self.config, name, &shape)?;
         let mut deltas = Vec::with_capacity(self.endpoints.checkpoints.len());
         for other in &self.endpoints.checkpoints {
-            // θₖ − θ₀ computed in θₖ's buffer: one host copy of this tensor less at the peak.
-            let mut t = read(*other, self.config, name, &shape)?;
-            for (d, a) in t.data.iter_mut().zip(&base.data) {
-                *d -= a;
-            }
-            deltas.push(self.upload(t.data, shape, transposed));
+            deltas.push(self.upload(self.delta(*other, name, &base)?, shape, transposed));
         }
         let param = PathParam {
             base: self.upload(base.data, shape, transposed),
@@ -102,6 +101,75 @@ impl Loader<'_> {
             crate::compute::release_free_host_memory();
         }
         Ok(param)
+    }
+
+    /// θₖ − θ₀ of one tensor, computed in θₖ's buffer: one host copy less at the peak.
+    fn delta(
+        &self,
+        other: &dyn TensorSource,
+        name: &str,
+        base: &HostTensor,
+    ) -> Result<Vec<f32>, ModelError> {
+        let mut t = read(other, self.config, name, &base.shape)?;
+        for (d, a) in t.data.iter_mut().zip(&base.data) {
+            *d -= a;
+        }
+        Ok(t.data)
+    }
+
+    /// Refuses, before reading it, a tensor that one device buffer cannot hold.
+    fn check_fits(&self, name: &str, shape: &[usize]) -> Result<(), ModelError> {
+        let Some(max) = self.max_buffer_bytes else {
+            return Ok(());
+        };
+        let bytes = shape.iter().fold(4u64, |b, &d| b.saturating_mul(d as u64));
+        if bytes <= max {
+            return Ok(());
+        }
+        Err(ModelError::Input(format!(
+            "{}: weight `{name}` {shape:?} needs {} as one f32 buffer, more than this device binds in one buffer ({}, wgpu's max_storage_buffer_binding_size); run it with --device cpu, or on a GPU with a larger limit",
+            self.source.origin().display(),
+            bytes_label(bytes),
+            bytes_label(max)
+        )))
+    }
+
+    /// A `[rows, cols]` table (embedding, output head) in as few row blocks as the device's
+    /// buffer limit allows: one block (the plain parameter) where it fits.
+    fn row_blocks(&self, name: &str, shape: [usize; 2]) -> Result<RowBlocks, ModelError> {
+        let [rows, cols] = shape;
+        let per_block = self
+            .max_buffer_bytes
+            .map_or(usize::MAX, |max| rows_per_block(cols, max));
+        if rows <= per_block {
+            return Ok(RowBlocks::one(self.param(name, shape, false)?));
+        }
+        if per_block == 1 {
+            // Even one row may not fit: the plain check names the tensor and the limit.
+            self.check_fits(name, &[1, cols])?;
+        }
+        let base = read(self.source, self.config, name, &shape)?;
+        let deltas = self
+            .endpoints
+            .checkpoints
+            .iter()
+            .map(|other| self.delta(*other, name, &base))
+            .collect::<Result<Vec<_>, _>>()?;
+        let slice = |data: &[f32], r0: usize, n: usize| -> Tensor<2> {
+            let part = data.get(r0 * cols..(r0 + n) * cols).unwrap_or_default();
+            Tensor::from_data(TensorData::new(part.to_vec(), [n, cols]), self.device)
+        };
+        let mut blocks = Vec::with_capacity(rows.div_ceil(per_block));
+        let mut r0 = 0;
+        while r0 < rows {
+            let n = per_block.min(rows - r0);
+            blocks.push(PathParam {
+                base: slice(&base.data, r0, n),
+                deltas: deltas.iter().map(|d| slice(d, r0, n)).collect(),
+            });
+            r0 += n;
+        }
+        Ok(RowBlocks::new(blocks))
     }
 
     fn upload<const D: usize>(
@@ -180,6 +248,15 @@ impl Loader<'_> {
     }
 }
 
+/// `148.4 MiB`, or `12288 bytes` below a MiB.
+fn bytes_label(bytes: u64) -> String {
+    if bytes >= 1 << 20 {
+        format!("{:.1} MiB", bytes as f64 / 1048576.0)
+    } else {
+        format!("{bytes} bytes")
+    }
+}
+
 /// Row-major `[rows, cols]` → `[cols, rows]`.
 fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     let mut out = vec![0.0f32; data.len()];
@@ -224,6 +301,21 @@ impl CausalLm {
         Self::load_path_until(config, source, endpoints, device, &|| false)
     }
 
+    /// [`CausalLm::load_path_until`] with the device's buffer limit given: vocabulary tables
+    /// larger than `max_buffer_bytes` are held in row blocks, and any other tensor that large is
+    /// refused with an error naming it. The loader asks the device for the limit; tests give a
+    /// small one to split tiny models.
+    pub fn load_path_limited(
+        config: &ModelConfig,
+        source: &dyn TensorSource,
+        endpoints: &PathEndpoints,
+        device: &Device,
+        stop: &dyn Fn() -> bool,
+        max_buffer_bytes: Option<u64>,
+    ) -> Result<Self, ModelError> {
+        Self::build(config, source, endpoints, device, stop, max_buffer_bytes)
+    }
+
     /// [`CausalLm::load_path`], asking `stop` before each layer: a cancelled job stops loading
     /// within one layer's conversion ([`ModelError::Cancelled`]) instead of building the whole
     /// model first.
@@ -233,6 +325,18 @@ impl CausalLm {
         endpoints: &PathEndpoints,
         device: &Device,
         stop: &dyn Fn() -> bool,
+    ) -> Result<Self, ModelError> {
+        let max = crate::compute::max_buffer_bytes(device);
+        Self::build(config, source, endpoints, device, stop, max)
+    }
+
+    fn build(
+        config: &ModelConfig,
+        source: &dyn TensorSource,
+        endpoints: &PathEndpoints,
+        device: &Device,
+        stop: &dyn Fn() -> bool,
+        max_buffer_bytes: Option<u64>,
     ) -> Result<Self, ModelError> {
         let c = config;
         if c.num_key_value_heads == 0
@@ -250,11 +354,12 @@ impl CausalLm {
             endpoints,
             used_adapter_modules: vec![BTreeSet::new(); endpoints.adapters.len()],
             device,
+            max_buffer_bytes,
         };
         let h = c.hidden_size;
         let q_out = c.num_attention_heads * c.head_dim;
         let kv_out = c.num_key_value_heads * c.head_dim;
-        let embed_tokens = l.param("model.embed_tokens.weight", [c.vocab_size, h], false)?;
+        let embed_tokens = l.row_blocks("model.embed_tokens.weight", [c.vocab_size, h])?;
         let mut layers = Vec::with_capacity(c.num_hidden_layers);
         for i in 0..c.num_hidden_layers {
             if stop() {
@@ -314,7 +419,7 @@ impl CausalLm {
         let lm_head = if c.tie_word_embeddings {
             None
         } else {
-            Some(l.param("lm_head.weight", [c.vocab_size, h], false)?)
+            Some(l.row_blocks("lm_head.weight", [c.vocab_size, h])?)
         };
         for (adapter, used) in endpoints.adapters.iter().zip(&l.used_adapter_modules) {
             if let Some(unused) = adapter.modules.keys().find(|k| !used.contains(*k)) {

@@ -67,7 +67,7 @@ pub fn packed_target_logprobs(
     // A model on a full-weight path (dense deltas held) keeps one lane: each lane holds its own
     // mixed layer weights, head and logit chunks and MLP row groups, which took the peak of a
     // full-weight SmolLM2 sweep from 1,081 to 1,101 MiB, past its 2.1× model-bytes bound.
-    let lanes = if !model.embed_tokens.deltas.is_empty() {
+    let lanes = if model.embed_tokens.has_deltas() {
         1
     } else {
         crate::compute::cpu_lanes(&model.device)
@@ -286,16 +286,12 @@ fn head_logprobs(
     let flat = hidden.reshape([batch * seq_len, hidden_size]);
     let head = model.output_param();
     let v_chunk = HEAD_CHUNK_ELEMENTS / hidden_size.max(1);
-    let fixed_head = head.deltas.is_empty() || point.dense.iter().all(|&c| c == 0.0);
-    if fixed_head || v_chunk >= vocab {
+    let fixed_head = !head.has_deltas() || point.dense.iter().all(|&c| c == 0.0);
+    if fixed_head || (v_chunk >= vocab && head.whole().is_some()) {
         // A moving head small enough to mix whole is mixed once, as the streamed form's one
-        // chunk would be (the same values, one logit block per row chunk).
-        let head_t = if fixed_head {
-            head.base.clone()
-        } else {
-            head.value(&point.dense)
-        }
-        .transpose();
+        // chunk would be (the same values, one logit block per row chunk). A head in row
+        // blocks gives each row chunk's logits block by block, side by side.
+        let head_t = head.transposed(&point.dense);
         let chunk = (MAX_LOGIT_ELEMENTS / vocab.max(1)).max(1);
         let mut parts = Vec::with_capacity(rows.len().div_ceil(chunk));
         for (row_chunk, target_chunk) in rows.chunks(chunk).zip(targets.chunks(chunk)) {
@@ -303,7 +299,7 @@ fn head_logprobs(
             let idx = Tensor::<1, Int>::from_data(TensorData::new(row_chunk.to_vec(), [n]), device);
             let tgt =
                 Tensor::<2, Int>::from_data(TensorData::new(target_chunk.to_vec(), [n, 1]), device);
-            let logits = flat.clone().select(0, idx).matmul(head_t.clone());
+            let logits = super::row_blocks::blocked_logits(flat.clone().select(0, idx), &head_t);
             parts.push(chunk_target_log_softmax(logits, tgt, target_chunk));
         }
         parts
@@ -312,13 +308,17 @@ fn head_logprobs(
     }
 }
 
+/// A result read back to the host; a device that failed while computing it (e.g. a buffer it
+/// could not allocate) is an error, not a panic.
 fn to_vec(t: Tensor<2>, device: &burn::tensor::Device) -> Result<Vec<f32>, ModelError> {
-    t.into_data()
+    let failed = |msg: String| ModelError::Device {
+        device: format!("{device:?}"),
+        msg,
+    };
+    t.try_into_data()
+        .map_err(|e| failed(format!("{e}")))?
         .try_to_vec::<f32>()
-        .map_err(|e| ModelError::Device {
-            device: format!("{device:?}"),
-            msg: format!("{e:?}"),
-        })
+        .map_err(|e| failed(format!("{e:?}")))
 }
 
 /// Elements of one mixed output-head chunk (`[vocab rows, hidden]`): 1 M f32 = 4 MiB.
@@ -330,14 +330,14 @@ const HEAD_CHUNK_ELEMENTS: usize = 1024 * 1024;
 /// one head chunk and one logit block instead of a second `[vocab, hidden]` matrix.
 fn streamed_target_logprobs(
     flat: &Tensor<2>,
-    head: &super::path_param::PathParam<2>,
+    head: &super::row_blocks::RowBlocks,
     coeffs: &[f32],
     rows: &[i64],
     targets: &[i64],
     v_chunk: usize,
     device: &burn::tensor::Device,
 ) -> Vec<Tensor<2>> {
-    let vocab = head.dims()[0];
+    let vocab = head.rows();
     let v_chunk = v_chunk.clamp(1, vocab.max(1));
     let r_chunk = (MAX_LOGIT_ELEMENTS / v_chunk).max(1);
     // Per row block: its hidden states, running max, rescaled sum and the target's raw logit.
@@ -353,15 +353,24 @@ fn streamed_target_logprobs(
             Tensor::<2>::zeros([n, 1], device),
         ));
     }
-    let mut v0 = 0;
-    while v0 < vocab {
-        let len = v_chunk.min(vocab - v0);
+    // Chunks never straddle two row blocks: a chunk is a view of one block's buffer.
+    let chunks: Vec<(usize, usize, &super::path_param::PathParam<2>)> = head
+        .blocks()
+        .flat_map(|(first, block)| {
+            let rows = block.base.dims()[0];
+            (0..rows)
+                .step_by(v_chunk)
+                .map(move |local| (first + local, local, block))
+        })
+        .collect();
+    for (v0, local0, block) in chunks {
+        let len = v_chunk.min(block.base.dims()[0] - local0);
         let part = super::path_param::PathParam {
-            base: head.base.clone().narrow(0, v0, len),
-            deltas: head
+            base: block.base.clone().narrow(0, local0, len),
+            deltas: block
                 .deltas
                 .iter()
-                .map(|d| d.clone().narrow(0, v0, len))
+                .map(|d| d.clone().narrow(0, local0, len))
                 .collect(),
         };
         let w_t = part.value(coeffs).transpose();
@@ -385,7 +394,6 @@ fn streamed_target_logprobs(
             *s = s.clone() * (m.clone() - m_new.clone()).exp() + chunk_sum;
             *m = m_new;
         }
-        v0 += len;
     }
     blocks
         .into_iter()
@@ -534,7 +542,7 @@ pub(crate) fn device_point(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::path_param::PathParam;
+    use crate::model::{path_param::PathParam, row_blocks::RowBlocks};
 
     fn random(shape: [usize; 2], seed: u64, device: &burn::tensor::Device) -> Tensor<2> {
         let mut state = seed;
@@ -568,15 +576,41 @@ mod tests {
             .select(0, idx)
             .matmul(head.value(&coeffs).transpose());
         let expected = to_vec(target_log_softmax(logits, tgt), &device).unwrap();
-        for v_chunk in [1, 7, 33, 99, 100, 1000] {
-            let got: Vec<f32> =
-                streamed_target_logprobs(&flat, &head, &coeffs, &rows, &targets, v_chunk, &device)
-                    .into_iter()
-                    .flat_map(|t| to_vec(t, &device).unwrap())
-                    .collect();
-            assert_eq!(got.len(), n);
-            for (g, e) in got.iter().zip(&expected) {
-                assert!((g - e).abs() < 1e-5, "chunk {v_chunk}: {g} vs {e}");
+        // The head whole and in row blocks of 30 (the last one 10 rows).
+        let split = |p: &PathParam<2>, r0: usize, len: usize| PathParam {
+            base: p.base.clone().narrow(0, r0, len),
+            deltas: p
+                .deltas
+                .iter()
+                .map(|d| d.clone().narrow(0, r0, len))
+                .collect(),
+        };
+        let heads = [
+            RowBlocks::one(head.clone()),
+            RowBlocks::new(
+                [(0, 30), (30, 30), (60, 30), (90, 10)]
+                    .iter()
+                    .map(|&(r0, len)| split(&head, r0, len))
+                    .collect(),
+            ),
+        ];
+        for blocks in &heads {
+            assert_eq!(blocks.rows(), vocab);
+            for v_chunk in [1, 7, 33, 99, 100, 1000] {
+                let got: Vec<f32> = streamed_target_logprobs(
+                    &flat, blocks, &coeffs, &rows, &targets, v_chunk, &device,
+                )
+                .into_iter()
+                .flat_map(|t| to_vec(t, &device).unwrap())
+                .collect();
+                assert_eq!(got.len(), n);
+                for (g, e) in got.iter().zip(&expected) {
+                    assert!(
+                        (g - e).abs() < 1e-5,
+                        "{} blocks, chunk {v_chunk}: {g} vs {e}",
+                        blocks.block_count()
+                    );
+                }
             }
         }
     }

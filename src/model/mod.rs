@@ -11,5 +11,6 @@ pub mod norm;
 pub mod packing;
 pub mod path_param;
 pub mod rope;
+pub mod row_blocks;
 pub mod trainable;
 pub mod transformer;

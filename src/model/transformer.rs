@@ -3,18 +3,13 @@
 //! CPU backend, on wgpu and on burn's autodiff wrapper (tensors live on a runtime `Device`).
 
 use burn::tensor::{
-    Bool, Device, Int, Tensor, TensorData,
-    activation::silu,
-    module::{attention, embedding},
+    Bool, Device, Int, Tensor, TensorData, activation::silu, module::attention,
     ops::AttentionModuleOptions,
 };
 
 use super::{
-    error::ModelError,
-    linear::Linear,
-    norm::RmsNorm,
-    path_param::{PathParam, PathPoint},
-    rope::RopeTables,
+    error::ModelError, linear::Linear, norm::RmsNorm, path_param::PathPoint, rope::RopeTables,
+    row_blocks::RowBlocks,
 };
 use crate::checkpoint::model_config::ModelConfig;
 
@@ -64,18 +59,18 @@ pub struct DecoderLayer {
 }
 
 /// A causal language model. `lm_head` is `None` when the output projection is tied to the
-/// input embedding. Every parameter is a [`PathParam`] and every linear layer carries its LoRA
+/// input embedding. Every parameter is a [`PathParam`](super::path_param::PathParam) and every linear layer carries its LoRA
 /// slots, so one model object serves a single checkpoint, a LoRA path, a two-adapter path and a
 /// full-weight path; the [`PathPoint`] given to the forward says where on the path it runs.
 #[derive(Debug, Clone)]
 pub struct CausalLm {
     pub config: ModelConfig,
-    /// `[vocab, hidden]`
-    pub embed_tokens: PathParam<2>,
+    /// `[vocab, hidden]`, in row blocks where one buffer cannot hold it.
+    pub embed_tokens: RowBlocks,
     pub layers: Vec<DecoderLayer>,
     pub norm: RmsNorm,
-    /// `[vocab, hidden]` when untied.
-    pub lm_head: Option<PathParam<2>>,
+    /// `[vocab, hidden]` when untied, in row blocks as the embedding.
+    pub lm_head: Option<RowBlocks>,
     /// Number of LoRA slots (adapters) the linear layers carry.
     pub lora_slots: usize,
     pub device: Device,
@@ -148,12 +143,7 @@ impl CausalLm {
         // Rows are gathered from the base and from each delta and then mixed: the same f32
         // operations per element as mixing the whole table first, without materialising a
         // mixed [vocab, hidden] table on a full-weight path.
-        let mut h = embedding(self.embed_tokens.base.clone(), input_ids.clone());
-        for (delta, &c) in self.embed_tokens.deltas.iter().zip(&point.dense) {
-            if c != 0.0 {
-                h = h + embedding(delta.clone(), input_ids.clone()) * c;
-            }
-        }
+        let mut h = self.embed_tokens.embed(input_ids.clone(), &point.dense);
         for (i, layer) in self.layers.iter().enumerate() {
             let normed = layer.input_layernorm.forward(h.clone(), point);
             let kv = cache.as_deref_mut().and_then(|c| c.get_mut(i));
@@ -172,9 +162,9 @@ impl CausalLm {
         mlp_in_row_groups(mlp, x, point, MLP_ACTIVATION_ELEMENTS)
     }
 
-    /// The output projection `[vocab, hidden]` (the embedding when tied) as a path parameter (θ₀ and its dense deltas), so callers can mix
-    /// it a piece at a time.
-    pub fn output_param(&self) -> &PathParam<2> {
+    /// The output projection `[vocab, hidden]` (the embedding when tied) as a path parameter (θ₀
+    /// and its dense deltas) in row blocks, so callers can mix it a piece at a time.
+    pub fn output_param(&self) -> &RowBlocks {
         self.lm_head.as_ref().unwrap_or(&self.embed_tokens)
     }
 
