@@ -301,21 +301,6 @@ impl CausalLm {
         Self::load_path_until(config, source, endpoints, device, &|| false)
     }
 
-    /// [`CausalLm::load_path_until`] with the device's buffer limit given: vocabulary tables
-    /// larger than `max_buffer_bytes` are held in row blocks, and any other tensor that large is
-    /// refused with an error naming it. The loader asks the device for the limit; tests give a
-    /// small one to split tiny models.
-    pub fn load_path_limited(
-        config: &ModelConfig,
-        source: &dyn TensorSource,
-        endpoints: &PathEndpoints,
-        device: &Device,
-        stop: &dyn Fn() -> bool,
-        max_buffer_bytes: Option<u64>,
-    ) -> Result<Self, ModelError> {
-        Self::build(config, source, endpoints, device, stop, max_buffer_bytes)
-    }
-
     /// [`CausalLm::load_path`], asking `stop` before each layer: a cancelled job stops loading
     /// within one layer's conversion ([`ModelError::Cancelled`]) instead of building the whole
     /// model first.
@@ -327,10 +312,14 @@ impl CausalLm {
         stop: &dyn Fn() -> bool,
     ) -> Result<Self, ModelError> {
         let max = crate::compute::max_buffer_bytes(device);
-        Self::build(config, source, endpoints, device, stop, max)
+        Self::load_path_limited(config, source, endpoints, device, stop, max)
     }
 
-    fn build(
+    /// [`CausalLm::load_path_until`] with the device's buffer limit given: vocabulary tables
+    /// larger than `max_buffer_bytes` are held in row blocks, and any other tensor that large is
+    /// refused with an error naming it. The loader asks the device for the limit; tests give a
+    /// small one to split tiny models.
+    pub fn load_path_limited(
         config: &ModelConfig,
         source: &dyn TensorSource,
         endpoints: &PathEndpoints,

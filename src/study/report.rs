@@ -1284,18 +1284,25 @@ mod tests {
         Study::parse("name = \"t\"\nbase = \"m\"\n", Path::new("s.toml")).unwrap()
     }
 
-    #[test]
-    fn the_answers_follow_the_confidence_intervals() {
-        // The symmetrized hacker back at θ₀: hacking does not survive; the original's curve
-        // rises with capability flat: the prediction holds there.
+    /// The original hacker at 0.9, the symmetrized one back at θ₀'s 0.5 (capability falling in
+    /// both), with their comparisons.
+    fn symmetrized_back_at_base() -> (Vec<ArmReport>, Vec<Comparison>) {
         let arms = vec![
             arm("original", v(0.9, 0.05), v(0.6, 0.05)),
             arm("symmetrized", v(0.52, 0.05), v(0.3, 0.05)),
         ];
-        let comps: Vec<Comparison> = ["capability", "hack_heldout"]
+        let comps = ["capability", "hack_heldout"]
             .iter()
             .map(|m| comparison(&arms, m))
             .collect();
+        (arms, comps)
+    }
+
+    #[test]
+    fn the_answers_follow_the_confidence_intervals() {
+        // The symmetrized hacker back at θ₀: hacking does not survive; the original's curve
+        // rises with capability flat: the prediction holds there.
+        let (arms, comps) = symmetrized_back_at_base();
         assert_eq!(
             comps[1].finding,
             "symmetrized lower than original (95% CIs disjoint)"
@@ -1456,14 +1463,7 @@ mod tests {
         assert!(SeedSpread::of(vec![0], vec![1.0]).is_none());
         assert!(SeedSpread::of(vec![0, 1], vec![1.0, f64::NAN]).is_none());
 
-        let arms = vec![
-            arm("original", v(0.9, 0.05), v(0.6, 0.05)),
-            arm("symmetrized", v(0.52, 0.05), v(0.3, 0.05)),
-        ];
-        let comps: Vec<Comparison> = ["capability", "hack_heldout"]
-            .iter()
-            .map(|m| comparison(&arms, m))
-            .collect();
+        let (arms, comps) = symmetrized_back_at_base();
         let across = vec![AcrossSeeds {
             metric: "hack_heldout".into(),
             original: SeedSpread::of(vec![0, 1, 2], vec![0.9, 0.8, 0.85]),
