@@ -35,3 +35,16 @@ pub fn smollm2_gguf() -> PathBuf {
 pub fn smollm2_reference() -> PathBuf {
     repo().join("tests/fixtures/smollm2/smollm2-reference-logprobs.json")
 }
+
+/// `n` seeded pseudo-random values, uniform in [−`width`/2, `width`/2): a 64-bit LCG (Knuth's
+/// MMIX constants) advanced in `state`, so a test's data is the same on every machine.
+pub fn uniform(state: &mut u64, n: usize, width: f32) -> Vec<f32> {
+    (0..n)
+        .map(|_| {
+            *state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((*state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * width
+        })
+        .collect()
+}

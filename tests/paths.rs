@@ -375,14 +375,14 @@ fn vocabulary_tables_in_row_blocks_agree_on_gpu() {
 fn a_vocabulary_larger_than_one_gpu_buffer_is_split_by_the_loader() {
     let dir = std::env::temp_dir().join(format!("basin-wide-vocab-{}", std::process::id()));
     let (vocab, hidden, inter, head_dim) = (151_936usize, 256usize, 512usize, 128usize);
-    let mut state = 7u64;
+    // Weights in [−0.03, 0.03) from a multiplicative hash of a running index.
+    let mut next = 0u64;
     let mut random = |n: usize| -> Vec<f32> {
         (0..n)
             .map(|_| {
-                state = state
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.06
+                next += 1;
+                let h = next.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40;
+                (h as f32 / (1u64 << 24) as f32 - 0.5) * 0.06
             })
             .collect()
     };

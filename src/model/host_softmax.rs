@@ -152,14 +152,7 @@ mod tests {
         let mut state = 5u64;
         for vocab in [1, 15, 16, 17, 1500, 49_152] {
             let rows = 4;
-            let logits: Vec<f32> = (0..rows * vocab)
-                .map(|_| {
-                    state = state
-                        .wrapping_mul(6364136223846793005)
-                        .wrapping_add(1442695040888963407);
-                    ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 30.0
-                })
-                .collect();
+            let logits = crate::test_fixtures::uniform(&mut state, rows * vocab, 30.0);
             let targets: Vec<i64> = (0..rows as i64)
                 .map(|r| (r * 7919) % vocab as i64)
                 .collect();

@@ -546,14 +546,7 @@ mod tests {
 
     fn random(shape: [usize; 2], seed: u64, device: &burn::tensor::Device) -> Tensor<2> {
         let mut state = seed;
-        let data: Vec<f32> = (0..shape[0] * shape[1])
-            .map(|_| {
-                state = state
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 4.0
-            })
-            .collect();
+        let data = crate::test_fixtures::uniform(&mut state, shape[0] * shape[1], 4.0);
         Tensor::<2>::from_data(TensorData::new(data, shape), device)
     }
 

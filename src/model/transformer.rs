@@ -373,16 +373,7 @@ mod tests {
             .device;
         let (batch, heads, seq, hd) = (2, 3, 7, 8);
         let mut state = 11u64;
-        let mut draw = |n: usize| -> Vec<f32> {
-            (0..n)
-                .map(|_| {
-                    state = state
-                        .wrapping_mul(6364136223846793005)
-                        .wrapping_add(1442695040888963407);
-                    ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 3.0
-                })
-                .collect()
-        };
+        let mut draw = |n: usize| crate::test_fixtures::uniform(&mut state, n, 3.0);
         let n = batch * heads * seq * hd;
         let (qd, kd, vd, wd) = (draw(n), draw(n), draw(n), draw(n));
         // A padded second row (its last two tokens see only themselves), as packed rows do.
