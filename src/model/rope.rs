@@ -31,7 +31,8 @@ pub fn inverse_frequencies(
             } else {
                 freq
             };
-            let medium = !(wavelen < high_wavelen) && !(wavelen > low_wavelen);
+            // transformers' `~(w < high) * ~(w > low)`; wavelengths are finite (freq > 0).
+            let medium = (high_wavelen..=low_wavelen).contains(&wavelen);
             let out = if medium {
                 let smooth = (old_ctx / wavelen - s.low_freq_factor)
                     / (s.high_freq_factor - s.low_freq_factor);

@@ -514,40 +514,55 @@ fn comparison(arms: &[ArmReport], metric: &str) -> Comparison {
 
 /// Each training seed's value of `metric` at t = 1 in `arm`: the study's hacker (its line) and
 /// every replicate that has been measured.
-fn seed_values(
+/// Each listed replicate seed of one set with its measured series at t = 1 (seeds whose one-point
+/// sweep has not run yet are left out). Read once per set, shared by every metric.
+type ReplicateSeries = Vec<(u64, Vec<MetricSeries>)>;
+
+fn replicate_series(
     study: &Study,
     layout: &Layout,
+    arm: &str,
+) -> Result<ReplicateSeries, ReportError> {
+    let mut out = Vec::new();
+    for &seed in &study.file.replicates.seeds {
+        let dir = layout.replicate_end(arm, seed);
+        if dir.join("run.json").exists() {
+            out.push((seed, read_series(&dir)?));
+        }
+    }
+    Ok(out)
+}
+
+/// One metric at t = 1 per training seed of a set: the study's own hacker first, then its replicates.
+fn seed_values(
+    study: &Study,
     arm: &ArmReport,
+    replicates: &ReplicateSeries,
     metric: &str,
-) -> Result<(Vec<u64>, Vec<f64>), ReportError> {
+) -> (Vec<u64>, Vec<f64>) {
     let mut seeds = Vec::new();
     let mut values = Vec::new();
     if let Some(v) = series_at(&arm.line, metric, 1.0) {
         seeds.push(study.file.train.seed);
         values.push(v.value);
     }
-    for &seed in &study.file.replicates.seeds {
-        let dir = layout.replicate_end(&arm.arm, seed);
-        if !dir.join("run.json").exists() {
-            continue;
-        }
-        if let Some(v) = series_at(&read_series(&dir)?, metric, 1.0) {
-            seeds.push(seed);
+    for (seed, series) in replicates {
+        if let Some(v) = series_at(series, metric, 1.0) {
+            seeds.push(*seed);
             values.push(v.value);
         }
     }
-    Ok((seeds, values))
+    (seeds, values)
 }
 
 fn across_seeds(
     study: &Study,
-    layout: &Layout,
-    arms: &[ArmReport],
+    arms: &[(&ArmReport, ReplicateSeries)],
     metric: &str,
-) -> Result<AcrossSeeds, ReportError> {
+) -> AcrossSeeds {
     let mut per_arm: BTreeMap<&str, (Vec<u64>, Vec<f64>)> = BTreeMap::new();
-    for a in arms {
-        per_arm.insert(a.arm.as_str(), seed_values(study, layout, a, metric)?);
+    for (a, replicates) in arms {
+        per_arm.insert(a.arm.as_str(), seed_values(study, a, replicates, metric));
     }
     let spread = |arm: &str| {
         per_arm
@@ -585,13 +600,13 @@ fn across_seeds(
         ),
         None => "fewer than two seeds measured in both sets".to_string(),
     };
-    Ok(AcrossSeeds {
+    AcrossSeeds {
         metric: metric.to_string(),
         original,
         symmetrized,
         difference,
         finding,
-    })
+    }
 }
 
 fn show(v: Option<Value>) -> String {
@@ -892,10 +907,14 @@ pub fn build_report(study: &Study, layout: &Layout) -> Result<StudyReport, Repor
                 collect_inputs(&layout.replicate_end(arm, seed), &mut inputs);
             }
         }
+        let with_replicates = arms
+            .iter()
+            .map(|a| Ok((a, replicate_series(study, layout, &a.arm)?)))
+            .collect::<Result<Vec<_>, ReportError>>()?;
         metrics
             .iter()
-            .map(|m| across_seeds(study, layout, &arms, m))
-            .collect::<Result<_, _>>()?
+            .map(|m| across_seeds(study, &with_replicates, m))
+            .collect()
     };
     let answers = answers(study, &arms, &comparison, &across_seeds);
     Ok(StudyReport {
