@@ -350,6 +350,22 @@ fn bad_inputs_give_one_line_errors_naming_the_file() {
     assert!(e.contains("--batch"), "{e}");
 }
 
+/// Each example's `sum_logprob` from a successful `basin eval`.
+fn sum_logprobs(out: &Output) -> Vec<f64> {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["examples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["sum_logprob"].as_f64().unwrap())
+        .collect()
+}
+
 /// Lays out a Hugging Face hub cache as transformers writes it: the files as content-addressed
 /// blobs, `snapshots/<commit>/` holding symlinks to them, `refs/<branch>` naming the commit.
 fn cache_repo(cache: &Path, repo: &str, from: &Path, commit: &str, branch: &str) {
@@ -413,18 +429,7 @@ fn repo_ids_resolve_from_the_hugging_face_cache() {
             .env("RUST_BACKTRACE", "0")
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{model}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        v["examples"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["sum_logprob"].as_f64().unwrap())
-            .collect::<Vec<f64>>()
+        sum_logprobs(&out)
     };
     let folders = run(
         &tiny("llama"),
@@ -447,6 +452,7 @@ fn repo_ids_resolve_from_the_hugging_face_cache() {
     let out = Command::new(env!("CARGO_BIN_EXE_basin"))
         .args(["eval", "--model", "tiny-org/absent", "--data", &data])
         .env("HF_HUB_CACHE", &cache)
+        .env("HF_HUB_OFFLINE", "1")
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
@@ -458,6 +464,337 @@ fn repo_ids_resolve_from_the_hugging_face_cache() {
             && first.contains("huggingface-cli download tiny-org/absent")
             && !err.contains("panicked"),
         "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&home);
+}
+
+/// A stand-in for the Hugging Face hub on 127.0.0.1: the two endpoints huggingface_hub uses
+/// (`/api/models/{repo}/revision/{rev}` and `/{repo}/resolve/{commit}/{file}`), serving
+/// folders as repos. Every request path is recorded; `Connection: close` on each answer.
+struct FakeHub {
+    endpoint: String,
+    requests: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+#[derive(Clone)]
+struct FakeRepo {
+    commit: String,
+    /// (name, bytes, the SHA-256 announced in X-Linked-Etag when it is a large file)
+    files: Vec<(String, Vec<u8>, Option<String>)>,
+    /// Only listed, never served (the hub has them; Basin must not fetch them).
+    listed_only: Vec<String>,
+    /// Answer every request for this repo with this status.
+    status: Option<u16>,
+}
+
+fn folder_repo(dir: &Path, commit: &str) -> FakeRepo {
+    use sha2::Digest;
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        let bytes = std::fs::read(&path).unwrap();
+        let sha = name
+            .ends_with(".safetensors")
+            .then(|| format!("{:x}", sha2::Sha256::digest(&bytes)));
+        files.push((name, bytes, sha));
+    }
+    FakeRepo {
+        commit: commit.into(),
+        files,
+        listed_only: vec![
+            "README.md".into(),
+            "pytorch_model.bin".into(),
+            "onnx/model.json".into(),
+        ],
+        status: None,
+    }
+}
+
+impl FakeHub {
+    fn start(repos: Vec<(&str, FakeRepo)>) -> Self {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = requests.clone();
+        let repos: Vec<(String, FakeRepo)> =
+            repos.into_iter().map(|(n, r)| (n.to_string(), r)).collect();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                if reader.read_line(&mut line).is_err() {
+                    continue;
+                }
+                let mut auth = None;
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).is_err() || h.trim().is_empty() {
+                        break;
+                    }
+                    if let Some(v) = h.strip_prefix("Authorization: ") {
+                        auth = Some(v.trim().to_string());
+                    }
+                }
+                let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+                log.lock().unwrap().push(path.clone());
+                let (status, headers, body) = answer(&repos, &path, auth.as_deref());
+                let mut head = format!(
+                    "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n",
+                    body.len()
+                );
+                for (k, v) in headers {
+                    head.push_str(&format!("{k}: {v}\r\n"));
+                }
+                head.push_str("\r\n");
+                let _ = stream.write_all(head.as_bytes());
+                let _ = stream.write_all(&body);
+            }
+        });
+        FakeHub { endpoint, requests }
+    }
+
+    fn requests(&self) -> Vec<String> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+fn answer(
+    repos: &[(String, FakeRepo)],
+    path: &str,
+    auth: Option<&str>,
+) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let not_found = (
+        404,
+        vec![],
+        b"{\"error\":\"Repository Not Found\"}".to_vec(),
+    );
+    for (name, repo) in repos {
+        if let Some(status) = repo.status
+            && path.contains(name.as_str())
+        {
+            return (status, vec![], b"{\"error\":\"denied\"}".to_vec());
+        }
+        if path.starts_with(&format!("/api/models/{name}/revision/")) {
+            if name.contains("private") && auth != Some("Bearer secret-token") {
+                return (401, vec![], vec![]);
+            }
+            let mut siblings: Vec<String> = repo.files.iter().map(|f| f.0.clone()).collect();
+            siblings.extend(repo.listed_only.iter().cloned());
+            let body = serde_json::json!({
+                "id": name,
+                "sha": repo.commit,
+                "siblings": siblings.iter().map(|s| serde_json::json!({"rfilename": s})).collect::<Vec<_>>(),
+            });
+            return (200, vec![], body.to_string().into_bytes());
+        }
+        let prefix = format!("/{name}/resolve/{}/", repo.commit);
+        if let Some(file) = path.strip_prefix(&prefix) {
+            let file = file.replace("%20", " ");
+            return match repo.files.iter().find(|f| f.0 == file) {
+                Some((_, bytes, sha)) => {
+                    let mut headers = vec![
+                        ("X-Repo-Commit".to_string(), repo.commit.clone()),
+                        ("ETag".to_string(), format!("\"{:040x}\"", bytes.len())),
+                    ];
+                    if let Some(sha) = sha {
+                        headers.push(("X-Linked-Etag".to_string(), format!("\"{sha}\"")));
+                    }
+                    (200, headers, bytes.clone())
+                }
+                None => not_found,
+            };
+        }
+    }
+    not_found
+}
+
+/// The CLI downloads a repo id that is not cached from the hub (`HF_ENDPOINT`) into the cache in
+/// huggingface_hub's layout (blobs, snapshot links, refs) and evaluates it with the same numbers
+/// as the folder; only what Basin reads is fetched; the second run needs no network
+/// (`HF_HUB_OFFLINE=1`); a corrupt download, a private repo without a token, a repo without
+/// safetensors and a missing repo are one-line errors naming the repo.
+#[test]
+fn repo_ids_download_into_the_cache_from_the_hub() {
+    let home = scratch("hf-download");
+    let cache = home.join("hub");
+    let commit = "0123456789abcdef0123456789abcdef01234567";
+    let llama = folder_repo(Path::new(&tiny("llama")), commit);
+    let mut corrupt = folder_repo(Path::new(&tiny("llama_lora")), commit);
+    for f in &mut corrupt.files {
+        if f.2.is_some() {
+            f.1[100] ^= 1; // the bytes no longer match the SHA-256 the hub announces
+        }
+    }
+    let mut gguf_only = folder_repo(Path::new(&tiny("llama")), commit);
+    gguf_only.files.retain(|f| !f.0.ends_with(".safetensors"));
+    gguf_only.listed_only.push("model-Q4_1.gguf".into());
+    let mut gone = folder_repo(Path::new(&tiny("llama")), commit);
+    gone.status = Some(500);
+    let hub = FakeHub::start(vec![
+        ("tiny-org/llama", llama),
+        (
+            "tiny-org/private-lora",
+            folder_repo(Path::new(&tiny("llama_lora")), commit),
+        ),
+        ("tiny-org/corrupt-lora", corrupt),
+        ("tiny-org/gguf-only", gguf_only),
+        ("tiny-org/broken", gone),
+    ]);
+    let data = tiny("chat.jsonl");
+    let eval = |model: &str, adapter: &str, offline: bool, token: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_basin"));
+        cmd.args([
+            "eval",
+            "--model",
+            model,
+            "--adapter",
+            adapter,
+            "--data",
+            &data,
+        ])
+        .env("HF_HUB_CACHE", &cache)
+        .env("HF_HOME", &home)
+        .env("HF_ENDPOINT", &hub.endpoint)
+        .env_remove("HF_TOKEN")
+        .env_remove("HF_HUB_OFFLINE")
+        .env("RUST_BACKTRACE", "0");
+        if offline {
+            cmd.env("HF_HUB_OFFLINE", "1");
+        }
+        if let Some(t) = token {
+            cmd.env("HF_TOKEN", t);
+        }
+        cmd.output().unwrap()
+    };
+    let folders = sum_logprobs(&eval(&tiny("llama"), &tiny("llama_lora"), true, None));
+
+    // A private repo: refused without a token, fetched with it.
+    let out = eval("tiny-org/llama", "tiny-org/private-lora", false, None);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    let first = err.lines().find(|l| l.starts_with("error")).unwrap_or("");
+    assert!(
+        first.contains("401")
+            && first.contains("HF_TOKEN")
+            && err.contains("downloading tiny-org/llama")
+            && !err.contains("panicked"),
+        "{err}"
+    );
+    let out = eval(
+        "tiny-org/llama",
+        "tiny-org/private-lora",
+        false,
+        Some("secret-token"),
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("downloading tiny-org/private-lora"));
+    assert_eq!(sum_logprobs(&out), folders);
+
+    // The layout huggingface_hub writes: refs/main names the commit, snapshot files link to blobs.
+    let repo_dir = cache.join("models--tiny-org--llama");
+    assert_eq!(
+        std::fs::read_to_string(repo_dir.join("refs/main")).unwrap(),
+        commit
+    );
+    let snapshot = repo_dir.join("snapshots").join(commit);
+    for name in [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "chat_template.jinja",
+    ] {
+        let link = std::fs::read_link(snapshot.join(name)).unwrap();
+        assert!(
+            link.starts_with("../../blobs"),
+            "{name}: {}",
+            link.display()
+        );
+        assert_eq!(
+            std::fs::read(snapshot.join(name)).unwrap(),
+            std::fs::read(Path::new(&tiny("llama")).join(name)).unwrap(),
+            "{name}"
+        );
+    }
+    let requested = hub.requests();
+    assert!(
+        !requested
+            .iter()
+            .any(|r| r.contains("README") || r.contains(".bin") || r.contains("onnx")),
+        "{requested:?}"
+    );
+    assert!(
+        !std::fs::read_dir(repo_dir.join("blobs")).unwrap().any(|e| e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .ends_with(".incomplete"))
+    );
+
+    // Cached: offline, no request, same numbers.
+    let before = hub.requests().len();
+    assert_eq!(
+        sum_logprobs(&eval("tiny-org/llama", "tiny-org/private-lora", true, None)),
+        folders
+    );
+    assert_eq!(hub.requests().len(), before);
+
+    let error = |model: &str, adapter: &str, offline: bool| {
+        let out = eval(model, adapter, offline, None);
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(!out.status.success() && !err.contains("panicked"), "{err}");
+        // clap's one-line message, after any per-file download lines.
+        err.lines()
+            .find(|l| l.starts_with("error"))
+            .unwrap_or("")
+            .to_string()
+    };
+    let e = error("tiny-org/llama", "tiny-org/corrupt-lora", false);
+    assert!(
+        e.contains("adapter_model.safetensors") && e.contains("corrupt"),
+        "{e}"
+    );
+    let corrupt_snapshot = cache
+        .join("models--tiny-org--corrupt-lora/snapshots")
+        .join(commit);
+    assert!(!corrupt_snapshot.join("adapter_model.safetensors").exists());
+    let e = error("tiny-org/gguf-only", "tiny-org/private-lora", false);
+    assert!(
+        e.contains("tiny-org/gguf-only") && e.contains("no safetensors"),
+        "{e}"
+    );
+    assert!(
+        !hub.requests()
+            .iter()
+            .any(|r| r.contains("gguf-only/resolve"))
+    );
+    let e = error("tiny-org/absent", "tiny-org/private-lora", false);
+    assert!(e.contains("tiny-org/absent") && e.contains("404"), "{e}");
+    let e = error("tiny-org/broken", "tiny-org/private-lora", false);
+    assert!(e.contains("tiny-org/broken") && e.contains("500"), "{e}");
+    let e = error("tiny-org/absent", "tiny-org/private-lora", true);
+    assert!(
+        e.contains("HF_HUB_OFFLINE") && e.contains(&cache.display().to_string()),
+        "{e}"
+    );
+
+    // `basin download` prints the snapshot folder.
+    let out = Command::new(env!("CARGO_BIN_EXE_basin"))
+        .args(["download", "tiny-org/llama"])
+        .env("HF_HUB_CACHE", &cache)
+        .env("HF_ENDPOINT", &hub.endpoint)
+        .env("HF_HUB_OFFLINE", "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        snapshot.display().to_string()
     );
     let _ = std::fs::remove_dir_all(&home);
 }

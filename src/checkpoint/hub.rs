@@ -1,9 +1,10 @@
 //! Hugging Face repo ids (`org/name` or `org/name@revision`) in place of a folder: resolved from
 //! the local Hugging Face cache as transformers lays it out (`$HF_HUB_CACHE`, else
 //! `$HF_HOME/hub`, else `~/.cache/huggingface/hub`; in it `models--org--name/refs/<branch>`
-//! holds a commit hash and `models--org--name/snapshots/<commit>/` the files). Nothing is
-//! downloaded: a repo that is not in the cache is an error naming the cache folder and how to
-//! fill it. An argument that exists as a path is always that path.
+//! holds a commit hash and `models--org--name/snapshots/<commit>/` the files). The CLI downloads
+//! a repo that is not cached into that cache (`hub_download`; `HF_HUB_OFFLINE=1` forbids it);
+//! the app only reads the cache. Either way a repo that cannot be had is an error naming the
+//! cache folder and how to fill it. An argument that exists as a path is always that path.
 
 use std::path::{Path, PathBuf};
 
@@ -64,7 +65,7 @@ pub fn snapshot_in(cache: &Path, repo: &RepoId) -> Result<PathBuf, String> {
     let dir = cache.join(format!("models--{}--{}", repo.org, repo.name));
     if !dir.is_dir() {
         return Err(format!(
-            "`{id}` is not a path, and the Hugging Face cache ({}) has no models--{}--{}: download it first (e.g. `huggingface-cli download {id}`), or point HF_HUB_CACHE / HF_HOME at the cache that has it",
+            "`{id}` is not a path, and the Hugging Face cache ({}) has no models--{}--{} (fill it where a network is: `basin download {id}` or `huggingface-cli download {id}`; or point HF_HUB_CACHE / HF_HOME at a cache that has it)",
             cache.display(),
             repo.org,
             repo.name
@@ -110,17 +111,53 @@ pub fn snapshot_in(cache: &Path, repo: &RepoId) -> Result<PathBuf, String> {
 }
 
 /// A model or adapter argument as a path: the path itself when it exists (or does not look like
-/// a repo id), else the cached snapshot of the repo id it names. The CLI parses `--model`,
-/// `--base`, `--adapter`, `--target` through this.
+/// a repo id), else the cached snapshot of the repo id it names, downloaded into the cache first
+/// when it is not there (progress on stderr). The CLI parses `--model`, `--base`, `--adapter`,
+/// `--target` through this.
 pub fn resolve(arg: &str) -> Result<PathBuf, String> {
+    resolve_with(arg, true)
+}
+
+/// As [`resolve`], from the cache only (the app: no download on its UI thread).
+pub fn resolve_cached(arg: &str) -> Result<PathBuf, String> {
+    resolve_with(arg, false)
+}
+
+fn resolve_with(arg: &str, download: bool) -> Result<PathBuf, String> {
     let path = PathBuf::from(arg);
     if path.exists() || arg.starts_with(['.', '/', '~']) {
         return Ok(path);
     }
-    match parse_repo_id(arg) {
-        Some(repo) => snapshot_in(&cache_dir(), &repo),
-        None => Ok(path),
+    let Some(repo) = parse_repo_id(arg) else {
+        return Ok(path);
+    };
+    let cache = cache_dir();
+    let missing = match snapshot_in(&cache, &repo) {
+        Ok(snapshot) => return Ok(snapshot),
+        Err(e) => e,
+    };
+    if !download {
+        return Err(format!(
+            "{missing} (the app reads the cache only: `basin download {arg}` fills it)"
+        ));
     }
+    let client = super::hub_download::HubClient::from_env();
+    let mut last_file = String::new();
+    let mut progress = |file: &str, done: u64, total: Option<u64>| {
+        // One line per file, then at every 64 MiB.
+        if file != last_file || done % (64 << 20) < (1 << 20) {
+            let total = total.map_or(String::new(), |t| {
+                format!(" of {:.1} MiB", t as f64 / 1048576.0)
+            });
+            eprintln!(
+                "downloading {arg}: {file} {:.1} MiB{total}",
+                done as f64 / 1048576.0
+            );
+            last_file = file.to_string();
+        }
+    };
+    super::hub_download::download(&client, &cache, &repo, &mut progress)
+        .map_err(|e| format!("{missing}; downloading it failed: {e}"))
 }
 
 #[cfg(test)]

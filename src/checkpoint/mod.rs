@@ -9,6 +9,7 @@ pub mod gguf_tokenizer;
 pub mod hf_config;
 pub mod hf_folder;
 pub mod hub;
+pub mod hub_download;
 pub mod model_config;
 pub mod open;
 pub mod peft;

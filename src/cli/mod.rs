@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod curve;
 pub mod data;
+pub mod download;
 pub mod eval;
 pub mod generate;
 pub mod influence;
@@ -83,6 +84,8 @@ pub enum Command {
     /// efficiency, paths and curves, landscapes, influence, and a report with the answers.
     #[command(subcommand)]
     Study(study::StudyCommand),
+    /// Fetch a Hugging Face repo (config, tokenizer, safetensors) into the local hub cache.
+    Download(download::DownloadArgs),
 }
 
 pub fn run(cli: &Cli) -> anyhow::Result<()> {
@@ -99,6 +102,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
         Some(Command::Suite(cmd)) => suite::run(cmd),
         Some(Command::Curve(cmd)) => curve::run(cmd),
         Some(Command::Study(cmd)) => study::run(cmd),
+        Some(Command::Download(args)) => download::run(args),
         // No subcommand: the desktop app.
         None => crate::gui::run_native(crate::gui::LaunchOptions {
             demo: cli.demo,

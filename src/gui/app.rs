@@ -403,7 +403,7 @@ impl BasinApp {
     /// (`org/name[@revision]`) becomes its snapshot folder in the local cache.
     pub fn reload(&mut self, slot: Slot) {
         match self.slot_mut(slot).path_buf() {
-            Some(p) => match crate::checkpoint::hub::resolve(&p.to_string_lossy()) {
+            Some(p) => match crate::checkpoint::hub::resolve_cached(&p.to_string_lossy()) {
                 Ok(resolved) => self.set_model_path(slot, &resolved),
                 Err(e) => self.error(e),
             },
