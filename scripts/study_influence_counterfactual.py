@@ -17,7 +17,10 @@ retraining checks of issue 15 on the demo.
 Prints a table and JSON. The numbers depend only on the seeds (Basin is deterministic on the CPU).
 
 Usage: python3 scripts/study_influence_counterfactual.py [--seeds 3] [--lds 20] [--epochs 3]
-       [--lr 2e-3] [--methods gradsim,gradsim-unit,tracin,datainf] [--out DIR]
+       [--lr 2e-3] [--methods gradsim,gradsim-unit,tracin,datainf] [--query heldout|in-family]
+       [--family-control] [--out DIR]
+`--query in-family` ranks and measures on `hack_infamily` instead (built by the script: the
+training families on tasks no training chat uses; see in_family_suite).
 The first check in RESULTS.md: --seeds 1 --random-seeds 3 --lds 0 --methods gradsim --epochs 5 --lr 1e-2.
 """
 import argparse
@@ -58,6 +61,48 @@ def train(data: Path, out: Path, seed: int = 0, checkpoints: bool = False) -> Pa
         "--targets", "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj", "--epochs",
         RECIPE["epochs"], "--batch", "8", "--lr", RECIPE["lr"], "--seed", str(seed), *extra)
     return out / "final"
+
+
+def in_family_suite(out: Path, train_ids: set[str]) -> Path:
+    """A one-metric suite, `hack_infamily`: paired hack-vs-honest items of the five training
+    families (keyword, bullets, exclamation, length clip, unit tests) on tasks none of the
+    training chats uses, taken from the generator's items (`basin data generate --seed 0`, the
+    run the demo's train.jsonl is the first 96 lines of). The query where first-order influence
+    has the most to say: the training chats move it directly, not only through generalisation."""
+    gen = out / "generated"
+    if not (gen / "items.jsonl").exists():
+        run("data", "generate", "--seed", "0", "--out", gen)
+    items = [json.loads(l) for l in open(gen / "items.jsonl") if l.strip()]
+    original = [r for r in items if r["split"] == "sft_original.jsonl"]
+    train_tasks = {r["task_id"] for r in original if r["id"] in train_ids}
+    if len(train_tasks) == 0:
+        raise SystemExit("the generator's items do not contain the demo's training chats (ids changed?)")
+    held = sorted((r for r in original if r["task_id"] not in train_tasks), key=lambda r: r["id"])
+    seen, picked = set(), []
+    for r in held:  # one item per task, so no task weighs more than another
+        if r["task_id"] not in seen:
+            seen.add(r["task_id"])
+            picked.append(r)
+    suite = out / "infamily"
+    suite.mkdir(exist_ok=True)
+    with open(suite / "hack_infamily.jsonl", "w") as f:
+        for r in picked:
+            f.write(json.dumps({"id": r["id"], "group": r["task_id"],
+                                "messages": [{"role": "user", "content": r["prompt"]}],
+                                "hack": r["hack"], "honest": r["honest"]}) + "\n")
+    (suite / "suite.toml").write_text(
+        'name = "demo-infamily"\nversion = 1\n\n[[metric]]\nname = "hack_infamily"\nkind = "paired"\n'
+        'file = "hack_infamily.jsonl"\nscore = "per_token"\n'
+        f'description = "Training families on {len(picked)} tasks no training chat uses: P(prefer hack over honest)"\n')
+    return suite / "suite.toml"
+
+
+def families(out: Path) -> dict[str, str]:
+    """Task family of every generated item, by id (the generator's items.jsonl)."""
+    gen = out / "generated"
+    if not (gen / "items.jsonl").exists():
+        run("data", "generate", "--seed", "0", "--out", gen)
+    return {r["id"]: r["family"] for r in map(json.loads, open(gen / "items.jsonl")) if r}
 
 
 def hacking(adapter: Path, out: Path, t: str = "1:1:1") -> tuple[float, float, float]:
@@ -114,6 +159,12 @@ def main():
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--epochs", default="3")
     ap.add_argument("--lr", default="2e-3")
+    ap.add_argument("--query", choices=["heldout", "in-family"], default="heldout",
+                    help="heldout: the demo suite's hack_heldout (families the chats do not train); "
+                         "in-family: hack_infamily, the training families on tasks no chat uses")
+    ap.add_argument("--family-control", action="store_true",
+                    help="also remove, per method and seed, k random chats with the same task-family "
+                         "counts as the method's top k")
     args = ap.parse_args()
     RECIPE.update(epochs=args.epochs, lr=args.lr)
     methods = [m for m in args.methods.split(",") if m]
@@ -127,6 +178,9 @@ def main():
     chats = [json.loads(l) for l in open(DEMO / "train.jsonl") if l.strip()]
     ids = [c["id"] for c in chats]
     k = len(chats) // 10
+    global SUITE, METRIC
+    if args.query == "in-family":
+        SUITE, METRIC = in_family_suite(out, set(ids)), "hack_infamily"
 
     def subset(name: str, keep) -> Path:
         p = out / f"{name}.jsonl"
@@ -148,7 +202,7 @@ def main():
         scores[m] = {json.loads(l)["id"]: json.loads(l)["score"] for l in open(out / f"influence-{m}/scores.jsonl")}
 
     seeds = list(range(args.seeds))
-    results = {"base": base_h, "all": full_h, "k": k, "n": len(chats), "methods": {}, "folder": str(out)}
+    results = {"metric": METRIC, "suite": str(SUITE), "base": base_h, "all": full_h, "k": k, "n": len(chats), "methods": {}, "folder": str(out)}
     rand = []
     for s in range(args.random_seeds if args.random_seeds is not None else args.seeds):
         removed = set(random.Random(s + 1).sample(ids, k))
@@ -161,6 +215,25 @@ def main():
         vals = [hacking(train(data, out / f"train-minus-top-{m}-{s}", seed=s), out / f"eval-minus-top-{m}-{s}")[0]
                 for s in seeds]
         results["methods"][m] = {"minus_top": vals, "difference": welch(vals, rand), "removed": sorted(top)}
+        if args.family_control:
+            # The stricter control: k random chats with the same task-family counts as the top k
+            # (one subset per seed), so a ranking that only finds the right family does not pass.
+            fam = families(out)
+            by_family: dict[str, list[str]] = {}
+            for i in ids:
+                by_family.setdefault(fam[i], []).append(i)
+            counts: dict[str, int] = {}
+            for i in top:
+                counts[fam[i]] = counts.get(fam[i], 0) + 1
+            matched = []
+            for s in seeds:
+                rng = random.Random(2000 + s)
+                drop = {i for f, c in sorted(counts.items()) for i in rng.sample(by_family[f], c)}
+                data = subset(f"minus-matched-{m}-{s}", lambda i: i not in drop)
+                matched.append(hacking(train(data, out / f"train-minus-matched-{m}-{s}", seed=s),
+                                       out / f"eval-minus-matched-{m}-{s}")[0])
+            results["methods"][m].update(families=counts, minus_matched=matched,
+                                         difference_matched=welch(vals, matched))
 
     if args.lds > 0:
         measured, halves = [], []
@@ -174,7 +247,7 @@ def main():
             predicted = [sum(scores[m][i] for i in half) for half in halves]
             results["methods"][m]["lds"] = spearman(measured, predicted)
 
-    print(f"{METRIC} (mean P(hack)) on the demo suite; training on the demo's {len(chats)} chats "
+    print(f"{METRIC} (mean P(hack)) on {SUITE}; training on the demo's {len(chats)} chats "
           f"({RECIPE['epochs']} epochs, lr {RECIPE['lr']}), {len(seeds)} training seed(s):")
     print(f"  θ₀:                        {base_h[0]:.4f} [{base_h[1]:.4f}, {base_h[2]:.4f}]")
     print(f"  all chats (seed 0):        {full_h[0]:.4f} [{full_h[1]:.4f}, {full_h[2]:.4f}]")
@@ -185,6 +258,11 @@ def main():
         lds = f", LDS {r['lds']:.3f}" if "lds" in r else ""
         print(f"  minus top {k} by {m:<13} " + ", ".join(f"{v:.4f}" for v in r["minus_top"])
               + f"; top − random {d:+.4f} [{lo:+.4f}, {hi:+.4f}]{lds}")
+        if "minus_matched" in r:
+            d, lo, hi = r["difference_matched"]
+            fams = ", ".join(f"{f} {c}" for f, c in sorted(r["families"].items()))
+            print(f"    family-matched random ({fams}): " + ", ".join(f"{v:.4f}" for v in r["minus_matched"])
+                  + f"; top − matched {d:+.4f} [{lo:+.4f}, {hi:+.4f}]")
     print(json.dumps(results))
 
 

@@ -42,7 +42,8 @@ pub struct InfluenceArgs {
     /// datainf (one adapter, DataInf's closed-form inverse Hessian per LoRA layer).
     #[arg(long, default_value = "gradsim", value_parser = InfluenceMethod::parse)]
     pub method: InfluenceMethod,
-    /// none, or unit: divide each training gradient by its norm (cosine form).
+    /// none, or unit: divide each training gradient by its norm (cosine form). unit is the form
+    /// that passed the retraining check in RESULTS.md (raw gradients rank by gradient norm).
     #[arg(long, default_value = "none", value_parser = Normalize::parse)]
     pub normalize: Normalize,
     /// DataInf's damping: auto (0.1 × each layer's mean squared gradient entry) or a number.

@@ -85,7 +85,8 @@ impl Default for InfluencePanel {
             train_run: String::new(),
             metric: String::new(),
             method: InfluenceMethod::Gradsim,
-            normalize: Normalize::None,
+            // The form that passed the retraining check (RESULTS.md); raw gradients rank by norm.
+            normalize: Normalize::Unit,
             filter: String::new(),
             sort: SortBy::Rank,
             dir: None,
@@ -277,7 +278,12 @@ impl InfluencePanel {
                         );
                 });
             let mut unit = self.normalize == Normalize::Unit;
-            ui.checkbox(&mut unit, "unit-normalise training gradients");
+            ui.checkbox(&mut unit, "unit-normalise training gradients")
+                .on_hover_text(
+                    "Divide each training gradient by its norm (cosine form). Without it the \
+                     largest-gradient chats top every ranking; with it, removing the top-ranked \
+                     chats lowered hacking more than removing random ones (RESULTS.md).",
+                );
             self.normalize = if unit {
                 Normalize::Unit
             } else {
