@@ -387,11 +387,15 @@ struct Browser {
     show_hidden: bool,
     all_files: bool,
     error: Option<String>,
+    /// The location line takes the keyboard on the first frame of an open dialog (type a path,
+    /// Enter).
+    focus_location: bool,
 }
 
 impl Browser {
     fn new(asker: egui::Id, request: FileRequest, dir: PathBuf, notice: Option<String>) -> Self {
         let file_name = request.file_name.clone().unwrap_or_default();
+        let request_kind = request.kind;
         let mut b = Self {
             asker,
             request,
@@ -405,6 +409,7 @@ impl Browser {
             show_hidden: false,
             all_files: false,
             error: None,
+            focus_location: request_kind != PickKind::Save,
         };
         b.enter(dir);
         b
@@ -453,6 +458,22 @@ impl Browser {
         }
     }
 
+    /// What Enter on the location line answers at once, as in the system dialogs: the shown
+    /// folder itself (a folder dialog), or a typed path to a file the filters accept (an open
+    /// dialog). Anything else is a folder to go to.
+    fn typed_answer(&self) -> Option<PathBuf> {
+        let typed = PathBuf::from(self.location.trim());
+        match self.request.kind {
+            PickKind::Folder => (typed == self.dir).then_some(typed),
+            PickKind::File => {
+                let name = typed.file_name()?.to_string_lossy().to_string();
+                (typed.is_file() && (self.all_files || self.request.accepts(&name)))
+                    .then_some(typed)
+            }
+            PickKind::Save => None,
+        }
+    }
+
     fn entry(&self, name: &str) -> Option<&Entry> {
         self.entries.iter().find(|e| e.name == name)
     }
@@ -489,9 +510,16 @@ impl Browser {
                         .id_salt("basin.file_dialog.location"),
                 )
                 .labelled_by(label.id);
+            if std::mem::take(&mut self.focus_location) {
+                edit.request_focus();
+            }
             let entered = edit.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
-            if ui.button("Go").clicked() || entered {
+            if entered && let Some(answer) = self.typed_answer() {
+                close = Some(Some(answer));
+            } else if ui.button("Go").clicked() || entered {
                 go = Some(PathBuf::from(self.location.trim()));
+                // Enter keeps the keyboard on the line: a second Enter chooses the folder.
+                self.focus_location = entered;
             }
             if ui.button("Up").clicked()
                 && let Some(parent) = self.dir.parent()
@@ -814,6 +842,21 @@ mod tests {
         assert_eq!(s.answer().unwrap(), dir.as_path().join("out.csv"));
         s.file_name = "a/b.csv".into();
         assert!(s.answer().is_err());
+
+        // Enter on the location line: a typed accepted file opens, the shown folder is chosen,
+        // anything else (another folder, a filtered-out file) is only gone to.
+        b.location = dir.as_path().join("suite.toml").display().to_string();
+        assert_eq!(b.typed_answer(), Some(dir.as_path().join("suite.toml")));
+        b.location = dir.as_path().join("notes.txt").display().to_string();
+        assert_eq!(b.typed_answer(), None);
+        b.location = dir.as_path().join("model").display().to_string();
+        assert_eq!(b.typed_answer(), None);
+        f.location = format!("  {}  ", f.dir.display());
+        assert_eq!(f.typed_answer(), Some(dir.as_path().join("model")));
+        f.location = dir.as_path().display().to_string();
+        assert_eq!(f.typed_answer(), None, "another folder is gone to first");
+        assert_eq!(s.typed_answer(), None, "saving needs the Save button");
+        assert!(f.focus_location && !s.focus_location);
 
         // A folder that cannot be listed keeps the old one and says why.
         let before = f.dir.clone();

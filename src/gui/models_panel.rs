@@ -86,7 +86,20 @@ fn slot_ui(
             Pick::Model | Pick::Endpoint => "Open folder...",
             Pick::Adapter => "Open adapter...",
         };
-        let clicked = ui.button(folder_label).clicked();
+        // Ctrl+O (Cmd+O on macOS) opens θ₀'s folder, the first thing a session needs.
+        let hint = if field == "base" {
+            "Choose a Hugging Face model folder (Ctrl+O)"
+        } else {
+            "Choose a folder"
+        };
+        let shortcut = field == "base"
+            && ui.input_mut(|i| {
+                i.consume_shortcut(&egui::KeyboardShortcut::new(
+                    egui::Modifiers::COMMAND,
+                    egui::Key::O,
+                ))
+            });
+        let clicked = ui.button(folder_label).on_hover_text(hint).clicked() || shortcut;
         if let Some(p) = file_dialog::ask(
             ui.ctx(),
             ("models.folder", field),
