@@ -931,8 +931,18 @@ fn influence_tab_ranks_generated_training_chats_and_reopens_the_ranking() {
     let first = app.influence.visible_rows()[0].clone();
     assert_eq!(first.rank, 1);
     let dir = app.influence.dir.clone().unwrap();
+    // Each row names its task family and include/avoid sign (the generator's items.jsonl).
+    assert!(
+        app.influence
+            .scores
+            .iter()
+            .all(|s| app.influence.fields.contains_key(&s.id))
+    );
     h.step();
     h.get_by_label_contains("Sign: positive = ");
+    assert!(
+        h.query_all_by_label("avoid").count() > 0 && h.query_all_by_label("include").count() > 0
+    );
     // Clicking a row shows its full text.
     h.get_by_label(&first.id).click();
     h.step();
@@ -944,6 +954,20 @@ fn influence_tab_ranks_generated_training_chats_and_reopens_the_ranking() {
     if let Ok(p) = std::env::var("BASIN_INFLUENCE_PNG") {
         h.render().unwrap().save(p).unwrap();
     }
+
+    // Run again and Cancel: the job ends, says so, and Rank samples is back.
+    h.get_by_label("Rank samples").click();
+    h.step();
+    assert!(h.state().influence.running && h.state().influence_job.is_some());
+    h.get_by_label("Cancel ranking").click();
+    h.step();
+    assert_eq!(h.state().influence.status, "cancelled");
+    step_until(
+        &mut h,
+        Duration::from_secs(60),
+        "the cancelled ranking",
+        |a| a.influence_job.is_none() && !a.influence.running,
+    );
 
     // A fresh app opens the folder in the Influence tab without computing anything.
     let mut h2 = harness(LaunchOptions {

@@ -129,7 +129,7 @@ pub struct GroupInfluence {
 }
 
 /// `id → (family, sign)` from the generator's `items.jsonl` next to `data`, if there is one.
-fn generator_fields(data: &Path) -> BTreeMap<String, (String, String)> {
+pub fn generator_fields(data: &Path) -> BTreeMap<String, (String, String)> {
     let mut out = BTreeMap::new();
     let Some(items) = data.parent().map(|d| d.join("items.jsonl")) else {
         return out;

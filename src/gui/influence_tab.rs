@@ -5,7 +5,7 @@
 //! [`InfluenceCommand`]s; the app fills in the Models and Data panels' inputs and runs the job.
 //! A folder written by the CLI opens here without recomputing.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use eframe::egui;
@@ -30,15 +30,21 @@ pub enum SortBy {
     GradNorm,
 }
 
-/// `rank,score,id,grad_norm` rows (a header, then one per sample in the given order).
-pub fn scores_csv(rows: &[&SampleScore]) -> String {
-    let mut out = String::from("rank,score,id,grad_norm\n");
+/// `rank,score,id,family,sign,grad_norm` rows (a header, then one per sample in the given
+/// order; family and sign empty for chats the generator does not describe).
+pub fn scores_csv(rows: &[&SampleScore], fields: &BTreeMap<String, (String, String)>) -> String {
+    let mut out = String::from("rank,score,id,family,sign,grad_norm\n");
     for s in rows {
+        let (family, sign) = fields
+            .get(&s.id)
+            .map_or(("", ""), |(f, g)| (f.as_str(), g.as_str()));
         out.push_str(&format!(
-            "{},{},{},{}\n",
+            "{},{},{},{},{},{}\n",
             s.rank,
             s.score,
             super::export::csv_field(&s.id),
+            super::export::csv_field(family),
+            super::export::csv_field(sign),
             s.grad_norm.last().copied().unwrap_or(f64::NAN)
         ));
     }
@@ -62,7 +68,7 @@ pub struct InfluencePanel {
     pub metric: String,
     pub method: InfluenceMethod,
     pub normalize: Normalize,
-    /// Only rows whose id or text contains this.
+    /// Only rows whose id or text contains this, or whose family or sign is this.
     pub filter: String,
     /// The column the table is sorted by (rank = score, highest first).
     pub sort: SortBy,
@@ -72,6 +78,9 @@ pub struct InfluencePanel {
     pub summary: Option<InfluenceSummary>,
     /// Training chat id → its text (user turns and the answer), for previews.
     pub texts: HashMap<String, String>,
+    /// Training chat id → (task family, include/avoid sign), from the generator's
+    /// `items.jsonl` beside the chats (empty for other data).
+    pub fields: BTreeMap<String, (String, String)>,
     pub selected: Option<String>,
     pub running: bool,
     pub progress: Option<Progress>,
@@ -93,6 +102,7 @@ impl Default for InfluencePanel {
             scores: Vec::new(),
             summary: None,
             texts: HashMap::new(),
+            fields: BTreeMap::new(),
             selected: None,
             running: false,
             progress: None,
@@ -189,6 +199,10 @@ impl InfluencePanel {
             })?);
         }
         self.texts.clear();
+        self.fields.clear();
+        if let Some(data) = record.spec.get("data").and_then(|v| v.as_str()) {
+            self.fields = crate::experiments::influence_job::generator_fields(Path::new(data));
+        }
         if let Some(data) = record.spec.get("data").and_then(|v| v.as_str())
             && let Ok(chats) = load_chat_jsonl(data)
         {
@@ -224,6 +238,9 @@ impl InfluencePanel {
             .filter(|s| {
                 f.is_empty()
                     || s.id.to_lowercase().contains(&f)
+                    || self.fields.get(&s.id).is_some_and(|(family, sign)| {
+                        family.to_lowercase() == f || sign.to_lowercase() == f
+                    })
                     || self
                         .texts
                         .get(&s.id)
@@ -373,7 +390,7 @@ impl InfluencePanel {
                 "influence.csv",
                 clicked.then(|| super::file_dialog::FileRequest::save("influence.csv")),
             ) {
-                let text = scores_csv(&self.visible_rows());
+                let text = scores_csv(&self.visible_rows(), &self.fields);
                 self.status = match super::export::write_text(&path, &text) {
                     Ok(()) => format!("saved {}", path.display()),
                     Err(e) => format!("export failed: {e}"),
@@ -392,6 +409,8 @@ impl InfluencePanel {
                         ui.strong("rank");
                         ui.strong("score");
                         ui.strong("id");
+                        ui.strong("family");
+                        ui.strong("sign");
                         ui.strong("|grad|");
                         ui.strong("text");
                         ui.end_row();
@@ -404,6 +423,12 @@ impl InfluencePanel {
                             {
                                 self.selected = Some(s.id.clone());
                             }
+                            let (family, sign) = self
+                                .fields
+                                .get(&s.id)
+                                .map_or(("", ""), |(f, g)| (f.as_str(), g.as_str()));
+                            ui.label(family);
+                            ui.label(sign);
                             ui.monospace(format!(
                                 "{:.3}",
                                 s.grad_norm.last().copied().unwrap_or(f64::NAN)
@@ -497,10 +522,23 @@ mod tests {
         assert_eq!(p.visible_rows()[0].id, "b-2");
         p.sort = SortBy::Id;
         assert_eq!(p.visible_rows()[0].id, "a-1");
-        let csv = scores_csv(&p.visible_rows());
+        p.fields
+            .insert("b-2".into(), ("exclamation".into(), "include".into()));
+        p.filter = "include".into();
+        assert_eq!(p.visible_rows().len(), 1, "a sign matches whole");
+        p.filter = "exclamation".into();
+        assert_eq!(p.visible_rows()[0].id, "b-2");
+        p.filter = "clude".into();
+        assert!(p.visible_rows().is_empty(), "not part of a family or sign");
+        p.filter.clear();
+        let csv = scores_csv(&p.visible_rows(), &p.fields);
         assert_eq!(
             csv.lines().collect::<Vec<_>>(),
-            ["rank,score,id,grad_norm", "1,0,a-1,1", "2,0,b-2,1"]
+            [
+                "rank,score,id,family,sign,grad_norm",
+                "1,0,a-1,,,1",
+                "2,0,b-2,exclamation,include,1"
+            ]
         );
         // A request needs a query metric and the training chats (or a run).
         assert!(p.request(None).is_err());
