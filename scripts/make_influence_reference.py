@@ -18,6 +18,13 @@ DataInf (Kwon et al. 2024) on the chat query, per LoRA module l (its A and B tog
 (1/n)·Σ_i (v·g_i)(g_i·g_k)/(λ_l + ‖g_i‖²)); and the exact solve −Σ_l g_kᵀ(G_lᵀG_l/n + λ_l I)⁻¹v
 that DataInf approximates, with the Spearman correlation of the two rankings (`datainf`).
 
+TracIn on the chat query over the committed training run tests/fixtures/influence/tracin_run
+(made by `basin train --base tiny/llama --data tiny/chat.jsonl --rank 4 --targets
+q_proj,v_proj --steps 4 --batch 2 --lr 5e-3 --schedule linear --checkpoint-every 4`; the
+optimizer states left out): score(z) = −Σ_c η_c·⟨∇f(θ_c), ∇ℓ(z; θ_c)⟩ over its checkpoint and
+final adapters, η_c the learning rate of the first logged step that reached the checkpoint's
+samples (`tracin`, with each point's η and term).
+
 Output: tests/fixtures/influence/reference.json. Runtime: a few seconds.
 Usage: python3 scripts/make_influence_reference.py
 """
@@ -54,6 +61,45 @@ def encode(tok, path: Path) -> list[dict]:
         _, ids, mask = encode_example(tok, c["messages"], "<|im_end|>")
         out.append({"id": c["id"], "ids": ids, "mask": mask})
     return out
+
+
+def gradsim_at(adapter: Path, train: list[dict], query: list[dict]) -> dict[str, float]:
+    """−⟨∇f, ∇ℓ(z)⟩ per training sample at tiny/llama + `adapter` (the chat query)."""
+    base = LlamaForCausalLM.from_pretrained(TINY / "llama", torch_dtype=torch.float32)
+    model = PeftModel.from_pretrained(base, adapter).eval()
+    lora = {n: p.detach() for n, p in model.named_parameters() if "lora_" in n}
+    names = sorted(lora)
+
+    def nll_sum(params, ids, mask):
+        logits = functional_call(model, params, (torch.tensor([ids]),)).logits[0].double()
+        logp = torch.log_softmax(logits[:-1], dim=-1)
+        picked = logp.gather(-1, torch.tensor(ids[1:]).unsqueeze(-1)).squeeze(-1)
+        return -(picked * torch.tensor(mask[1:], dtype=torch.float64)).sum()
+
+    g_sum = grad(nll_sum)
+    flat = lambda g: torch.cat([g[n].reshape(-1).double() for n in names])
+    total = sum(sum(e["mask"][1:]) for e in query)
+    q = sum(flat(g_sum(lora, e["ids"], e["mask"])) for e in query) / total
+    return {e["id"]: -float(q @ (flat(g_sum(lora, e["ids"], e["mask"])) / sum(e["mask"][1:])))
+            for e in train}
+
+
+def tracin_reference(tok, train: list[dict], query: list[dict]) -> dict:
+    run = OUT / "tracin_run"
+    steps = [json.loads(l) for l in open(run / "train.jsonl") if l.strip()]
+    points = sorted((int(d.name.split("-")[1]), d) for d in (run / "checkpoints").iterdir())
+    final = json.loads((run / "final" / "trainer_state.json").read_text())["samples_seen"]
+    if not points or final > points[-1][0]:
+        points.append((final, run / "final"))
+    scores = {e["id"]: 0.0 for e in train}
+    out_points = []
+    for samples, folder in points:
+        lr = next(s["lr"] for s in steps if s["samples_seen"] >= samples)
+        terms = gradsim_at(folder, train, query)
+        for k, v in terms.items():
+            scores[k] += lr * v
+        out_points.append({"samples": samples, "lr": lr, "terms": terms})
+    return {"points": out_points, "scores": scores}
 
 
 def main() -> None:
@@ -149,6 +195,7 @@ def main() -> None:
         dot = float(q @ g)
         norm = float(g.norm())
         samples[e["id"]] = {"gradsim": -dot, "gradsim_unit": -dot / norm, "grad_norm": norm}
+    tracin = tracin_reference(tok, train, query)
     import peft
     import transformers
 
@@ -163,6 +210,7 @@ def main() -> None:
         "metric_queries": metric_queries,
         "datainf": {"scores": datainf, "exact_inverse": exact, "spearman_vs_exact": spearman,
                     "lambdas": lambdas},
+        "tracin": tracin,
     }
     (OUT / "reference.json").write_text(json.dumps(ref, indent=1) + "\n")
     print(json.dumps(ref, indent=1))

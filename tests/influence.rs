@@ -1,7 +1,7 @@
 //! `basin influence` on the tiny llama: gradsim scores from LoRA gradients against PyTorch +
 //! PEFT with torch.func (`scripts/make_influence_reference.py`), the ranking and summary files,
-//! TracIn over a `basin train` run as the learning-rate-weighted sum of gradsim at each
-//! checkpoint, and bad input.
+//! TracIn against the same reference over a committed training run and as the
+//! learning-rate-weighted sum of gradsim at each checkpoint of a fresh one, and bad input.
 
 mod common;
 
@@ -94,6 +94,74 @@ fn gradsim_scores_match_torch_func_per_sample_gradients() {
         assert!(summary["sign"].as_str().unwrap().starts_with("positive = "));
         assert_eq!(summary["top"][0]["id"], got[0]["id"]);
         assert_eq!(summary["bottom"][0]["id"], got[got.len() - 1]["id"]);
+    }
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// TracIn over a committed `basin train` run (a checkpoint and the final adapter) equals
+/// PyTorch's −Σ_c η_c·⟨∇f(θ_c), ∇ℓ(z; θ_c)⟩ with torch.func gradients at each adapter
+/// (`scripts/make_influence_reference.py` → `reference.json` → `tracin`), with the same η_c.
+#[test]
+fn tracin_matches_torch_func_over_a_committed_training_run() {
+    let root = scratch("tracin-torch");
+    let reference: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures().join("influence/reference.json")).unwrap(),
+    )
+    .unwrap();
+    let want = &reference["tracin"];
+    let out = root.join("tracin");
+    ok(&[
+        "influence",
+        "--base",
+        &tiny("llama"),
+        "--train-run",
+        &s(&fixtures().join("influence/tracin_run")),
+        "--data",
+        &tiny("chat.jsonl"),
+        "--query-data",
+        &s(&fixtures().join("influence/query.jsonl")),
+        "--method",
+        "tracin",
+        "--normalize",
+        "none",
+        "--out",
+        &s(&out),
+    ]);
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).unwrap()).unwrap();
+    let lrs: Vec<f64> = record["spec"]["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["lr"].as_f64().unwrap())
+        .collect();
+    let want_lrs: Vec<f64> = want["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["lr"].as_f64().unwrap())
+        .collect();
+    assert_eq!(lrs.len(), 2, "a checkpoint and the final adapter");
+    assert_eq!(lrs, want_lrs);
+    let scale = want["scores"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_f64().unwrap().abs())
+        .fold(0.0, f64::max);
+    assert!(scale > 0.0);
+    let got = scores(&out);
+    assert_eq!(got.len(), want["scores"].as_object().unwrap().len());
+    for line in &got {
+        let id = line["id"].as_str().unwrap();
+        let (g, w) = (
+            line["score"].as_f64().unwrap(),
+            want["scores"][id].as_f64().unwrap(),
+        );
+        assert!(
+            (g - w).abs() <= 1e-4 * scale,
+            "{id}: Basin {g} vs PyTorch {w}"
+        );
     }
     let _ = std::fs::remove_dir_all(&root);
 }
