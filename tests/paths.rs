@@ -4,6 +4,7 @@
 //!   adapter at scale t (ΔW is linear in the scale), i.e. PEFT's log-probs at t = 0.5 and 1;
 //! - full-weight path at t = 0.5 equals `eval` of the averaged checkpoint written to disk;
 //! - two-adapter path: t = 0 is adapter A alone, t = 1 adapter B alone.
+//!
 //! On the CPU backend and on wgpu.
 
 mod common;

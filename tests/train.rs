@@ -893,7 +893,7 @@ fn checkpoint_sweep_evaluates_every_adapter_against_samples_seen() {
 /// gradients of the batch run whole: same parts' sums, each row's own path coefficient kept.
 #[test]
 fn lanes_give_the_gradients_of_the_whole_batch() {
-    let (mut model, factors) = model_with_adapter(ComputeKind::Cpu);
+    let (model, factors) = model_with_adapter(ComputeKind::Cpu);
     let items = items(&tiny("llama"));
     let batch = &items[..items.len().min(5)];
     assert!(batch.len() >= 3, "the fixture has {} chats", batch.len());
@@ -904,7 +904,13 @@ fn lanes_give_the_gradients_of_the_whole_batch() {
         ..Default::default()
     };
     // Each part's rows' NLL sums add up to its total; every row is reported once, in order.
-    let sum = |parts: Vec<(f32, Vec<(Vec<f32>, Vec<f32>)>, Vec<(f64, usize)>)>| {
+    // (loss, leaf gradients, per-row (NLL sum, targets)) of each lane's part.
+    type Part = (
+        f32,
+        basin::model::trainable::LeafGradients,
+        Vec<(f64, usize)>,
+    );
+    let sum = |parts: Vec<Part>| {
         let mut loss = 0.0f64;
         let mut flat = Vec::new();
         let mut rows_seen = 0;
@@ -927,11 +933,11 @@ fn lanes_give_the_gradients_of_the_whole_batch() {
         assert_eq!(rows_seen, 5.min(items.len()));
         (loss, flat)
     };
-    let whole = batch_gradients(&mut model, 0, &factors, &rows, &coeffs, 1, true).unwrap();
+    let whole = batch_gradients(&model, 0, &factors, &rows, &coeffs, 1, true).unwrap();
     assert_eq!(whole.len(), 1);
     let (loss1, g1) = sum(whole);
     for lanes in [2, 3] {
-        let parts = batch_gradients(&mut model, 0, &factors, &rows, &coeffs, lanes, true).unwrap();
+        let parts = batch_gradients(&model, 0, &factors, &rows, &coeffs, lanes, true).unwrap();
         assert_eq!(parts.len(), lanes);
         let (loss, g) = sum(parts);
         assert!(

@@ -1253,7 +1253,7 @@ mod tests {
             ci_high: hi,
             ..result(t, "hack", (lo + hi) / 2.0)
         };
-        let rs = vec![
+        let rs = [
             r(0.0, 0.2, 0.4),
             r(8.0, 0.3, 0.5),
             r(16.0, 0.41, 0.6),
@@ -1261,7 +1261,7 @@ mod tests {
         ];
         let refs: Vec<&MetricResult> = rs.iter().collect();
         assert_eq!(onsets(&refs)["hack"], Some(16.0));
-        let never = vec![r(0.0, 0.2, 0.4), r(8.0, 0.1, 0.5)];
+        let never = [r(0.0, 0.2, 0.4), r(8.0, 0.1, 0.5)];
         let refs: Vec<&MetricResult> = never.iter().collect();
         assert_eq!(onsets(&refs)["hack"], None);
         let csv = summary_csv(&refs, "samples_seen");

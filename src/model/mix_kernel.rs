@@ -401,8 +401,8 @@ mod tests {
             .assert_approx_eq::<f32>(&want.into_data(), Default::default());
 
         // Rows 8.. start 8·70·4 bytes into the buffer: an offset binding.
-        let rows = base.clone().slice([8..33]);
-        let other = base.slice([0..25]);
+        let rows = base.clone().narrow(0, 8, 25);
+        let other = base.narrow(0, 0, 25);
         let (got, path) = mix_traced(rows.clone(), other.clone(), 0.37).unwrap();
         assert_eq!(path, MixPath::Kernel);
         let want = mix_reference(rows, other, 0.37);

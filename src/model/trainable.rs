@@ -247,12 +247,12 @@ pub fn attach(
     Ok(LoraLeaves { leaves })
 }
 
+/// Each LoRA leaf's gradient as `(d a, d b)`, flat in the factors' layout.
+pub type LeafGradients = Vec<(Vec<f32>, Vec<f32>)>;
+
 /// The gradient of every leaf, `(d a, d b)` in the factors' layout; zeros for a leaf the loss
 /// did not reach (e.g. a zero B makes A's gradient exactly zero).
-pub fn gradients(
-    leaves: &LoraLeaves,
-    grads: &Gradients,
-) -> Result<Vec<(Vec<f32>, Vec<f32>)>, ModelError> {
+pub fn gradients(leaves: &LoraLeaves, grads: &Gradients) -> Result<LeafGradients, ModelError> {
     leaves
         .leaves
         .iter()
