@@ -172,10 +172,35 @@ pub struct BasinApp {
     ctx: egui::Context,
 }
 
-fn default_runs_dir() -> PathBuf {
+/// Where the app writes result folders: `runs` in the app's own data folder (e.g.
+/// `~/.local/share/basin/runs`); without one (no home), a new private folder (mode 0700, a name
+/// no one can guess or create first) in the temporary folder, never a fixed shared path.
+pub fn default_runs_dir() -> PathBuf {
     eframe::storage_dir("basin")
         .map(|d| d.join("runs"))
-        .unwrap_or_else(|| std::env::temp_dir().join("basin-runs"))
+        .unwrap_or_else(private_temp_dir)
+}
+
+fn private_temp_dir() -> PathBuf {
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let tmp = std::env::temp_dir();
+    for attempt in 0..16u32 {
+        let dir = tmp.join(format!(
+            "basin-runs-{}-{:x}",
+            std::process::id(),
+            nanos.wrapping_mul(6364136223846793005).wrapping_add(u128::from(attempt))
+        ));
+        let mut builder = std::fs::DirBuilder::new();
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        // `create` fails when the name exists: someone else's folder is never used.
+        if builder.create(&dir).is_ok() {
+            return dir;
+        }
+    }
+    tmp.join(format!("basin-runs-{}", std::process::id()))
 }
 
 /// `YYYYmmdd-HHMMSS` (UTC) for result folder names.
@@ -271,6 +296,7 @@ impl BasinApp {
     ) -> Self {
         let (sink, events) = JobSink::new(ctx.clone());
         let runs_dir = launch.runs_dir.clone().unwrap_or_else(default_runs_dir);
+        let studies_dir = runs_dir.join("studies");
         let frame_log = launch.log_frame_times.clone().map(FrameLog::new);
         Self {
             base: InputSlot::default(),
@@ -297,7 +323,10 @@ impl BasinApp {
             landscape_job: None,
             influence: InfluencePanel::default(),
             influence_job: None,
-            study: StudyPanel::default(),
+            study: StudyPanel {
+                studies_dir,
+                ..StudyPanel::default()
+            },
             study_job: None,
             generate: Default::default(),
             generate_job: None,
@@ -1905,4 +1934,24 @@ fn log_tab_ui(app: &mut BasinApp, ui: &mut egui::Ui) {
                 ui.monospace(format!("{:>8.2} s  {}", e.at_s, e.text));
             }
         });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Without a home, runs go to a new private folder each time, never a fixed shared path.
+    #[test]
+    fn the_fallback_runs_folder_is_new_and_private() {
+        let (a, b) = (private_temp_dir(), private_temp_dir());
+        assert_ne!(a, b);
+        assert!(a.is_dir() && b.is_dir());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&a).unwrap().permissions().mode();
+            assert_eq!(mode & 0o077, 0, "{mode:o}");
+        }
+        let _ = (std::fs::remove_dir(&a), std::fs::remove_dir(&b));
+    }
 }

@@ -62,6 +62,9 @@ pub struct StudyPanel {
     pub dirty: bool,
     /// The study folder.
     pub out: String,
+    /// Where a study gets its folder when none is typed (`<stem>` inside; the app's runs
+    /// folder's `studies`).
+    pub studies_dir: PathBuf,
     pub rows: Vec<StepRow>,
     /// The report's answers (from `report.json`), once there is one.
     pub answers: Vec<String>,
@@ -76,6 +79,7 @@ impl Default for StudyPanel {
             text: String::new(),
             dirty: false,
             out: String::new(),
+            studies_dir: PathBuf::new(),
             rows: all_rows(),
             answers: Vec::new(),
             running: false,
@@ -117,10 +121,12 @@ impl StudyPanel {
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_else(|| "study".into());
-            self.out = std::env::temp_dir()
-                .join(format!("basin-study-{stem}"))
-                .display()
-                .to_string();
+            let root = if self.studies_dir.as_os_str().is_empty() {
+                super::app::default_runs_dir().join("studies")
+            } else {
+                self.studies_dir.clone()
+            };
+            self.out = root.join(stem).display().to_string();
         }
         self.refresh();
         Ok(())
@@ -414,6 +420,29 @@ impl StudyPanel {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A study file's folder defaults to `<studies_dir>/<stem>` (the app's runs folder), never a
+    /// fixed path in the shared temporary folder; a typed folder is kept.
+    #[test]
+    fn the_default_folder_is_in_the_apps_runs_folder() {
+        let root = std::env::temp_dir().join(format!("basin-study-tab-{}", std::process::id()));
+        std::fs::create_dir_all(&root).unwrap();
+        let file = root.join("my-study.toml");
+        std::fs::write(&file, "name = \"x\"\n").unwrap();
+        let mut p = StudyPanel {
+            studies_dir: root.join("runs/studies"),
+            ..StudyPanel::default()
+        };
+        p.open_file(&file).unwrap();
+        assert_eq!(Path::new(&p.out), root.join("runs/studies/my-study"));
+        let mut typed = StudyPanel {
+            out: "/data/mine".into(),
+            ..StudyPanel::default()
+        };
+        typed.open_file(&file).unwrap();
+        assert_eq!(typed.out, "/data/mine");
+        let _ = std::fs::remove_dir_all(&root);
+    }
 
     #[test]
     fn rows_follow_events_and_the_folder_state() {
