@@ -190,7 +190,9 @@ fn private_temp_dir() -> PathBuf {
         let dir = tmp.join(format!(
             "basin-runs-{}-{:x}",
             std::process::id(),
-            nanos.wrapping_mul(6364136223846793005).wrapping_add(u128::from(attempt))
+            nanos
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(u128::from(attempt))
         ));
         let mut builder = std::fs::DirBuilder::new();
         #[cfg(unix)]

@@ -258,10 +258,11 @@ pub fn spawn_model_report(
     std::thread::Builder::new()
         .name("basin-report".into())
         .spawn(move || {
-            let result = match slot {
+            // A reader that panics on some file still answers: the slot shows the error.
+            let result = run_guarded(|| match slot {
                 Slot::Base => model_report(&path),
                 Slot::Endpoint | Slot::AdapterB => endpoint_report(&path, base.as_deref()),
-            };
+            });
             sink.send(job, JobEvent::ModelReport { slot, path, result });
         })
 }
@@ -275,7 +276,7 @@ pub fn spawn_suite_report(
     std::thread::Builder::new()
         .name("basin-suite".into())
         .spawn(move || {
-            let result = suite_report(&path);
+            let result = run_guarded(|| suite_report(&path));
             sink.send(job, JobEvent::SuiteReport { path, result });
         })
 }
@@ -542,6 +543,47 @@ mod tests {
         let r: Result<u8, String> = run_guarded(|| panic!("{}", String::from("owned")));
         assert!(r.unwrap_err().contains("owned"));
         assert_eq!(run_guarded(|| Ok::<_, String>(3)), Ok(3));
+    }
+
+    /// The app's one worker mechanism: a body that panics still ends its job, with the panic's
+    /// message as the job's error, and the next job of the same kind is not held back.
+    #[test]
+    fn a_worker_that_panics_sends_its_end_with_the_message() {
+        let (sink, events) = JobSink::new(eframe::egui::Context::default());
+        let crashing = spawn_worker(
+            &sink,
+            5,
+            "basin-landscape",
+            (),
+            |_: &JobSink, _: &(), _: &CancelFlag| -> Result<(), String> {
+                panic!("wgpu: out of memory")
+            },
+            |r: Result<(), String>| JobEvent::Exported(r.map(|_| "done".into())),
+        )
+        .unwrap();
+        assert!(
+            crashing.thread.join().is_ok(),
+            "the panic stays inside the job"
+        );
+        let (id, event) = events.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!(id, 5);
+        let JobEvent::Exported(Err(e)) = event else {
+            panic!("the crashed job's end should be an error")
+        };
+        assert_eq!(e, "the worker crashed: wgpu: out of memory");
+        let next = spawn_worker(
+            &sink,
+            6,
+            "basin-landscape",
+            (),
+            |_: &JobSink, _: &(), _: &CancelFlag| Ok(()),
+            |r: Result<(), String>| JobEvent::Exported(r.map(|_| "done".into())),
+        )
+        .unwrap();
+        next.thread.join().unwrap();
+        let (id, event) = events.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!(id, 6);
+        assert!(matches!(event, JobEvent::Exported(Ok(_))));
     }
 
     /// Cancel, then Run again at once: the second job waits (and says so) until the cancelled
