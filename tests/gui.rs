@@ -29,6 +29,27 @@ fn harness(launch: LaunchOptions) -> Harness<'static, BasinApp> {
         })
 }
 
+/// Every text shape of a frame that reads as a number, with its position.
+fn numeric_texts(shapes: &[egui::epaint::ClippedShape]) -> Vec<(egui::Pos2, String)> {
+    fn walk(shape: &egui::Shape, out: &mut Vec<(egui::Pos2, String)>) {
+        match shape {
+            egui::Shape::Text(t) => {
+                let text = t.galley.text().trim().replace('\u{2212}', "-");
+                if !text.is_empty() && text.parse::<f64>().is_ok() {
+                    out.push((t.pos, text));
+                }
+            }
+            egui::Shape::Vec(v) => v.iter().for_each(|s| walk(s, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    for s in shapes {
+        walk(&s.shape, &mut out);
+    }
+    out
+}
+
 /// Steps frames until `done` holds (panics after `timeout`).
 fn step_until(
     h: &mut Harness<'static, BasinApp>,
@@ -99,6 +120,23 @@ fn demo_sweep_plots_exports_and_session_roundtrip() {
     for g in &app.plot_geometry {
         assert_eq!(g.points.len(), 11, "plot of {}", g.metric);
         assert!(g.points.iter().all(|p| g.rect.expand(1.0).contains(p.3)));
+    }
+    // Every plot on screen labels enough y ticks to read a value (a short plot once showed a
+    // single "0"): at least three distinct numbers left of its frame, within its height.
+    let labels = numeric_texts(&h.output().shapes);
+    let on_screen: Vec<_> = app.plot_geometry.iter().filter(|g| g.visible).collect();
+    assert!(!on_screen.is_empty());
+    for g in on_screen {
+        let mut ys: Vec<String> = labels
+            .iter()
+            .filter(|(pos, _)| {
+                pos.x < g.rect.left() && pos.y >= g.rect.top() - 2.0 && pos.y <= g.rect.bottom()
+            })
+            .map(|(_, t)| t.clone())
+            .collect();
+        ys.sort();
+        ys.dedup();
+        assert!(ys.len() >= 3, "{}: y labels {ys:?}", g.metric);
     }
     let dir = run.dir.clone();
     let metric = run.metric_order[0].clone();

@@ -130,9 +130,13 @@ pub fn path_tab_ui(app: &mut BasinApp, ui: &mut egui::Ui) {
                 .height(plot_h)
                 .link_axis(link, [true, false])
                 .link_cursor(link, [true, false])
-                // Tick labels down to 12 points apart, so short plots keep a few.
+                // Three to five labelled y ticks on every plot, however short or flat
+                // (egui_plot's own levels can leave a flat metric with one "0.5").
+                .y_grid_spacer(y_ticks)
                 .custom_y_axes(vec![
-                    egui_plot::AxisHints::new_y().label_spacing(12.0..=18.0),
+                    egui_plot::AxisHints::new_y()
+                        .label_spacing(12.0..=18.0)
+                        .formatter(|mark, _| y_tick_label(mark)),
                 ])
                 .y_axis_min_width(48.0);
             // A legend only when runs are overlaid (one run is named in the Runs list).
@@ -282,5 +286,113 @@ pub fn path_tab_ui(app: &mut BasinApp, ui: &mut egui::Ui) {
         if !open {
             app.help_open = None;
         }
+    }
+}
+
+/// The y grid of a path plot: one level of evenly spaced marks at a round step (1, 2, 2.5 or 5
+/// × 10ᵏ), the smallest such step that leaves at most five marks in view, or a finer one when
+/// that leaves fewer than three; so a plot always labels three to five values it can fit.
+pub fn y_ticks(input: egui_plot::GridInput) -> Vec<egui_plot::GridMark> {
+    let (lo, hi) = input.bounds;
+    let span = hi - lo;
+    if !(span.is_finite() && span > 0.0 && lo.is_finite()) {
+        return Vec::new();
+    }
+    let marks = |step: f64| {
+        let first = (lo / step).ceil();
+        let last = (hi / step).floor();
+        ((last - first) as i64 + 1).max(0)
+    };
+    let mut candidates = Vec::new();
+    let top = (span.log10().floor() as i32) + 1;
+    for k in (top - 3)..=top {
+        for m in [1.0, 2.0, 2.5, 5.0] {
+            candidates.push(m * 10f64.powi(k));
+        }
+    }
+    let mut pick = candidates[candidates.len() - 1];
+    for (i, &step) in candidates.iter().enumerate() {
+        if marks(step) <= 5 {
+            pick = if marks(step) < 3 && i > 0 {
+                candidates[i - 1]
+            } else {
+                step
+            };
+            break;
+        }
+    }
+    let first = (lo / pick).ceil() as i64;
+    (0..marks(pick).min(16))
+        .map(|j| egui_plot::GridMark {
+            value: (first + j) as f64 * pick,
+            step_size: pick,
+        })
+        .collect()
+}
+
+/// A y tick's text with as many decimals as its step needs (0.005 → 3, 0.25 → 2, 5 → 0).
+pub fn y_tick_label(mark: egui_plot::GridMark) -> String {
+    let step = mark.step_size.abs();
+    let decimals = (0..12usize)
+        .find(|&d| {
+            let scaled = step * 10f64.powi(d as i32);
+            (scaled - scaled.round()).abs() < 1e-6 * scaled.max(1.0)
+        })
+        .unwrap_or(12);
+    let text = format!("{:.*}", decimals, mark.value);
+    // No "-0.000".
+    if text
+        .trim_start_matches('-')
+        .chars()
+        .all(|c| c == '0' || c == '.')
+    {
+        text.trim_start_matches('-').to_string()
+    } else {
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ticks(lo: f64, hi: f64) -> Vec<egui_plot::GridMark> {
+        y_ticks(egui_plot::GridInput {
+            bounds: (lo, hi),
+            base_step_size: (hi - lo) / 100.0,
+        })
+    }
+
+    /// Flat, tiny, negative and wide ranges all get three to five distinct labels in view.
+    #[test]
+    fn every_range_gets_three_to_five_readable_ticks() {
+        for (lo, hi) in [
+            (0.491, 0.504),
+            (0.0, 0.05),
+            (-1e-3, 1e-3),
+            (0.0149, 0.0151),
+            (0.0, 1.0),
+            (-0.02, 1.02),
+            (3.1, 14.7),
+            (-250.0, 1800.0),
+            (0.58, 0.59),
+        ] {
+            let t = ticks(lo, hi);
+            assert!((3..=5).contains(&t.len()), "{lo}..{hi}: {} ticks", t.len());
+            assert!(
+                t.iter()
+                    .all(|m| m.value >= lo - 1e-12 && m.value <= hi + 1e-12)
+            );
+            let labels: Vec<String> = t.iter().map(|m| y_tick_label(*m)).collect();
+            let mut distinct = labels.clone();
+            distinct.dedup();
+            assert_eq!(distinct.len(), labels.len(), "{lo}..{hi}: {labels:?}");
+        }
+        assert!(ticks(0.5, 0.5).is_empty() && ticks(f64::NAN, 1.0).is_empty());
+        let m = |value, step_size| egui_plot::GridMark { value, step_size };
+        assert_eq!(y_tick_label(m(0.495, 0.005)), "0.495");
+        assert_eq!(y_tick_label(m(0.04, 0.02)), "0.04");
+        assert_eq!(y_tick_label(m(1500.0, 500.0)), "1500");
+        assert_eq!(y_tick_label(m(-1e-17, 0.25)), "0.00");
     }
 }
