@@ -103,8 +103,90 @@ impl Dtype {
 #[serde(deny_unknown_fields)]
 struct RawTensorEntry {
     dtype: String,
+    #[serde(deserialize_with = "bounded_shape")]
     shape: Vec<usize>,
     data_offsets: [u64; 2],
+}
+
+/// Most dimensions a tensor's shape may list (real ones have at most 5 or 6).
+const MAX_DIMS: usize = 64;
+
+/// A shape of at most [`MAX_DIMS`] dimensions, refused while it is read (a header's one
+/// million-entry shape never becomes a million-entry vector).
+fn bounded_shape<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Vec<usize>, D::Error> {
+    struct Dims;
+    impl<'de> serde::de::Visitor<'de> for Dims {
+        type Value = Vec<usize>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            write!(f, "a list of at most {MAX_DIMS} dimensions")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> std::result::Result<Vec<usize>, A::Error> {
+            let mut dims = Vec::new();
+            while let Some(d) = seq.next_element::<usize>()? {
+                if dims.len() == MAX_DIMS {
+                    return Err(serde::de::Error::custom(format!(
+                        "a shape of more than {MAX_DIMS} dimensions"
+                    )));
+                }
+                dims.push(d);
+            }
+            Ok(dims)
+        }
+    }
+    d.deserialize_seq(Dims)
+}
+
+/// The JSON header read straight into typed entries: each tensor's entry and the
+/// `__metadata__` string map, with no intermediate JSON tree (which can take many times the
+/// header's bytes), a repeated name refused.
+struct RawHeader {
+    tensors: Vec<(String, RawTensorEntry)>,
+    metadata: BTreeMap<String, String>,
+}
+
+impl<'de> Deserialize<'de> for RawHeader {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Entries;
+        impl<'de> serde::de::Visitor<'de> for Entries {
+            type Value = RawHeader;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a map")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<RawHeader, A::Error> {
+                use serde::de::Error;
+                let mut seen = std::collections::BTreeSet::new();
+                let mut header = RawHeader {
+                    tensors: Vec::new(),
+                    metadata: BTreeMap::new(),
+                };
+                while let Some(name) = map.next_key::<String>()? {
+                    if !seen.insert(name.clone()) {
+                        return Err(A::Error::custom(format!("`{name}` appears twice")));
+                    }
+                    if name == "__metadata__" {
+                        header.metadata = map.next_value().map_err(|e| {
+                            A::Error::custom(format!("`__metadata__` is not a string map: {e}"))
+                        })?;
+                    } else {
+                        let entry = map.next_value::<RawTensorEntry>().map_err(|e| {
+                            A::Error::custom(format!("bad header entry for tensor `{name}`: {e}"))
+                        })?;
+                        header.tensors.push((name, entry));
+                    }
+                }
+                Ok(header)
+            }
+        }
+        d.deserialize_map(Entries)
+    }
 }
 
 /// One tensor of a file, checked: its bytes lie inside the data section and match shape × dtype.
@@ -269,28 +351,22 @@ fn parse_header(path: &Path, bytes: &[u8]) -> Result<ParsedHeader> {
     let header = bytes
         .get(8..data_start as usize)
         .ok_or_else(|| CheckpointError::format(path, "safetensors header outside the file"))?;
-    let raw: BTreeMap<String, serde_json::Value> = serde_json::from_slice(header).map_err(|e| {
-        CheckpointError::format(
-            path,
-            format!("safetensors header is not a JSON object: {e}"),
-        )
+    let raw: RawHeader = serde_json::from_slice(header).map_err(|e| {
+        let msg = e.to_string();
+        // An entry's own problem names the entry; anything else is the header's shape.
+        if msg.starts_with("bad header entry") || msg.starts_with('`') {
+            CheckpointError::format(path, format!("safetensors header: {msg}"))
+        } else {
+            CheckpointError::format(
+                path,
+                format!("safetensors header is not a JSON object: {msg}"),
+            )
+        }
     })?;
     let data_len = file_len - data_start;
     let mut tensors = BTreeMap::new();
-    let mut metadata = BTreeMap::new();
-    for (name, value) in raw {
-        if name == "__metadata__" {
-            metadata = serde_json::from_value(value).map_err(|e| {
-                CheckpointError::format(
-                    path,
-                    format!("safetensors `__metadata__` is not a string map: {e}"),
-                )
-            })?;
-            continue;
-        }
-        let entry: RawTensorEntry = serde_json::from_value(value).map_err(|e| {
-            CheckpointError::format(path, format!("bad header entry for tensor `{name}`: {e}"))
-        })?;
+    let metadata = raw.metadata;
+    for (name, entry) in raw.tensors {
         let dtype = Dtype::parse(&entry.dtype).ok_or_else(|| {
             CheckpointError::format(
                 path,
@@ -694,6 +770,48 @@ pub(crate) mod tests {
             e.contains("good.safetensors") && e.contains("missing tensor `missing`"),
             "{e}"
         );
+    }
+
+    /// The header is read straight into typed entries: a tensor with millions of listed
+    /// dimensions is refused at the 65th, a repeated name is refused, metadata is kept.
+    #[test]
+    fn headers_are_parsed_into_typed_entries_with_bounds() {
+        let dir = temp_dir("header-bounds");
+        let write = |name: &str, header: &str| {
+            let p = dir.join(name);
+            let mut out = (header.len() as u64).to_le_bytes().to_vec();
+            out.extend_from_slice(header.as_bytes());
+            out.extend_from_slice(&[0u8; 8]);
+            std::fs::write(&p, out).unwrap();
+            p
+        };
+        // A 12 MB shape: two million dimensions.
+        let huge = format!(
+            r#"{{"w":{{"dtype":"F32","shape":[{}1],"data_offsets":[0,8]}}}}"#,
+            "1,".repeat(2_000_000)
+        );
+        let e = SafetensorsSet::open_file(&write("huge.safetensors", &huge))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("tensor `w`") && e.contains("more than 64 dimensions"),
+            "{e}"
+        );
+        let twice = r#"{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#;
+        let e = SafetensorsSet::open_file(&write("twice.safetensors", twice))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`w` appears twice"), "{e}");
+        let ok = r#"{"__metadata__":{"format":"pt"},"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#;
+        let set = SafetensorsSet::open_file(&write("ok.safetensors", ok)).unwrap();
+        assert_eq!(set.load_f32("w").unwrap().data, vec![0.0, 0.0]);
+        let bad_meta =
+            r#"{"__metadata__":{"format":1},"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#;
+        let e = SafetensorsSet::open_file(&write("meta.safetensors", bad_meta))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`__metadata__` is not a string map"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
