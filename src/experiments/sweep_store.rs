@@ -100,8 +100,9 @@ pub struct RunRecord {
     pub basin_version: String,
     /// The sweep's settings (path kind, inputs, t range, suite, bootstrap, shard).
     pub spec: serde_json::Value,
-    /// Fingerprint of every input file: `sha256:<hex>`, or `size:<bytes>,mtime:<secs>` for
-    /// weight files too large to hash on every start.
+    /// Fingerprint of every input file: `sha256:<hex>` of its content (large files hashed once
+    /// per machine, see `fingerprint`); folders of older versions may hold
+    /// `size:<bytes>,mtime:<secs>` for large files, accepted while those are unchanged.
     pub inputs: BTreeMap<String, String>,
     /// Where and how it ran (absent in folders of older versions and in training runs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -231,7 +232,11 @@ pub fn open_run_record_allowing(
             path: run_path.clone(),
             msg: format!("not a Basin run record: {e}"),
         })?;
-        let diffs = record_differences(&stored, record);
+        let current = RunRecord {
+            inputs: super::fingerprint::with_legacy_fingerprints(&stored.inputs, &record.inputs),
+            ..record.clone()
+        };
+        let diffs = record_differences(&stored, &current);
         if !diffs.is_empty() {
             return Err(StoreError::SpecMismatch {
                 path: dir.to_path_buf(),
