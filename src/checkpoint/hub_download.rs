@@ -419,6 +419,7 @@ fn fetch_blob(
             .unwrap_or(sha);
         let blob = blobs.join(name);
         std::fs::rename(&tmp, &blob).map_err(|e| io(&blob, e))?;
+        crate::durable::sync_dir(blobs).map_err(|e| io(blobs, e))?;
         Ok(blob)
     })();
     if result.is_err() {
