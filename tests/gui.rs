@@ -139,8 +139,17 @@ fn demo_sweep_plots_exports_and_session_roundtrip() {
         assert!(ys.len() >= 3, "{}: y labels {ys:?}", g.metric);
     }
     let dir = run.dir.clone();
-    let metric = run.metric_order[0].clone();
     let lines = results_lines(&dir);
+    // A short window scrolls the lowest plots out: one of them is exported as PNG below.
+    h.set_size(egui::vec2(1280.0, 560.0));
+    h.run_steps(3);
+    let scrolled_out = h
+        .state()
+        .plot_geometry
+        .iter()
+        .find(|g| !g.visible)
+        .map(|g| g.metric.clone())
+        .expect("a plot below the fold at 1280 x 560");
     assert_eq!(lines.len(), 55);
 
     // The Items tab lists the per-item scores of the last point, with texts and flip points.
@@ -153,8 +162,10 @@ fn demo_sweep_plots_exports_and_session_roundtrip() {
     let first = &h.state().runs[0].series(&state.metric)[10];
     assert_eq!(rows.len(), first.n);
 
-    // Exports: CSV and PNG of one metric, asked for from the Items tab: the PNG is cropped
-    // from the screen, so the app shows the Path tab with that plot whole before taking it.
+    // Exports: CSV and PNG of a metric whose plot was scrolled out, asked for from the Items
+    // tab: the PNG is cropped from the screen, so the app shows the Path tab with that plot
+    // whole before taking it.
+    let metric = scrolled_out;
     let out = scratch("export");
     let (csv_path, png_path) = (out.join("m.csv"), out.join("m.png"));
     h.state_mut().export_csv(&metric, &csv_path);
