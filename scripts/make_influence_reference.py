@@ -63,8 +63,9 @@ def encode(tok, path: Path) -> list[dict]:
     return out
 
 
-def gradsim_at(adapter: Path, train: list[dict], query: list[dict]) -> dict[str, float]:
-    """−⟨∇f, ∇ℓ(z)⟩ per training sample at tiny/llama + `adapter` (the chat query)."""
+def lora_functions(adapter: Path):
+    """tiny/llama + `adapter`: its LoRA weights, a sample's summed target NLL as a function of
+    them, that function's gradient, and a gradient flattened in a fixed weight order."""
     base = LlamaForCausalLM.from_pretrained(TINY / "llama", torch_dtype=torch.float32)
     model = PeftModel.from_pretrained(base, adapter).eval()
     lora = {n: p.detach() for n, p in model.named_parameters() if "lora_" in n}
@@ -74,10 +75,16 @@ def gradsim_at(adapter: Path, train: list[dict], query: list[dict]) -> dict[str,
         logits = functional_call(model, params, (torch.tensor([ids]),)).logits[0].double()
         logp = torch.log_softmax(logits[:-1], dim=-1)
         picked = logp.gather(-1, torch.tensor(ids[1:]).unsqueeze(-1)).squeeze(-1)
-        return -(picked * torch.tensor(mask[1:], dtype=torch.float64)).sum()
+        m = torch.tensor(mask[1:], dtype=torch.float64)
+        return -(picked * m).sum()
 
-    g_sum = grad(nll_sum)
     flat = lambda g: torch.cat([g[n].reshape(-1).double() for n in names])
+    return lora, names, nll_sum, grad(nll_sum), flat
+
+
+def gradsim_at(adapter: Path, train: list[dict], query: list[dict]) -> dict[str, float]:
+    """−⟨∇f, ∇ℓ(z)⟩ per training sample at tiny/llama + `adapter` (the chat query)."""
+    lora, _, _, g_sum, flat = lora_functions(adapter)
     total = sum(sum(e["mask"][1:]) for e in query)
     q = sum(flat(g_sum(lora, e["ids"], e["mask"])) for e in query) / total
     return {e["id"]: -float(q @ (flat(g_sum(lora, e["ids"], e["mask"])) / sum(e["mask"][1:])))
@@ -103,23 +110,10 @@ def tracin_reference(tok, train: list[dict], query: list[dict]) -> dict:
 
 
 def main() -> None:
-    base = LlamaForCausalLM.from_pretrained(TINY / "llama", torch_dtype=torch.float32)
-    model = PeftModel.from_pretrained(base, TINY / "llama_lora").eval()
     tok = PreTrainedTokenizerFast.from_pretrained(TINY / "llama")
     train = encode(tok, TINY / "chat.jsonl")
     query = encode(tok, OUT / "query.jsonl")
-    lora = {n: p.detach() for n, p in model.named_parameters() if "lora_" in n}
-    names = sorted(lora)
-
-    def nll_sum(params, ids, mask):
-        logits = functional_call(model, params, (torch.tensor([ids]),)).logits[0].double()
-        logp = torch.log_softmax(logits[:-1], dim=-1)
-        picked = logp.gather(-1, torch.tensor(ids[1:]).unsqueeze(-1)).squeeze(-1)
-        m = torch.tensor(mask[1:], dtype=torch.float64)
-        return -(picked * m).sum()
-
-    g_sum = grad(nll_sum)
-    flat = lambda g: torch.cat([g[n].reshape(-1).double() for n in names])
+    lora, names, nll_sum, g_sum, flat = lora_functions(TINY / "llama_lora")
     total = sum(sum(e["mask"][1:]) for e in query)
     q = sum(flat(g_sum(lora, e["ids"], e["mask"])) for e in query) / total
     with torch.no_grad():

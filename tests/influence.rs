@@ -33,6 +33,37 @@ fn scores(dir: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// Every sample's score in `out/scores.jsonl` equals the reference's (`id → score`) within
+/// 1e-4 of the largest reference score, and no sample is missing or extra.
+fn assert_scores_match(out: &Path, want: &serde_json::Value, what: &str) {
+    let want = want.as_object().unwrap();
+    let scale = want
+        .values()
+        .map(|v| v.as_f64().unwrap().abs())
+        .fold(0.0, f64::max);
+    assert!(scale > 0.0, "{what}: an all-zero reference");
+    let got = scores(out);
+    assert_eq!(got.len(), want.len(), "{what}");
+    for line in &got {
+        let id = line["id"].as_str().unwrap();
+        let (g, w) = (line["score"].as_f64().unwrap(), want[id].as_f64().unwrap());
+        assert!(
+            (g - w).abs() <= 1e-4 * scale,
+            "{what} {id}: Basin {g} vs PyTorch {w}"
+        );
+    }
+}
+
+/// The learning rate of each point of a run record's (or the reference's) `points`.
+fn point_lrs(points: &serde_json::Value) -> Vec<f64> {
+    points
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["lr"].as_f64().unwrap())
+        .collect()
+}
+
 #[test]
 fn gradsim_scores_match_torch_func_per_sample_gradients() {
     let root = scratch("gradsim");
@@ -129,40 +160,10 @@ fn tracin_matches_torch_func_over_a_committed_training_run() {
     ]);
     let record: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).unwrap()).unwrap();
-    let lrs: Vec<f64> = record["spec"]["points"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["lr"].as_f64().unwrap())
-        .collect();
-    let want_lrs: Vec<f64> = want["points"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["lr"].as_f64().unwrap())
-        .collect();
+    let lrs = point_lrs(&record["spec"]["points"]);
     assert_eq!(lrs.len(), 2, "a checkpoint and the final adapter");
-    assert_eq!(lrs, want_lrs);
-    let scale = want["scores"]
-        .as_object()
-        .unwrap()
-        .values()
-        .map(|v| v.as_f64().unwrap().abs())
-        .fold(0.0, f64::max);
-    assert!(scale > 0.0);
-    let got = scores(&out);
-    assert_eq!(got.len(), want["scores"].as_object().unwrap().len());
-    for line in &got {
-        let id = line["id"].as_str().unwrap();
-        let (g, w) = (
-            line["score"].as_f64().unwrap(),
-            want["scores"][id].as_f64().unwrap(),
-        );
-        assert!(
-            (g - w).abs() <= 1e-4 * scale,
-            "{id}: Basin {g} vs PyTorch {w}"
-        );
-    }
+    assert_eq!(lrs, point_lrs(&want["points"]));
+    assert_scores_match(&out, &want["scores"], "tracin");
     let _ = std::fs::remove_dir_all(&root);
 }
 
@@ -220,12 +221,7 @@ fn tracin_is_the_lr_weighted_sum_of_gradsim_at_each_checkpoint() {
     assert!(points.len() >= 2, "{points:?}");
     let record: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(tracin.join("run.json")).unwrap()).unwrap();
-    let lrs: Vec<f64> = record["spec"]["points"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["lr"].as_f64().unwrap())
-        .collect();
+    let lrs = point_lrs(&record["spec"]["points"]);
     // A linear schedule: the checkpoints' learning rates differ.
     assert!(lrs.windows(2).all(|w| w[0] > w[1]), "{lrs:?}");
     let tracin_scores = scores(&tracin);
@@ -370,23 +366,7 @@ fn paired_and_choice_queries_match_torch_func() {
             (qv - wq).abs() < 1e-5 * wq.abs().max(1.0),
             "{metric} f: {qv} vs {wq}"
         );
-        let scale = want["gradsim"]
-            .as_object()
-            .unwrap()
-            .values()
-            .map(|v| v.as_f64().unwrap().abs())
-            .fold(0.0, f64::max);
-        for line in scores(&out) {
-            let id = line["id"].as_str().unwrap();
-            let (g, w) = (
-                line["score"].as_f64().unwrap(),
-                want["gradsim"][id].as_f64().unwrap(),
-            );
-            assert!(
-                (g - w).abs() <= 1e-4 * scale,
-                "{metric} {id}: Basin {g} vs PyTorch {w}"
-            );
-        }
+        assert_scores_match(&out, &want["gradsim"], metric);
     }
     let _ = std::fs::remove_dir_all(&root);
 }
