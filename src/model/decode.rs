@@ -8,7 +8,7 @@
 //! runs at any path point ([`PathCoefficients`]: LoRA slots with per-row coefficients, dense
 //! deltas), on any backend.
 
-use burn::tensor::{Bool, Int, Tensor, TensorData};
+use burn::tensor::{Int, Tensor, TensorData};
 
 use super::{
     error::ModelError,
@@ -181,11 +181,12 @@ impl CausalLm {
         let device = &self.device;
         let input = Tensor::<2, Int>::from_data(TensorData::new(ids, [batch, cols]), device);
         let rope = RopeTables::at_positions(&self.config, &positions, batch, cols, device);
-        let heads = self.config.num_attention_heads;
-        let mask =
-            Tensor::<3, Bool>::from_data(TensorData::new(masked, [batch, cols, total]), device)
-                .unsqueeze_dim::<4>(1)
-                .expand([batch, heads, cols, total]);
+        let mask = super::transformer::AttnMask::per_row(
+            masked,
+            [batch, cols, total],
+            self.config.num_attention_heads,
+            device,
+        );
         let hidden = self.forward_hidden(
             input,
             &rope,

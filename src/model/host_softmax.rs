@@ -55,6 +55,104 @@ fn row_target_log_softmax(row: &[f32], target: i64) -> f32 {
     let Some(&target_logit) = usize::try_from(target).ok().and_then(|t| row.get(t)) else {
         return f32::NAN;
     };
+    let max = row_max(row);
+    let sum = row_exp_sum(row, max);
+    (f64::from(target_logit - max) - sum.ln()) as f32
+}
+
+/// Target log-probs of rows whose logits arrive one vocabulary chunk at a time: a running
+/// maximum and a rescaled sum of exponentials per row (the online log-sum-exp), so a caller can
+/// form logits for many rows against one slice of the output head at a time instead of all the
+/// vocabulary for a few rows (the head is then read once per pass, not once per few rows).
+///
+/// Per chunk, each row is read twice (its maximum, then its exponentials relative to the new
+/// running maximum, summed in f64); the old sum is rescaled by `exp(old max − new max)` in f64.
+/// A row that meets NaN or +∞ gives NaN; a target no chunk covers gives NaN.
+#[derive(Debug, Clone)]
+pub struct StreamedRows {
+    targets: Vec<i64>,
+    max: Vec<f32>,
+    sum: Vec<f64>,
+    target_logit: Vec<f32>,
+}
+
+impl StreamedRows {
+    pub fn new(targets: &[i64]) -> Self {
+        let n = targets.len();
+        Self {
+            targets: targets.to_vec(),
+            max: vec![f32::NEG_INFINITY; n],
+            sum: vec![0.0; n],
+            target_logit: vec![f32::NAN; n],
+        }
+    }
+
+    /// Adds the logits of every row for vocabulary entries `first..first + width`: `logits` is
+    /// `[rows, width]` row-major, rows in the order of `targets`.
+    pub fn add_chunk(&mut self, logits: &[f32], first: usize, width: usize) {
+        if width == 0 {
+            return;
+        }
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                // SAFETY: the CPU has the features the function is compiled for (checked above).
+                unsafe { self.add_chunk_avx2(logits, first, width) };
+                return;
+            }
+        }
+        self.add_chunk_generic(logits, first, width);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn add_chunk_avx2(&mut self, logits: &[f32], first: usize, width: usize) {
+        self.add_chunk_generic(logits, first, width);
+    }
+
+    #[inline(always)]
+    fn add_chunk_generic(&mut self, logits: &[f32], first: usize, width: usize) {
+        let rows = (logits.len() / width).min(self.targets.len());
+        for r in 0..rows {
+            let row = &logits[r * width..(r + 1) * width];
+            let local = self.targets[r] - first as i64;
+            if local >= 0 && (local as usize) < width {
+                self.target_logit[r] = row[local as usize];
+            }
+            let chunk_max = row_max(row);
+            let old = self.max[r];
+            let new = old.max(chunk_max);
+            let rescale = if self.sum[r] == 0.0 {
+                0.0
+            } else {
+                (f64::from(old) - f64::from(new)).exp()
+            };
+            // A chunk (and everything before it) at −∞ adds nothing, not exp(−∞ − (−∞)) = NaN.
+            let chunk_sum = if new == f32::NEG_INFINITY {
+                0.0
+            } else {
+                row_exp_sum(row, new)
+            };
+            self.sum[r] = self.sum[r] * rescale + chunk_sum;
+            self.max[r] = new;
+        }
+    }
+
+    /// `log_softmax(row)[target]` per row, once every chunk of the vocabulary was added.
+    pub fn finish(self) -> Vec<f32> {
+        self.target_logit
+            .iter()
+            .zip(&self.max)
+            .zip(&self.sum)
+            .map(|((&t, &m), &s)| (f64::from(t - m) - s.ln()) as f32)
+            .collect()
+    }
+}
+
+#[inline(always)]
+fn row_max(row: &[f32]) -> f32 {
     let full = row.len() / LANES * LANES;
     let mut maxes = [f32::NEG_INFINITY; LANES];
     let mut i = 0;
@@ -71,6 +169,13 @@ fn row_target_log_softmax(row: &[f32], target: i64) -> f32 {
     for &x in &row[full..] {
         max = max.max(x);
     }
+    max
+}
+
+/// `Σ exp(x − max)` over the row, in f64.
+#[inline(always)]
+fn row_exp_sum(row: &[f32], max: f32) -> f64 {
+    let full = row.len() / LANES * LANES;
     let mut sums = [0f64; LANES];
     let mut i = 0;
     while i < full {
@@ -86,7 +191,7 @@ fn row_target_log_softmax(row: &[f32], target: i64) -> f32 {
     for &x in &row[full..] {
         sum += f64::from(exp_f32(x - max));
     }
-    (f64::from(target_logit - max) - sum.ln()) as f32
+    sum
 }
 
 /// `exp(x)` for f32 without branches (so a loop of it vectorises): `2^k · e^r` with
@@ -171,6 +276,66 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn streamed_chunks_match_an_f64_log_softmax_for_any_chunk_width() {
+        let mut state = 11u64;
+        for vocab in [1, 17, 1500, 49_152] {
+            let rows = 3;
+            let logits = crate::test_fixtures::uniform(&mut state, rows * vocab, 30.0);
+            let targets: Vec<i64> = (0..rows as i64)
+                .map(|r| (r * 7919 + 3) % vocab as i64)
+                .collect();
+            let whole = target_log_softmax_rows(&logits, vocab, &targets);
+            for width in [1, 7, 16, 1000, vocab] {
+                if width > vocab {
+                    continue;
+                }
+                let mut acc = StreamedRows::new(&targets);
+                let mut first = 0;
+                while first < vocab {
+                    let w = width.min(vocab - first);
+                    let block: Vec<f32> = (0..rows)
+                        .flat_map(|r| logits[r * vocab + first..r * vocab + first + w].to_vec())
+                        .collect();
+                    acc.add_chunk(&block, first, w);
+                    first += w;
+                }
+                let got = acc.finish();
+                for r in 0..rows {
+                    let want = reference(&logits[r * vocab..(r + 1) * vocab], targets[r] as usize);
+                    let tol = 2e-6 * want.abs().max(1.0);
+                    assert!(
+                        (f64::from(got[r]) - want).abs() <= tol,
+                        "vocab {vocab}, width {width}, row {r}: {} vs {want}",
+                        got[r]
+                    );
+                    assert!((got[r] - whole[r]).abs() <= tol as f32);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn streamed_rows_give_nan_where_the_whole_row_form_does() {
+        let run = |row: &[f32], target: i64| {
+            let mut acc = StreamedRows::new(&[target]);
+            for (i, x) in row.iter().enumerate() {
+                acc.add_chunk(&[*x], i, 1);
+            }
+            acc.finish()[0]
+        };
+        assert!(run(&[0.5, f32::NAN, 1.0], 0).is_nan());
+        assert!(run(&[0.5, f32::INFINITY, 1.0], 0).is_nan());
+        assert!(run(&[0.5, 2.0, 1.0], 3).is_nan());
+        assert!(run(&[0.5, 2.0, 1.0], -1).is_nan());
+        assert!(run(&[f32::NEG_INFINITY, f32::NEG_INFINITY], 0).is_nan());
+        // Leading −∞ entries are probability zero, not a NaN.
+        let got = run(&[f32::NEG_INFINITY, 0.0, 0.0], 1);
+        assert!((got - (-std::f32::consts::LN_2)).abs() < 1e-6, "{got}");
+        let got = run(&[f32::NEG_INFINITY, 0.0, 0.0], 0);
+        assert_eq!(got, f32::NEG_INFINITY);
     }
 
     #[test]

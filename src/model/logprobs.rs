@@ -292,6 +292,19 @@ fn head_logprobs(
         // chunk would be (the same values, one logit block per row chunk). A head in row
         // blocks gives each row chunk's logits block by block, side by side.
         let head_t = head.transposed(&point.dense);
+        if !flat.is_tracked()
+            && crate::compute::is_host_cpu(device)
+            && let Some(logp) = host_streamed_logprobs(
+                &flat,
+                &head_t,
+                rows,
+                targets,
+                HOST_HEAD_ROWS,
+                HOST_LOGIT_ELEMENTS,
+            )
+        {
+            return vec![logp];
+        }
         let chunk = (MAX_LOGIT_ELEMENTS / vocab.max(1)).max(1);
         let mut parts = Vec::with_capacity(rows.len().div_ceil(chunk));
         for (row_chunk, target_chunk) in rows.chunks(chunk).zip(targets.chunks(chunk)) {
@@ -306,6 +319,55 @@ fn head_logprobs(
     } else {
         streamed_target_logprobs(&flat, head, &point.dense, rows, targets, v_chunk, device)
     }
+}
+
+/// Logits formed on the host at once per vocabulary chunk (elements): 4 M f32 = 16 MiB.
+const HOST_LOGIT_ELEMENTS: usize = 4 * 1024 * 1024;
+
+/// Rows of `flat` per pass over the output head on the host CPU.
+const HOST_HEAD_ROWS: usize = 2048;
+
+/// Target log-probs of untracked rows on the host CPU, vocabulary chunk by vocabulary chunk:
+/// each chunk's logits are formed for up to `max_rows` rows at once (about `logit_elements` of
+/// them; [`HOST_HEAD_ROWS`] and [`HOST_LOGIT_ELEMENTS`] in use) and folded into a
+/// running log-sum-exp ([`super::host_softmax::StreamedRows`]). The row-chunked form
+/// (`head_logprobs`' general route, its tested twin) forms the whole vocabulary for ~40 rows at a
+/// time, so the matrix product repacks the whole `[vocab, hidden]` head (113 MB for SmolLM2)
+/// for every 40 rows; here it is packed once per pass. `None` when a chunk could not be read
+/// back (the caller then takes the general route).
+fn host_streamed_logprobs(
+    flat: &Tensor<2>,
+    head_t: &[(usize, Tensor<2>)],
+    rows: &[i64],
+    targets: &[i64],
+    max_rows: usize,
+    logit_elements: usize,
+) -> Option<Tensor<2>> {
+    let device = flat.device();
+    let max_rows = max_rows.max(1);
+    let mut out = Vec::with_capacity(rows.len());
+    for (row_chunk, target_chunk) in rows.chunks(max_rows).zip(targets.chunks(max_rows)) {
+        let n = row_chunk.len();
+        let idx = Tensor::<1, Int>::from_data(TensorData::new(row_chunk.to_vec(), [n]), &device);
+        let x = flat.clone().select(0, idx);
+        let width = (logit_elements / n).max(1);
+        let mut acc = super::host_softmax::StreamedRows::new(target_chunk);
+        for (first, w_t) in head_t {
+            let block_rows = w_t.dims()[1];
+            for local in (0..block_rows).step_by(width) {
+                let len = width.min(block_rows - local);
+                let logits = x.clone().matmul(w_t.clone().narrow(1, local, len));
+                let data = logits.into_data();
+                acc.add_chunk(data.as_slice::<f32>().ok()?, first + local, len);
+            }
+        }
+        out.extend(acc.finish());
+    }
+    let n = out.len();
+    Some(Tensor::<2>::from_data(
+        TensorData::new(out, [n, 1]),
+        &device,
+    ))
 }
 
 /// A result read back to the host; a device that failed while computing it (e.g. a buffer it
@@ -601,6 +663,51 @@ mod tests {
                     assert!(
                         (g - e).abs() < 1e-5,
                         "{} blocks, chunk {v_chunk}: {g} vs {e}",
+                        blocks.block_count()
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn host_streamed_head_equals_the_row_chunked_twin() {
+        let device = burn::tensor::Device::flex();
+        let (vocab, hidden, n) = (300, 8, 25);
+        let flat = random([n, hidden], 4, &device);
+        let head = random([vocab, hidden], 5, &device);
+        let rows: Vec<i64> = (0..n as i64).map(|i| (i * 7) % n as i64).collect();
+        let targets: Vec<i64> = (0..n as i64)
+            .map(|i| (i * 113 + 1) % vocab as i64)
+            .collect();
+        let idx = Tensor::<1, Int>::from_data(TensorData::new(rows.clone(), [n]), &device);
+        let tgt = Tensor::<2, Int>::from_data(TensorData::new(targets.clone(), [n, 1]), &device);
+        let logits = flat.clone().select(0, idx).matmul(head.clone().transpose());
+        let expected = to_vec(target_log_softmax(logits, tgt), &device).unwrap();
+        let param = |w: Tensor<2>| PathParam {
+            base: w,
+            deltas: Vec::new(),
+        };
+        let heads = [
+            RowBlocks::one(param(head.clone())),
+            RowBlocks::new(vec![
+                param(head.clone().narrow(0, 0, 128)),
+                param(head.clone().narrow(0, 128, 172)),
+            ]),
+        ];
+        for blocks in &heads {
+            let head_t = blocks.transposed(&[]);
+            // Row passes of 1, 10 and all rows; vocabulary chunks of 1 to all columns.
+            for (max_rows, elements) in [(1, 1), (10, 70), (10, 3000), (n, 50 * n), (64, 1 << 20)] {
+                let got =
+                    host_streamed_logprobs(&flat, &head_t, &rows, &targets, max_rows, elements)
+                        .map(|t| to_vec(t, &device).unwrap())
+                        .expect("flex values read back");
+                assert_eq!(got.len(), n);
+                for (g, e) in got.iter().zip(&expected) {
+                    assert!(
+                        (g - e).abs() < 1e-5,
+                        "{} blocks, {max_rows} rows, {elements} elements: {g} vs {e}",
                         blocks.block_count()
                     );
                 }

@@ -2,7 +2,9 @@
 
 pub mod decode;
 pub mod error;
+pub mod host_attention;
 pub mod host_softmax;
+pub mod host_swiglu;
 pub mod linear;
 pub mod load;
 pub mod logprobs;

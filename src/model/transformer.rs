@@ -121,11 +121,12 @@ impl CausalLm {
                 }
             }
         }
-        let heads = self.config.num_attention_heads;
-        let mask =
-            Tensor::<3, Bool>::from_data(TensorData::new(masked, [batch, seq, seq]), &self.device)
-                .unsqueeze_dim::<4>(1)
-                .expand([batch, heads, seq, seq]);
+        let mask = AttnMask::per_row(
+            masked,
+            [batch, seq, seq],
+            self.config.num_attention_heads,
+            &self.device,
+        );
         Ok(self.forward_hidden(input_ids, &rope, Some(mask), point, None))
     }
 
@@ -136,7 +137,7 @@ impl CausalLm {
         &self,
         input_ids: Tensor<2, Int>,
         rope: &RopeTables,
-        mask: Option<Tensor<4, Bool>>,
+        mask: Option<AttnMask>,
         point: &PathPoint,
         mut cache: Option<&mut [LayerKv]>,
     ) -> Tensor<3> {
@@ -168,7 +169,7 @@ impl CausalLm {
         self.lm_head.as_ref().unwrap_or(&self.embed_tokens)
     }
 
-    fn sliding_window_mask(&self, batch: usize, seq: usize) -> Option<Tensor<4, Bool>> {
+    fn sliding_window_mask(&self, batch: usize, seq: usize) -> Option<AttnMask> {
         let window = self.config.sliding_window?;
         if seq <= window {
             return None;
@@ -180,9 +181,12 @@ impl CausalLm {
                 mask.push(j > i || i - j >= window);
             }
         }
-        let heads = self.config.num_attention_heads;
-        let m = Tensor::<2, Bool>::from_data(TensorData::new(mask, [seq, seq]), &self.device);
-        Some(m.unsqueeze::<4>().expand([batch, heads, seq, seq]))
+        Some(AttnMask::shared(
+            mask,
+            [batch, seq, seq],
+            self.config.num_attention_heads,
+            &self.device,
+        ))
     }
 
     fn attention(
@@ -190,7 +194,7 @@ impl CausalLm {
         attn: &Attention,
         x: Tensor<3>,
         rope: &RopeTables,
-        mask: Option<Tensor<4, Bool>>,
+        mask: Option<AttnMask>,
         point: &PathPoint,
         kv: Option<&mut LayerKv>,
     ) -> Tensor<3> {
@@ -221,6 +225,10 @@ impl CausalLm {
             }
             None => (k, v),
         };
+        if let Some(out) = host_attention(&q, &k, &v, mask.as_ref()) {
+            return attn.o_proj.forward(out, point);
+        }
+        let mask = mask.map(|m| m.tensor);
         let seq_k = k.dims()[2];
         let (k, v) = if nkv == nh {
             (k, v)
@@ -246,6 +254,104 @@ impl CausalLm {
         let out = out.swap_dims(1, 2).reshape([batch, seq, nh * hd]);
         attn.o_proj.forward(out, point)
     }
+}
+
+/// An attention mask (true = may not attend) as burn's attention takes it and as host booleans
+/// for [`super::host_attention`].
+#[derive(Debug, Clone)]
+pub(crate) struct AttnMask {
+    /// `[batch, heads, seq_q, seq_k]` (expanded, not copied, from the booleans).
+    pub tensor: Tensor<4, Bool>,
+    /// `[batch, seq_q, seq_k]`, or one `[seq_q, seq_k]` shared by the batch.
+    pub masked: std::sync::Arc<Vec<bool>>,
+    /// Elements between batch rows of `masked` (0 when shared).
+    pub batch_stride: usize,
+}
+
+impl AttnMask {
+    /// One mask per batch row: `masked` is `[batch, seq_q, seq_k]`.
+    pub fn per_row(masked: Vec<bool>, dims: [usize; 3], heads: usize, device: &Device) -> Self {
+        let [batch, seq_q, seq_k] = dims;
+        let masked = std::sync::Arc::new(masked);
+        let tensor =
+            Tensor::<3, Bool>::from_data(TensorData::new(masked.as_ref().clone(), dims), device)
+                .unsqueeze_dim::<4>(1)
+                .expand([batch, heads, seq_q, seq_k]);
+        Self {
+            tensor,
+            masked,
+            batch_stride: seq_q * seq_k,
+        }
+    }
+
+    /// One mask for every batch row: `masked` is `[seq_q, seq_k]`, `dims` `[batch, seq_q, seq_k]`.
+    pub fn shared(masked: Vec<bool>, dims: [usize; 3], heads: usize, device: &Device) -> Self {
+        let [batch, seq_q, seq_k] = dims;
+        let masked = std::sync::Arc::new(masked);
+        let tensor = Tensor::<2, Bool>::from_data(
+            TensorData::new(masked.as_ref().clone(), [seq_q, seq_k]),
+            device,
+        )
+        .unsqueeze::<4>()
+        .expand([batch, heads, seq_q, seq_k]);
+        Self {
+            tensor,
+            masked,
+            batch_stride: 0,
+        }
+    }
+}
+
+/// Attention of untracked f32 tensors on the host CPU ([`super::host_attention`]: grouped heads
+/// read in place, only keys up to the last visible one scored, a vectorised softmax), causal or
+/// under `mask`, as `[batch, seq, heads · head_dim]`; `None` where it does not apply (then
+/// burn's `attention`, its tested twin, runs).
+fn host_attention(
+    q: &Tensor<4>,
+    k: &Tensor<4>,
+    v: &Tensor<4>,
+    mask: Option<&AttnMask>,
+) -> Option<Tensor<3>> {
+    let device = q.device();
+    let f32_only = [q, k, v]
+        .iter()
+        .all(|t| t.dtype() == burn::tensor::DType::F32 && !t.is_tracked());
+    if !f32_only || !crate::compute::is_host_cpu(&device) {
+        return None;
+    }
+    let [batch, heads, seq_q, head_dim] = q.dims();
+    let [_, kv_heads, seq_k, _] = k.dims();
+    let shape = super::host_attention::AttentionShape {
+        batch,
+        heads,
+        kv_heads,
+        seq_q,
+        seq_k,
+        head_dim,
+    };
+    let (qd, kd, vd) = (
+        q.clone().into_data(),
+        k.clone().into_data(),
+        v.clone().into_data(),
+    );
+    let visibility = match mask {
+        None => super::host_attention::Visibility::Causal,
+        Some(m) => super::host_attention::Visibility::Masked {
+            masked: &m.masked,
+            batch_stride: m.batch_stride,
+        },
+    };
+    let out = super::host_attention::attention(
+        qd.as_slice::<f32>().ok()?,
+        kd.as_slice::<f32>().ok()?,
+        vd.as_slice::<f32>().ok()?,
+        shape,
+        visibility,
+    )?;
+    Some(Tensor::from_data(
+        TensorData::new(out, [batch, seq_q, heads * head_dim]),
+        &device,
+    ))
 }
 
 /// Scaled dot-product attention of tracked tensors (training): the values of burn's attention
@@ -290,6 +396,28 @@ fn tracked_attention(
     (probs.clone() + p_d.clone() - probs * p_d.sum_dim(3)).matmul(v)
 }
 
+/// `silu(gate) · up`: in place in one host pass for untracked f32 tensors on the host CPU
+/// ([`super::host_swiglu`], with a vectorised `exp`), the tensor ops (its tested twin) elsewhere.
+fn silu_mul(gate: Tensor<3>, up: Tensor<3>) -> Tensor<3> {
+    let device = gate.device();
+    if gate.is_tracked()
+        || up.is_tracked()
+        || gate.dims() != up.dims()
+        || gate.dtype() != burn::tensor::DType::F32
+        || up.dtype() != burn::tensor::DType::F32
+        || !crate::compute::is_host_cpu(&device)
+    {
+        return silu(gate) * up;
+    }
+    let mut g = gate.into_data();
+    let u = up.into_data();
+    if let (Ok(gs), Ok(us)) = (g.as_mut_slice::<f32>(), u.as_slice::<f32>()) {
+        super::host_swiglu::silu_mul_in_place(gs, us);
+        return Tensor::from_data(g, &device);
+    }
+    silu(Tensor::from_data(g, &device)) * Tensor::from_data(u, &device)
+}
+
 /// The MLP in groups of batch rows of at most `max_elements` activation elements each. On a
 /// full-weight path each group mixes its weights again: they are small next to the activations
 /// this bounds, and holding the three mixed matrices across groups would cost more memory.
@@ -298,9 +426,9 @@ fn mlp_in_row_groups(mlp: &Mlp, x: Tensor<3>, point: &PathPoint, max_elements: u
     let width = mlp.gate_proj.out_features().max(1);
     let rows = (max_elements / (seq * width).max(1)).clamp(1, batch.max(1));
     let run = |x: Tensor<3>, point: &PathPoint| {
-        let gate = silu(mlp.gate_proj.forward(x.clone(), point));
+        let gate = mlp.gate_proj.forward(x.clone(), point);
         let up = mlp.up_proj.forward(x, point);
-        mlp.down_proj.forward(gate * up, point)
+        mlp.down_proj.forward(silu_mul(gate, up), point)
     };
     if rows >= batch {
         return run(x, point);
