@@ -4,6 +4,7 @@
 //! experiment results ([`experiments`]) → plots / exports. See `ARCHITECTURE.md`.
 
 pub mod bounded;
+pub mod cache_dir;
 pub mod checkpoint;
 pub mod cli;
 pub mod compute;

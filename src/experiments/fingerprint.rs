@@ -17,11 +17,7 @@ const HASH_LIMIT_BYTES: u64 = 256 * 1024 * 1024;
 
 /// The fingerprint cache: `$BASIN_CACHE/fingerprints` (`~/.cache/basin` when unset).
 fn default_cache_dir() -> Option<PathBuf> {
-    std::env::var_os("BASIN_CACHE")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/basin")))
-        .map(|root| root.join("fingerprints"))
+    crate::cache_dir::basin_cache_dir().map(|root| root.join("fingerprints"))
 }
 
 fn fingerprint(path: &Path) -> Result<String, StoreError> {

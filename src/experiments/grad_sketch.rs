@@ -93,10 +93,7 @@ pub struct GradCache {
 
 /// The cache's default home: `$BASIN_CACHE/influence-grads` (`~/.cache/basin` when unset).
 pub fn default_cache_dir() -> Option<PathBuf> {
-    let root = std::env::var_os("BASIN_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/basin")))?;
-    Some(root.join("influence-grads"))
+    crate::cache_dir::basin_cache_dir().map(|root| root.join("influence-grads"))
 }
 
 /// A cache key: SHA-256 of the parts (fingerprints of the base, the adapter and the data, the
