@@ -790,7 +790,7 @@ pub(crate) mod tests {
             r#"{{"w":{{"dtype":"F32","shape":[{}1],"data_offsets":[0,8]}}}}"#,
             "1,".repeat(2_000_000)
         );
-        let e = SafetensorsSet::open_file(&write("huge.safetensors", &huge))
+        let e = SafetensorsSet::open_file(write("huge.safetensors", &huge))
             .unwrap_err()
             .to_string();
         assert!(
@@ -798,16 +798,16 @@ pub(crate) mod tests {
             "{e}"
         );
         let twice = r#"{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#;
-        let e = SafetensorsSet::open_file(&write("twice.safetensors", twice))
+        let e = SafetensorsSet::open_file(write("twice.safetensors", twice))
             .unwrap_err()
             .to_string();
         assert!(e.contains("`w` appears twice"), "{e}");
         let ok = r#"{"__metadata__":{"format":"pt"},"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#;
-        let set = SafetensorsSet::open_file(&write("ok.safetensors", ok)).unwrap();
+        let set = SafetensorsSet::open_file(write("ok.safetensors", ok)).unwrap();
         assert_eq!(set.load_f32("w").unwrap().data, vec![0.0, 0.0]);
         let bad_meta =
             r#"{"__metadata__":{"format":1},"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#;
-        let e = SafetensorsSet::open_file(&write("meta.safetensors", bad_meta))
+        let e = SafetensorsSet::open_file(write("meta.safetensors", bad_meta))
             .unwrap_err()
             .to_string();
         assert!(e.contains("`__metadata__` is not a string map"), "{e}");

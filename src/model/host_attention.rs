@@ -29,7 +29,7 @@ pub struct AttentionShape {
 
 impl AttentionShape {
     fn valid(&self) -> bool {
-        self.kv_heads > 0 && self.heads % self.kv_heads == 0 && self.head_dim > 0
+        self.kv_heads > 0 && self.heads.is_multiple_of(self.kv_heads) && self.head_dim > 0
     }
 }
 
