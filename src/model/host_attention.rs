@@ -10,7 +10,7 @@
 
 use rayon::prelude::*;
 
-use super::host_softmax::exp_f32;
+use super::host_softmax::{exp_f32, row_max};
 
 /// Queries per block: a block's scores are one `[QUERY_BLOCK, visible keys]` matrix product and
 /// the keys after the block's last query are never scored.
@@ -226,6 +226,7 @@ unsafe fn softmax_prefix_avx2(row: &mut [f32], seen: usize) {
     softmax_prefix_generic(row, seen);
 }
 
+/// Lanes of the sum: independent accumulators the compiler keeps in vector registers.
 const LANES: usize = 16;
 
 #[inline(always)]
@@ -239,21 +240,7 @@ fn softmax_prefix_generic(row: &mut [f32], seen: usize) {
         return;
     }
     let full = seen / LANES * LANES;
-    let mut maxes = [f32::NEG_INFINITY; LANES];
-    let mut i = 0;
-    while i < full {
-        for j in 0..LANES {
-            maxes[j] = maxes[j].max(live[i + j]);
-        }
-        i += LANES;
-    }
-    let mut max = f32::NEG_INFINITY;
-    for &m in &maxes {
-        max = max.max(m);
-    }
-    for &x in &live[full..] {
-        max = max.max(x);
-    }
+    let max = row_max(live);
     let mut sums = [0f32; LANES];
     let mut i = 0;
     while i < full {

@@ -151,8 +151,10 @@ impl StreamedRows {
     }
 }
 
+/// The largest element of `row` (−∞ when empty; NaN elements are skipped), in 16 lanes. Inlined,
+/// so it runs with the target features of the function that calls it.
 #[inline(always)]
-fn row_max(row: &[f32]) -> f32 {
+pub(crate) fn row_max(row: &[f32]) -> f32 {
     let full = row.len() / LANES * LANES;
     let mut maxes = [f32::NEG_INFINITY; LANES];
     let mut i = 0;
