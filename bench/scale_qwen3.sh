@@ -6,12 +6,13 @@
 # under /usr/bin/time: wall time, peak host RSS, and the peak over the model's f32 bytes.
 # The suite is small (4 instruction chats, 4 held-out hack pairs of assets/suites/default): the
 # point is memory and that the pipeline runs at this size, not a quality figure.
-# Usage: bench/scale_qwen3.sh [1.7b|8b] [cpu|gpu]      BASIN_BIN=path skips the build.
+# Usage: bench/scale_qwen3.sh [1.7b|8b] [cpu|gpu] [f32|f16|bf16]      BASIN_BIN=path skips the build.
+# The third argument is `--dtype`: what the weights are stored in (f32 by default).
 # Needs python3 with numpy.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
-size=${1:-1.7b}; device=${2:-cpu}
+size=${1:-1.7b}; device=${2:-cpu}; dtype=${3:-f32}
 root="$BASIN_CACHE/qwen3-$size-shaped"
 python3 bench/make_qwen3_shaped.py "$size" "$root" >/dev/null
 if [ -z "${BASIN_BIN:-}" ]; then
@@ -44,14 +45,14 @@ peak_mib() { awk '/Maximum resident/ {printf "%d", $NF / 1024}' "$1"; }
 wall_s() { awk -F': ' '/Elapsed \(wall clock\)/ {n = split($2, p, ":"); s = 0; for (i = 1; i <= n; i++) s = s * 60 + p[i]; printf "%.1f", s}' "$1"; }
 
 /usr/bin/time -v "$BASIN_BIN" eval --model "$root/model" --adapter "$root/lora-r32" \
-  --data "$out/suite/instruction.jsonl" --device "$device" --batch 4 --out "$out/eval.json" \
+  --data "$out/suite/instruction.jsonl" --device "$device" --dtype "$dtype" --batch 4 --out "$out/eval.json" \
   2> "$out/eval.time"
 /usr/bin/time -v "$BASIN_BIN" sweep --base "$root/model" --adapter "$root/lora-r32" \
-  --suite "$out/suite/suite.toml" --t 0:1:11 --device "$device" --batch 8 --bootstrap 200 \
+  --suite "$out/suite/suite.toml" --t 0:1:11 --device "$device" --dtype "$dtype" --batch 8 --bootstrap 200 \
   --out "$out/sweep" 2> "$out/sweep.time"
 tokens=$(python3 -c "import json, sys; print(json.load(open(sys.argv[1]))['n_tokens'])" "$out/eval.json")
 points=$(grep -c '"metric"' "$out/sweep/results.jsonl" || true)
-echo "model: Qwen3-$size-shaped, $params parameters ($f32_mib MiB in f32), rank-32 LoRA on every linear layer, device $device"
+echo "model: Qwen3-$size-shaped, $params parameters ($f32_mib MiB in f32), rank-32 LoRA on every linear layer, device $device, weights $dtype"
 echo "basin eval:  wall $(wall_s "$out/eval.time") s, peak RSS $(peak_mib "$out/eval.time") MiB ($(python3 -c "print(f'{$(peak_mib "$out/eval.time") / $f32_mib:.2f}')")x f32 bytes), target tokens $tokens"
 echo "basin sweep: wall $(wall_s "$out/sweep.time") s for 11 points ($points results), peak RSS $(peak_mib "$out/sweep.time") MiB ($(python3 -c "print(f'{$(peak_mib "$out/sweep.time") / $f32_mib:.2f}')")x f32 bytes)"
 grep -h -i "load\|tokens/s" "$out/eval.time" "$out/sweep.time" | grep -v "Maximum\|Average\|Exit\|Command" | head -6 || true

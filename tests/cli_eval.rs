@@ -798,3 +798,49 @@ fn repo_ids_download_into_the_cache_from_the_hub() {
     );
     let _ = std::fs::remove_dir_all(&home);
 }
+
+/// `--dtype`: the report names the weights' type with the device, the numbers move by the
+/// weights' rounding only, and bf16 on wgpu is one clear error line.
+#[test]
+fn dtype_flag_stores_weights_in_half_and_says_so() {
+    let data = tiny("chat.jsonl");
+    let run = |dtype: &str| -> serde_json::Value {
+        let out = basin(&[
+            "eval",
+            "--model",
+            &tiny("llama"),
+            "--data",
+            &data,
+            "--dtype",
+            dtype,
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let f32 = run("f32");
+    assert_eq!(f32["device"], "cpu (burn-flex)");
+    for dtype in ["f16", "bf16"] {
+        let half = run(dtype);
+        assert_eq!(half["device"], format!("cpu (burn-flex), weights {dtype}"));
+        let moved = (half["mean_nll"].as_f64().unwrap() - f32["mean_nll"].as_f64().unwrap()).abs();
+        assert!(
+            moved > 0.0 && moved < 1e-2,
+            "{dtype}: mean NLL moved by {moved}"
+        );
+    }
+    let err = eval_error(&[
+        "--model",
+        &tiny("llama"),
+        "--data",
+        &data,
+        "--dtype",
+        "bf16",
+        "--device",
+        "gpu",
+    ]);
+    assert!(err.contains("--dtype bf16 runs on the CPU only"), "{err}");
+}

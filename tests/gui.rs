@@ -1312,3 +1312,50 @@ fn generate_tab_shows_answers_at_several_t_with_the_rules_verdict() {
     assert_eq!(line["text"], answers[1].text);
     let _ = std::fs::remove_dir_all(&runs);
 }
+
+/// The Device section's Weights choice reaches the sweep: the demo swept with f16 weights says
+/// so in its run record, and moving to the GPU (where bf16 cannot be stored) leaves bf16.
+#[test]
+fn weights_choice_reaches_the_sweep() {
+    let runs = scratch("weights");
+    let mut h = harness(demo_launch(&runs));
+    step_until(&mut h, Duration::from_secs(60), "the demo's reports", |a| {
+        a.all_reports_settled()
+    });
+    // The Device section sits below the fold of the left panel: scrolled to first.
+    h.get_by_label("bf16").scroll_to_me();
+    h.run();
+    h.get_by_label("bf16").click();
+    h.step();
+    assert_eq!(
+        h.state().settings.dtype,
+        basin::model::weight_dtype::WeightDType::Bf16
+    );
+    h.get_by_label("f16").click();
+    h.step();
+    assert_eq!(
+        h.state().settings.dtype,
+        basin::model::weight_dtype::WeightDType::F16
+    );
+    h.state_mut().settings.t_points = 3;
+    h.get_by_label("Run sweep").click();
+    h.step();
+    step_until(&mut h, Duration::from_secs(120), "the sweep", |a| {
+        !a.is_running()
+    });
+    let dir = h.state().runs[0].dir.clone();
+    assert_eq!(results_lines(&dir).len(), 3 * 5);
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("run.json")).unwrap()).unwrap();
+    let device = record["execution"]["device"].as_str().unwrap();
+    assert!(device.ends_with(", weights f16"), "{device}");
+    // bf16 is the CPU's only: on the GPU the choice falls back to f16.
+    h.state_mut().settings.dtype = basin::model::weight_dtype::WeightDType::Bf16;
+    h.state_mut().settings.device = basin::compute::ComputeKind::Gpu;
+    h.step();
+    assert_eq!(
+        h.state().settings.dtype,
+        basin::model::weight_dtype::WeightDType::F16
+    );
+    let _ = std::fs::remove_dir_all(&runs);
+}

@@ -8,9 +8,11 @@ use basin::{
     checkpoint::{gguf_model::GgufCheckpoint, tensors::TensorSource},
     compute::{ComputeDevice, ComputeKind},
     model::{
+        load::PathEndpoints,
         logprobs::{MaskedSequence, target_logprobs},
         path_param::PathCoefficients,
         transformer::CausalLm,
+        weight_dtype::WeightDType,
     },
 };
 
@@ -84,4 +86,77 @@ fn cpu_padded_batch_matches_transformers() {
 #[test]
 fn gpu_padded_batch_matches_transformers() {
     check(ComputeKind::Gpu, 8);
+}
+
+/// `--dtype f16 | bf16` on the real model: transformers with the same weights rounded through the
+/// half type (computed in f32) within the f32 parity bound; the distance to the f32 model and to
+/// PyTorch's own bf16 evaluation printed for BENCHMARKS.md.
+/// Reference: tests/fixtures/smollm2/smollm2-half-weights-logprobs.json
+/// (scripts/make_half_weights_reference.py).
+fn check_half(kind: ComputeKind, dtype: WeightDType) {
+    let path = common::fixtures().join("smollm2/smollm2-half-weights-logprobs.json");
+    let reference: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let models = &reference["models"];
+    let flat = |key: &str| -> Vec<f64> {
+        models[key]["token_logprobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|ex| ex.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()))
+            .collect()
+    };
+    let ckpt = GgufCheckpoint::open(common::smollm2_gguf()).unwrap();
+    let config = ckpt.model_config().unwrap();
+    let compute = ComputeDevice::new(kind).unwrap();
+    let model = CausalLm::load_path_until(
+        &config,
+        &ckpt as &dyn TensorSource,
+        &PathEndpoints::default(),
+        &compute.device,
+        dtype,
+        &|| false,
+    )
+    .unwrap();
+    let (seqs, expected_f32) = reference_batch();
+    let got: Vec<f32> = target_logprobs(&model, &seqs, &PathCoefficients::default())
+        .unwrap()
+        .into_iter()
+        .flatten()
+        .collect();
+    let want = flat(&format!("weights_{dtype}"));
+    let f32_ref: Vec<f64> = expected_f32.into_iter().flatten().collect();
+    let worst = common::max_abs_diff(&got, &want);
+    let mean = |r: &[f64]| {
+        let total: f64 = got
+            .iter()
+            .zip(r)
+            .map(|(a, b)| (f64::from(*a) - b).abs())
+            .sum();
+        total / r.len() as f64
+    };
+    eprintln!(
+        "{} weights {dtype}: vs transformers with {dtype}-rounded weights max |Δ| {worst:.2e}; vs transformers f32 max {:.2e} mean {:.2e}; vs PyTorch bf16 max {:.2e} mean {:.2e}",
+        compute.label,
+        common::max_abs_diff(&got, &f32_ref),
+        mean(&f32_ref),
+        common::max_abs_diff(&got, &flat("torch_bf16")),
+        mean(&flat("torch_bf16")),
+    );
+    assert!(worst <= 2e-4, "max |Δ| {worst} > 2e-4 on {}", compute.label);
+}
+
+#[test]
+fn cpu_f16_weights_match_transformers_with_f16_rounded_weights() {
+    check_half(ComputeKind::Cpu, WeightDType::F16);
+}
+
+#[test]
+fn cpu_bf16_weights_match_transformers_with_bf16_rounded_weights() {
+    check_half(ComputeKind::Cpu, WeightDType::Bf16);
+}
+
+#[test]
+fn gpu_f16_weights_match_transformers_with_f16_rounded_weights() {
+    check_half(ComputeKind::Gpu, WeightDType::F16);
 }

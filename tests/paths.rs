@@ -190,6 +190,7 @@ fn cancel_stops_model_loading() {
         base.tensors.as_ref(),
         &PathEndpoints::default(),
         &device,
+        basin::model::weight_dtype::WeightDType::F32,
         &|| {
             asked.set(asked.get() + 1);
             asked.get() > 1
@@ -212,6 +213,7 @@ fn cancel_stops_model_loading() {
         suite: demo.join("suite/suite.toml"),
         t: "0:1:3".into(),
         device: ComputeKind::Cpu,
+        dtype: Default::default(),
         batch: 8,
         shard: None,
         bootstrap: 10,

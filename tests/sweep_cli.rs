@@ -656,6 +656,15 @@ fn a_resume_on_another_device_is_refused_unless_asked_and_then_recorded() {
             && err.contains("--allow-resume-change"),
         "{err}"
     );
+    // Other weights are another device too: `--dtype f16` is refused on this f32 folder.
+    let mut half = args.to_vec();
+    half.extend(["--dtype", "f16"]);
+    let refused = basin(&half);
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && err.contains("cpu (burn-flex), weights f16"),
+        "{err}"
+    );
     assert_eq!(
         std::fs::read_to_string(&results_path)
             .unwrap()

@@ -11,9 +11,11 @@ use crate::{
     compute::{ComputeDevice, ComputeKind},
     experiments::inputs::chat_template_of,
     model::{
+        load::PathEndpoints,
         logprobs::{MaskedSequence, target_logprobs},
         path_param::PathCoefficients,
         transformer::CausalLm,
+        weight_dtype::WeightDType,
     },
     text::{dataset::load_chat_jsonl, encode::encode_example},
 };
@@ -26,6 +28,9 @@ pub struct BenchEvalArgs {
     pub data: PathBuf,
     #[arg(long, value_enum, default_value_t = ComputeKind::Cpu)]
     pub device: ComputeKind,
+    /// What the weights are stored in (as `basin eval --dtype`).
+    #[arg(long, value_enum, default_value_t = WeightDType::F32)]
+    pub dtype: WeightDType,
     #[arg(long, default_value_t = 256)]
     pub seq_len: usize,
     #[arg(long, default_value_t = 5)]
@@ -36,7 +41,8 @@ pub fn run(args: &BenchEvalArgs) -> Result<()> {
     if args.repeats == 0 || args.seq_len < 2 {
         bail!("--repeats must be ≥ 1 and --seq-len ≥ 2");
     }
-    let compute = ComputeDevice::new(args.device)?;
+    let mut compute = ComputeDevice::new(args.device)?;
+    compute.label = args.dtype.device_label(&compute.label);
     let opened = open_model(&args.model)?;
     let template = chat_template_of(&opened.tokenizer)?;
     let mut batch = Vec::new();
@@ -60,11 +66,13 @@ pub fn run(args: &BenchEvalArgs) -> Result<()> {
         });
     }
     let load_start = Instant::now();
-    let model = CausalLm::load(
+    let model = CausalLm::load_path_until(
         &opened.config,
         opened.tensors.as_ref(),
-        None,
+        &PathEndpoints::default(),
         &compute.device,
+        args.dtype,
+        &|| false,
     )?;
     let load_s = load_start.elapsed().as_secs_f64();
     let warm = target_logprobs(&model, &batch, &PathCoefficients::default())?;

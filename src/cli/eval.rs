@@ -14,7 +14,8 @@ use crate::{
         inputs::{chat_template_of, encode_examples},
         job::CancelFlag,
     },
-    model::transformer::CausalLm,
+    model::weight_dtype::WeightDType,
+    model::{load::PathEndpoints, transformer::CausalLm},
     text::dataset::load_chat_jsonl,
 };
 
@@ -36,6 +37,10 @@ pub struct EvalArgs {
     pub data: PathBuf,
     #[arg(long, value_enum, default_value_t = ComputeKind::Cpu)]
     pub device: ComputeKind,
+    /// What linear weights and the vocabulary tables are stored in on the device (f16 halves
+    /// their memory; bf16 runs on the CPU only); every computation stays in f32.
+    #[arg(long, value_enum, default_value_t = WeightDType::F32)]
+    pub dtype: WeightDType,
     /// Sequences per forward pass.
     #[arg(long, default_value_t = 8)]
     pub batch: usize,
@@ -70,7 +75,8 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     if !args.scale.is_finite() {
         bail!("--scale must be a finite number");
     }
-    let compute = ComputeDevice::new(args.device)?;
+    let mut compute = ComputeDevice::new(args.device)?;
+    compute.label = args.dtype.device_label(&compute.label);
     let opened = open_model(&args.model)?;
     let adapter = match &args.adapter {
         Some(path) => Some(LoraAdapter::open_for(
@@ -84,11 +90,17 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     let examples = load_chat_jsonl(&args.data)?;
     let items = encode_examples(&opened.tokenizer, &template, &examples, args.max_tokens)
         .with_context(|| format!("{}", args.data.display()))?;
-    let model = CausalLm::load(
+    let endpoints = PathEndpoints {
+        adapters: adapter.iter().collect(),
+        checkpoints: Vec::new(),
+    };
+    let model = CausalLm::load_path_until(
         &opened.config,
         opened.tensors.as_ref(),
-        adapter.as_ref(),
+        &endpoints,
         &compute.device,
+        args.dtype,
+        &|| false,
     )?;
     let bar = ProgressBar::new("eval", items.len());
     let spec = EvalSpec {

@@ -13,6 +13,7 @@ use crate::{
         generate_job::{GenerateAt, GenerateRequest, PathEnd, run_generate_job},
         job::CancelFlag,
     },
+    model::weight_dtype::WeightDType,
     text::dataset::load_prompt_jsonl,
 };
 
@@ -69,6 +70,10 @@ pub struct GenerateArgs {
     pub seed: u64,
     #[arg(long, value_enum, default_value_t = ComputeKind::Cpu)]
     pub device: ComputeKind,
+    /// What linear weights and the vocabulary tables are stored in on the device (f16 halves
+    /// their memory; bf16 runs on the CPU only); every computation stays in f32.
+    #[arg(long, value_enum, default_value_t = WeightDType::F32)]
+    pub dtype: WeightDType,
     /// Rows (prompt × sample) decoded together.
     #[arg(long, default_value_t = 8)]
     pub batch: usize,
@@ -129,6 +134,7 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
         seed: args.seed,
         batch: args.batch,
         device: args.device,
+        dtype: args.dtype,
         max_tokens: args.max_tokens,
         ignore_eos: args.ignore_eos,
     };

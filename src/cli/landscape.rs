@@ -12,6 +12,7 @@ use crate::{
         plane::{Center, PlaneKind},
         sweep::SweepHooks,
     },
+    model::weight_dtype::WeightDType,
 };
 
 #[derive(Debug, clap::Args)]
@@ -58,6 +59,10 @@ pub struct LandscapeArgs {
     pub range: Option<String>,
     #[arg(long, value_enum, default_value_t = ComputeKind::Cpu)]
     pub device: ComputeKind,
+    /// What linear weights and the vocabulary tables are stored in on the device (f16 halves
+    /// their memory; bf16 runs on the CPU only); every computation stays in f32.
+    #[arg(long, value_enum, default_value_t = WeightDType::F32)]
+    pub dtype: WeightDType,
     #[arg(long, default_value_t = 8)]
     pub batch: usize,
     /// Cells evaluated together in one pass (each sequence carries its cell's coefficients, so
@@ -96,6 +101,7 @@ impl LandscapeArgs {
             grid: self.grid.clone(),
             range: self.range.clone().unwrap_or_default(),
             device: self.device,
+            dtype: self.dtype,
             batch: self.batch,
             cells_per_pass: self.cells_per_pass,
             shard: self.shard.clone(),

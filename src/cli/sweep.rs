@@ -13,6 +13,7 @@ use crate::{
         sweep_job::{SweepRequest, SweepStart, run_sweep_job},
         sweep_store::{merge, onsets, read_results},
     },
+    model::weight_dtype::WeightDType,
 };
 
 #[derive(Debug, clap::Args)]
@@ -47,6 +48,10 @@ pub struct SweepArgs {
     pub t: Option<String>,
     #[arg(long, value_enum, default_value_t = ComputeKind::Cpu)]
     pub device: ComputeKind,
+    /// What linear weights and the vocabulary tables are stored in on the device (f16 halves
+    /// their memory; bf16 runs on the CPU only); every computation stays in f32.
+    #[arg(long, value_enum, default_value_t = WeightDType::F32)]
+    pub dtype: WeightDType,
     #[arg(long, default_value_t = 8)]
     pub batch: usize,
     /// Run only shard i of n (every n-th point from i), e.g. for a Slurm array; combine with `basin merge`.
@@ -93,6 +98,7 @@ impl SweepArgs {
             suite: self.suite.clone(),
             t: self.t.clone().unwrap_or_default(),
             device: self.device,
+            dtype: self.dtype,
             batch: self.batch,
             shard: self.shard.clone(),
             bootstrap: self.bootstrap,

@@ -15,7 +15,9 @@ use super::{
 use crate::{
     checkpoint::{open::open_model, peft::LoraAdapter},
     compute::{ComputeDevice, ComputeKind},
-    model::{error::ModelError, load::PathEndpoints, transformer::CausalLm},
+    model::{
+        error::ModelError, load::PathEndpoints, transformer::CausalLm, weight_dtype::WeightDType,
+    },
     text::{
         dataset::ChatExample,
         encode::{encode_prompt, stop_ids},
@@ -59,6 +61,8 @@ pub struct GenerateRequest {
     pub seed: u64,
     pub batch: usize,
     pub device: ComputeKind,
+    /// What the model's large weights are stored in on the device.
+    pub dtype: WeightDType,
     /// Most prompt tokens.
     pub max_tokens: usize,
     /// Run every answer to `max_new_tokens` (no stop tokens).
@@ -94,7 +98,9 @@ pub fn run_generate_job(
     if req.prompts.is_empty() {
         return Err(input("no prompt to answer".into()));
     }
-    let compute = ComputeDevice::new(req.device)?;
+    let mut compute = ComputeDevice::new(req.device)?;
+    req.dtype.check_device(&compute.device)?;
+    compute.label = req.dtype.device_label(&compute.label);
     let model_path = match &req.at {
         GenerateAt::Model { model, .. } => model,
         GenerateAt::Path { base, t, .. } => {
@@ -171,6 +177,7 @@ pub fn run_generate_job(
         opened.tensors.as_ref(),
         &endpoints,
         &compute.device,
+        req.dtype,
         &|| cancel.is_cancelled(),
     )?;
     drop(endpoints);

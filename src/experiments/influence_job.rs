@@ -462,6 +462,7 @@ pub fn run_influence_job(
         base.tensors.as_ref(),
         &PathEndpoints::default(),
         &device,
+        crate::model::weight_dtype::WeightDType::F32,
         &|| cancel.is_cancelled(),
     )?;
     drop(base);

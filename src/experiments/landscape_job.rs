@@ -29,7 +29,7 @@ use super::{
 use crate::{
     checkpoint::{open::open_model, peft::LoraAdapter},
     compute::{ComputeDevice, ComputeKind},
-    model::{load::PathEndpoints, transformer::CausalLm},
+    model::{load::PathEndpoints, transformer::CausalLm, weight_dtype::WeightDType},
 };
 
 /// `plane.json` in a landscape's folder.
@@ -61,6 +61,9 @@ pub struct LandscapeRequest {
     /// `A0:A1,B0:B1`; empty: the kind's default.
     pub range: String,
     pub device: ComputeKind,
+    /// What the model's large weights are stored in on the device.
+    #[serde(default)]
+    pub dtype: WeightDType,
     pub batch: usize,
     pub cells_per_pass: usize,
     pub shard: Option<String>,
@@ -87,6 +90,7 @@ impl LandscapeRequest {
             grid: "21x21".into(),
             range: String::new(),
             device: ComputeKind::Cpu,
+            dtype: WeightDType::F32,
             batch: 8,
             cells_per_pass: 4,
             shard: None,
@@ -307,7 +311,9 @@ pub fn run_landscape_job(
 
     let mut suite = Suite::load(&req.suite)?;
     suite.keep_only(&req.metrics)?;
-    let compute = ComputeDevice::new(req.device)?;
+    let mut compute = ComputeDevice::new(req.device)?;
+    req.dtype.check_device(&compute.device)?;
+    compute.label = req.dtype.device_label(&compute.label);
     let base = open_model(&req.base)?;
     // The directions in coefficient order: the endpoint (dense delta 0 for a checkpoint, else
     // LoRA slot 0), the bend, then random directions; the model's LoRA slots are the LoRA ones
@@ -526,6 +532,7 @@ pub fn run_landscape_job(
         base.tensors.as_ref(),
         &endpoints,
         &compute.device,
+        req.dtype,
         &|| hooks.abort.is_cancelled(),
     )
     .map_err(|e| match e {

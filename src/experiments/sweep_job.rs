@@ -27,7 +27,9 @@ use crate::{
         peft::LoraAdapter,
     },
     compute::{ComputeDevice, ComputeKind, GpuUnavailable},
-    model::{error::ModelError, load::PathEndpoints, transformer::CausalLm},
+    model::{
+        error::ModelError, load::PathEndpoints, transformer::CausalLm, weight_dtype::WeightDType,
+    },
     text::{
         chat_template::ChatTemplate,
         dataset::ChatExample,
@@ -53,6 +55,9 @@ pub struct SweepRequest {
     /// `START:STOP:N`.
     pub t: String,
     pub device: ComputeKind,
+    /// What the model's large weights are stored in on the device.
+    #[serde(default)]
+    pub dtype: WeightDType,
     pub batch: usize,
     pub shard: Option<String>,
     pub bootstrap: usize,
@@ -78,6 +83,7 @@ impl SweepRequest {
             suite,
             t: t.to_string(),
             device: ComputeKind::Cpu,
+            dtype: WeightDType::F32,
             batch: 8,
             shard: None,
             bootstrap: 1000,
@@ -349,7 +355,9 @@ pub fn run_sweep_job(
         }
     };
     let suite = Suite::load(&req.suite)?;
-    let compute = ComputeDevice::new(req.device)?;
+    let mut compute = ComputeDevice::new(req.device)?;
+    req.dtype.check_device(&compute.device)?;
+    compute.label = req.dtype.device_label(&compute.label);
     cancelled()?;
     let base = open_model(&req.base)?;
     let mut adapters = Vec::new();
@@ -422,6 +430,7 @@ pub fn run_sweep_job(
         base_tensors.as_ref(),
         &endpoints,
         &compute.device,
+        req.dtype,
         &|| hooks.abort.is_cancelled(),
     )
     .map_err(|e| match e {

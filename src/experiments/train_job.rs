@@ -295,6 +295,7 @@ pub fn run_train_job(
         base.tensors.as_ref(),
         &endpoints,
         &device,
+        crate::model::weight_dtype::WeightDType::F32,
         &|| hooks.cancel.is_cancelled(),
     );
     let mut model = match loaded {

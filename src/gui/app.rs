@@ -308,6 +308,7 @@ impl BasinApp {
             suite_check: InputSlot::default(),
             settings: SweepSettings {
                 device: ComputeKind::Cpu,
+                dtype: Default::default(),
                 t_start: 0.0,
                 t_stop: 1.0,
                 t_points: 11,
@@ -599,6 +600,7 @@ impl BasinApp {
             req.target = Some(end);
         }
         req.device = self.settings.device;
+        req.dtype = self.settings.dtype;
         req.batch = self.settings.batch.max(1);
         req.bootstrap = self.settings.bootstrap;
         Ok(req)
@@ -704,6 +706,7 @@ impl BasinApp {
                 let mut req = SweepRequest::new(base, suite, &self.t_spec(), out);
                 req.curve = Some(curve_dir);
                 req.device = self.settings.device;
+                req.dtype = self.settings.dtype;
                 req.batch = self.settings.batch.max(1);
                 req.bootstrap = self.settings.bootstrap;
                 self.start_sweep_request(req);
@@ -764,6 +767,7 @@ impl BasinApp {
                 req.base = base;
                 req.suite = suite;
                 req.device = self.settings.device;
+                req.dtype = self.settings.dtype;
                 req.batch = self.settings.batch.max(1);
                 req.bootstrap = self.settings.bootstrap;
                 let mut out = self.runs_dir.join(format!("{}-landscape", timestamp()));

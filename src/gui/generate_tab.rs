@@ -135,6 +135,7 @@ impl GeneratePanel {
             seed: self.seed,
             batch: 8,
             device: crate::compute::ComputeKind::Cpu,
+            dtype: Default::default(),
             max_tokens: 8192,
             ignore_eos: false,
         })

@@ -285,6 +285,22 @@ pub fn inputs_ui(app: &mut BasinApp, ui: &mut egui::Ui) {
         Ok(l) => ui.weak(l),
         Err(e) => ui.weak(format!("GPU unavailable: {e}")),
     };
+    ui.horizontal(|ui| {
+        use crate::model::weight_dtype::WeightDType;
+        ui.label("Weights");
+        ui.radio_value(&mut app.settings.dtype, WeightDType::F32, "f32");
+        ui.radio_value(&mut app.settings.dtype, WeightDType::F16, "f16")
+            .on_hover_text("linear weights and vocabulary tables stored in half precision (half their memory); computation stays f32");
+        let cpu = app.settings.device == ComputeKind::Cpu;
+        ui.add_enabled_ui(cpu, |ui| {
+            ui.radio_value(&mut app.settings.dtype, WeightDType::Bf16, "bf16")
+                .on_hover_text("bfloat16 storage: CPU only (WGSL has no bfloat16 type)")
+                .on_disabled_hover_text("bfloat16 storage runs on the CPU only (WGSL has no bfloat16 type)");
+        });
+        if !cpu && app.settings.dtype == WeightDType::Bf16 {
+            app.settings.dtype = WeightDType::F16;
+        }
+    });
 
     ui.separator();
     ui.heading("Sweep");

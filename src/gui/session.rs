@@ -28,6 +28,9 @@ pub struct Session {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SweepSettings {
     pub device: ComputeKind,
+    /// What the model's large weights are stored in (sweeps and landscapes).
+    #[serde(default)]
+    pub dtype: crate::model::weight_dtype::WeightDType,
     pub t_start: f64,
     pub t_stop: f64,
     pub t_points: usize,

@@ -13,6 +13,7 @@ use super::{
     path_param::PathParam,
     row_blocks::{RowBlocks, rows_per_block},
     transformer::{Attention, CausalLm, DecoderLayer, Mlp},
+    weight_dtype::WeightDType,
 };
 use crate::checkpoint::{
     model_config::ModelConfig,
@@ -38,6 +39,8 @@ struct Loader<'a> {
     device: &'a Device,
     /// Most bytes one device buffer may hold (`None`: no limit, the host CPU).
     max_buffer_bytes: Option<u64>,
+    /// What linear weights and vocabulary tables (and their deltas) are stored in.
+    dtype: WeightDType,
 }
 
 /// Reads one tensor, checking presence, shape and finiteness.
@@ -78,21 +81,27 @@ fn read(
 
 impl Loader<'_> {
     /// A path parameter: the base tensor and one dense delta per endpoint checkpoint, each
-    /// optionally transposed from `[rows, cols]` to `[cols, rows]`.
+    /// optionally transposed from `[rows, cols]` to `[cols, rows]`, stored as `dtype`.
     fn param<const D: usize>(
         &self,
         name: &str,
         shape: [usize; D],
         transposed: bool,
+        dtype: WeightDType,
     ) -> Result<PathParam<D>, ModelError> {
         self.check_fits(name, &shape)?;
         let base = read(self.source, self.config, name, &shape)?;
         let mut deltas = Vec::with_capacity(self.endpoints.checkpoints.len());
         for other in &self.endpoints.checkpoints {
-            deltas.push(self.upload(self.delta(*other, name, &base)?, shape, transposed));
+            let delta = self.delta(*other, name, &base)?;
+            deltas.push(self.upload(delta, shape, transposed, dtype, &|| {
+                format!("the difference of `{name}` to {}", other.origin().display())
+            })?);
         }
         let param = PathParam {
-            base: self.upload(base.data, shape, transposed),
+            base: self.upload(base.data, shape, transposed, dtype, &|| {
+                format!("{}: weight `{name}`", self.source.origin().display())
+            })?,
             deltas,
         };
         if !self.endpoints.checkpoints.is_empty() {
@@ -142,7 +151,7 @@ impl Loader<'_> {
             .max_buffer_bytes
             .map_or(usize::MAX, |max| rows_per_block(cols, max));
         if rows <= per_block {
-            return Ok(RowBlocks::one(self.param(name, shape, false)?));
+            return Ok(RowBlocks::one(self.param(name, shape, false, self.dtype)?));
         }
         if per_block == 1 {
             // Even one row may not fit: the plain check names the tensor and the limit.
@@ -155,17 +164,22 @@ impl Loader<'_> {
             .iter()
             .map(|other| self.delta(*other, name, &base))
             .collect::<Result<Vec<_>, _>>()?;
-        let slice = |data: &[f32], r0: usize, n: usize| -> Tensor<2> {
+        let what = || format!("{}: weight `{name}`", self.source.origin().display());
+        let slice = |data: &[f32], r0: usize, n: usize| -> Result<Tensor<2>, ModelError> {
             let part = data.get(r0 * cols..(r0 + n) * cols).unwrap_or_default();
-            Tensor::from_data(TensorData::new(part.to_vec(), [n, cols]), self.device)
+            self.dtype
+                .upload(part.to_vec(), [n, cols], self.device, &what)
         };
         let mut blocks = Vec::with_capacity(rows.div_ceil(per_block));
         let mut r0 = 0;
         while r0 < rows {
             let n = per_block.min(rows - r0);
             blocks.push(PathParam {
-                base: slice(&base.data, r0, n),
-                deltas: deltas.iter().map(|d| slice(d, r0, n)).collect(),
+                base: slice(&base.data, r0, n)?,
+                deltas: deltas
+                    .iter()
+                    .map(|d| slice(d, r0, n))
+                    .collect::<Result<_, _>>()?,
             });
             r0 += n;
         }
@@ -177,24 +191,23 @@ impl Loader<'_> {
         data: Vec<f32>,
         shape: [usize; D],
         transposed: bool,
-    ) -> Tensor<D> {
+        dtype: WeightDType,
+        what: &dyn Fn() -> String,
+    ) -> Result<Tensor<D>, ModelError> {
         if transposed && D == 2 {
             let (rows, cols) = (shape[0], shape[1]);
             let mut out_shape = shape;
             out_shape[0] = cols;
             out_shape[1] = rows;
-            Tensor::from_data(
-                TensorData::new(transpose(&data, rows, cols), out_shape),
-                self.device,
-            )
+            dtype.upload(transpose(&data, rows, cols), out_shape, self.device, what)
         } else {
-            Tensor::from_data(TensorData::new(data, shape), self.device)
+            dtype.upload(data, shape, self.device, what)
         }
     }
 
     fn norm(&self, name: &str, len: usize) -> Result<RmsNorm, ModelError> {
         Ok(RmsNorm {
-            weight: self.param(name, [len], false)?,
+            weight: self.param(name, [len], false, WeightDType::F32)?,
             eps: self.config.rms_norm_eps,
         })
     }
@@ -207,9 +220,9 @@ impl Loader<'_> {
         out_f: usize,
         bias: bool,
     ) -> Result<Linear, ModelError> {
-        let weight = self.param(&format!("{module}.weight"), [out_f, in_f], true)?;
+        let weight = self.param(&format!("{module}.weight"), [out_f, in_f], true, self.dtype)?;
         let bias = if bias {
-            Some(self.param(&format!("{module}.bias"), [out_f], false)?)
+            Some(self.param(&format!("{module}.bias"), [out_f], false, WeightDType::F32)?)
         } else {
             None
         };
@@ -298,21 +311,24 @@ impl CausalLm {
         endpoints: &PathEndpoints,
         device: &Device,
     ) -> Result<Self, ModelError> {
-        Self::load_path_until(config, source, endpoints, device, &|| false)
+        Self::load_path_until(config, source, endpoints, device, WeightDType::F32, &|| {
+            false
+        })
     }
 
-    /// [`CausalLm::load_path`], asking `stop` before each layer: a cancelled job stops loading
-    /// within one layer's conversion ([`ModelError::Cancelled`]) instead of building the whole
-    /// model first.
+    /// [`CausalLm::load_path`] with the weights stored as `dtype`, asking `stop` before each
+    /// layer: a cancelled job stops loading within one layer's conversion
+    /// ([`ModelError::Cancelled`]) instead of building the whole model first.
     pub fn load_path_until(
         config: &ModelConfig,
         source: &dyn TensorSource,
         endpoints: &PathEndpoints,
         device: &Device,
+        dtype: WeightDType,
         stop: &dyn Fn() -> bool,
     ) -> Result<Self, ModelError> {
         let max = crate::compute::max_buffer_bytes(device);
-        Self::load_path_limited(config, source, endpoints, device, stop, max)
+        Self::load_path_stored(config, source, endpoints, device, dtype, stop, max)
     }
 
     /// [`CausalLm::load_path_until`] with the device's buffer limit given: vocabulary tables
@@ -327,6 +343,30 @@ impl CausalLm {
         stop: &dyn Fn() -> bool,
         max_buffer_bytes: Option<u64>,
     ) -> Result<Self, ModelError> {
+        let f32 = WeightDType::F32;
+        Self::load_path_stored(
+            config,
+            source,
+            endpoints,
+            device,
+            f32,
+            stop,
+            max_buffer_bytes,
+        )
+    }
+
+    /// [`CausalLm::load_path_limited`] with linear weights and vocabulary tables stored as
+    /// `dtype` (refused where the device cannot store it).
+    pub fn load_path_stored(
+        config: &ModelConfig,
+        source: &dyn TensorSource,
+        endpoints: &PathEndpoints,
+        device: &Device,
+        dtype: WeightDType,
+        stop: &dyn Fn() -> bool,
+        max_buffer_bytes: Option<u64>,
+    ) -> Result<Self, ModelError> {
+        dtype.check_device(device)?;
         let c = config;
         if c.num_key_value_heads == 0
             || !c.num_attention_heads.is_multiple_of(c.num_key_value_heads)
@@ -344,6 +384,7 @@ impl CausalLm {
             used_adapter_modules: vec![BTreeSet::new(); endpoints.adapters.len()],
             device,
             max_buffer_bytes,
+            dtype,
         };
         let h = c.hidden_size;
         let q_out = c.num_attention_heads * c.head_dim;

@@ -291,12 +291,11 @@ fn head_logprobs(
         // A moving head small enough to mix whole is mixed once, as the streamed form's one
         // chunk would be (the same values, one logit block per row chunk). A head in row
         // blocks gives each row chunk's logits block by block, side by side.
-        let head_t = head.transposed(&point.dense);
         if !flat.is_tracked()
             && crate::compute::is_host_cpu(device)
             && let Some(logp) = host_streamed_logprobs(
                 &flat,
-                &head_t,
+                &head.transposed_stored(&point.dense),
                 rows,
                 targets,
                 HOST_HEAD_ROWS,
@@ -305,6 +304,7 @@ fn head_logprobs(
         {
             return vec![logp];
         }
+        let head_t = head.transposed(&point.dense);
         let chunk = (MAX_LOGIT_ELEMENTS / vocab.max(1)).max(1);
         let mut parts = Vec::with_capacity(rows.len().div_ceil(chunk));
         for (row_chunk, target_chunk) in rows.chunks(chunk).zip(targets.chunks(chunk)) {
@@ -334,7 +334,7 @@ const HOST_HEAD_ROWS: usize = 2048;
 /// (`head_logprobs`' general route, its tested twin) forms the whole vocabulary for ~40 rows at a
 /// time, so the matrix product repacks the whole `[vocab, hidden]` head (113 MB for SmolLM2)
 /// for every 40 rows; here it is packed once per pass. `None` when a chunk could not be read
-/// back (the caller then takes the general route).
+/// back (the caller then takes the general route). `head_t` may be stored in half precision.
 fn host_streamed_logprobs(
     flat: &Tensor<2>,
     head_t: &[(usize, Tensor<2>)],
@@ -356,7 +356,9 @@ fn host_streamed_logprobs(
             let block_rows = w_t.dims()[1];
             for local in (0..block_rows).step_by(width) {
                 let len = width.min(block_rows - local);
-                let logits = x.clone().matmul(w_t.clone().narrow(1, local, len));
+                // A head stored in half precision is widened one chunk at a time.
+                let w = super::weight_dtype::widened(w_t.clone().narrow(1, local, len));
+                let logits = x.clone().matmul(w);
                 let data = logits.into_data();
                 acc.add_chunk(data.as_slice::<f32>().ok()?, first + local, len);
             }

@@ -16,3 +16,4 @@ pub mod rope;
 pub mod row_blocks;
 pub mod trainable;
 pub mod transformer;
+pub mod weight_dtype;

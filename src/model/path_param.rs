@@ -8,7 +8,7 @@
 
 use burn::tensor::Tensor;
 
-use super::mix_kernel;
+use super::{mix_kernel, weight_dtype::widened};
 
 #[derive(Debug, Clone)]
 pub struct PathParam<const D: usize> {
@@ -35,24 +35,33 @@ impl<const D: usize> PathParam<D> {
     /// The loader gives every delta its base's shape; a delta that did not match would not fit
     /// the kernel and falls back to tensor ops with burn's own broadcasting rules, as this
     /// function behaved before the kernel existed.
+    ///
+    /// Weights stored in half precision ([`super::weight_dtype::WeightDType`]) are widened to
+    /// f32 here, so the value is always f32.
     pub fn value(&self, coeffs: &[f32]) -> Tensor<D> {
         if self.deltas.is_empty() {
-            return self.base.clone();
+            return self.base_f32();
         }
-        let mut out = self.base.clone();
+        let mut out = self.base_f32();
         for (delta, &c) in self.deltas.iter().zip(coeffs) {
             // A trained delta stays in the graph at 0 (its gradient is then 0), so a loss at
             // the ends of a curve still has something to differentiate.
             if c == 0.0 && !delta.is_require_grad() {
                 continue;
             }
-            out = if mix_kernel::check_operands(&out, delta).is_ok() {
-                mix_kernel::mix_checked(out, delta.clone(), c).0
+            let delta = widened(delta.clone());
+            out = if mix_kernel::check_operands(&out, &delta).is_ok() {
+                mix_kernel::mix_checked(out, delta, c).0
             } else {
-                mix_kernel::mix_reference(out, delta.clone(), c)
+                mix_kernel::mix_reference(out, delta, c)
             };
         }
         out
+    }
+
+    /// The base in f32 (itself, no copy, when it is stored in f32).
+    pub fn base_f32(&self) -> Tensor<D> {
+        widened(self.base.clone())
     }
 
     pub fn dims(&self) -> [usize; D] {

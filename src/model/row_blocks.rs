@@ -8,7 +8,7 @@
 
 use burn::tensor::{Int, Tensor, module::embedding};
 
-use super::path_param::PathParam;
+use super::{path_param::PathParam, weight_dtype::widened};
 
 #[derive(Debug, Clone)]
 pub struct RowBlocks {
@@ -67,10 +67,12 @@ impl RowBlocks {
     /// blocks' rows are summed, which adds only exact zeros to each row.
     pub fn embed(&self, ids: Tensor<2, Int>, coeffs: &[f32]) -> Tensor<3> {
         let gather = |b: &PathParam<2>, ids: Tensor<2, Int>| {
-            let mut h = embedding(b.base.clone(), ids.clone());
+            // Rows of a table stored in half precision are widened after the lookup, so only
+            // the looked-up rows ever exist in f32.
+            let mut h = widened(embedding(b.base.clone(), ids.clone()));
             for (delta, &c) in b.deltas.iter().zip(coeffs) {
                 if c != 0.0 {
-                    h = h + embedding(delta.clone(), ids.clone()) * c;
+                    h = h + widened(embedding(delta.clone(), ids.clone())) * c;
                 }
             }
             h
@@ -102,8 +104,17 @@ impl RowBlocks {
     }
 
     /// Each block mixed at `coeffs` and transposed to `[cols, rows_b]`, with its first row: the
-    /// output head ready for `hidden · head_t` (the base itself where nothing moves).
+    /// output head ready for `hidden · head_t` (the base itself where nothing moves), in f32.
     pub fn transposed(&self, coeffs: &[f32]) -> Vec<(usize, Tensor<2>)> {
+        self.transposed_stored(coeffs)
+            .into_iter()
+            .map(|(first, w)| (first, widened(w)))
+            .collect()
+    }
+
+    /// [`RowBlocks::transposed`], but a block that does not move keeps the type it is stored
+    /// in (a half-precision head is then widened chunk by chunk where it is used, never whole).
+    pub fn transposed_stored(&self, coeffs: &[f32]) -> Vec<(usize, Tensor<2>)> {
         self.blocks()
             .map(|(first, b)| {
                 let w = if b.deltas.is_empty() || coeffs.iter().all(|&c| c == 0.0) {
