@@ -38,6 +38,9 @@ pub struct StudyRunArgs {
     /// Override the study file's device.
     #[arg(long, value_enum)]
     pub device: Option<ComputeKind>,
+    /// Override the study file's `dtype`: what the evaluations store the weights in.
+    #[arg(long, value_enum)]
+    pub dtype: Option<crate::model::weight_dtype::WeightDType>,
 }
 
 pub fn run(cmd: &StudyCommand) -> Result<()> {
@@ -50,6 +53,9 @@ fn run_args(args: &StudyRunArgs) -> Result<()> {
     let mut study = Study::load(&args.study)?;
     if let Some(device) = args.device {
         study.file.device = device;
+    }
+    if let Some(dtype) = args.dtype {
+        study.file.dtype = dtype;
     }
     // First Ctrl-C: stop at the next safe point (finished points, steps and checkpoints are
     // saved); second: exit at once. A rerun resumes.

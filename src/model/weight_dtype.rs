@@ -32,6 +32,10 @@ pub enum WeightDType {
 }
 
 impl WeightDType {
+    pub fn is_f32(&self) -> bool {
+        *self == Self::F32
+    }
+
     pub fn label(self) -> &'static str {
         match self {
             Self::F32 => "f32",

@@ -350,6 +350,13 @@ pub fn settings_hash(study: &Study, step: Step) -> String {
         parts.push(serde_json::json!(f.train));
         parts.push(serde_json::json!(f.device));
     }
+    let evaluates = matches!(
+        step,
+        Step::Efficiency | Step::Paths | Step::Landscape | Step::Replicates
+    );
+    if evaluates && !f.dtype.is_f32() {
+        parts.push(serde_json::json!(f.dtype));
+    }
     match step {
         Step::Efficiency => parts.push(serde_json::json!(f.paths)),
         Step::Paths => {
@@ -572,6 +579,7 @@ fn run_step(
     };
     let sweep_request = |out: PathBuf| SweepRequest {
         device: f.device,
+        dtype: f.dtype,
         batch: f.paths.batch,
         bootstrap: f.paths.bootstrap,
         seed: f.paths.seed,
@@ -645,6 +653,7 @@ fn run_step(
                 grid: l.grid.clone(),
                 range: l.range.clone(),
                 device: f.device,
+                dtype: f.dtype,
                 batch: f.paths.batch,
                 cells_per_pass: l.cells_per_pass,
                 bootstrap: l.bootstrap,
@@ -884,6 +893,32 @@ mod tests {
         .unwrap();
         for step in Step::ALL {
             assert_ne!(settings_hash(&a, step), settings_hash(&c, step), "{step:?}");
+        }
+    }
+
+    #[test]
+    fn dtype_changes_the_evaluating_steps_only_and_f32_is_the_old_file() {
+        let parse = |text: &str| Study::parse(text, Path::new("s.toml")).unwrap();
+        let a = parse("name = \"x\"\nbase = \"m\"\n");
+        let f32 = parse("name = \"x\"\nbase = \"m\"\ndtype = \"f32\"\n");
+        let f16 = parse("name = \"x\"\nbase = \"m\"\ndtype = \"f16\"\n");
+        assert_eq!(f16.file.dtype, crate::model::weight_dtype::WeightDType::F16);
+        for step in Step::ALL {
+            // A study recorded before `dtype` existed resumes: f32 hashes as no key at all.
+            assert_eq!(
+                settings_hash(&a, step),
+                settings_hash(&f32, step),
+                "{step:?}"
+            );
+            let evaluates = matches!(
+                step,
+                Step::Efficiency | Step::Paths | Step::Landscape | Step::Replicates | Step::Report
+            );
+            assert_eq!(
+                settings_hash(&a, step) != settings_hash(&f16, step),
+                evaluates,
+                "{step:?}"
+            );
         }
     }
 }

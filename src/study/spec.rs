@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::weight_dtype::WeightDType;
 use crate::{
     compute::ComputeKind,
     experiments::{
@@ -40,6 +41,11 @@ pub struct StudyFile {
     pub base: String,
     #[serde(default)]
     pub device: ComputeKind,
+    /// What the evaluations (efficiency, paths, landscape, replicates' sweeps) store the model's
+    /// large weights in; training and influence stay f32. Left out of the recorded study when
+    /// f32, so studies recorded before it resume.
+    #[serde(default, skip_serializing_if = "WeightDType::is_f32")]
+    pub dtype: WeightDType,
     #[serde(default)]
     pub data: DataSection,
     #[serde(default)]
