@@ -247,7 +247,7 @@ fn endpoint_cells_equal_basin_eval_and_shards_merge_into_the_whole() {
     run(&whole, &[]);
     let cells = grid(&whole);
     assert_eq!(cells.len(), 4);
-    let eval = |adapter: Option<&str>| -> f64 {
+    let eval_as = |adapter: Option<&str>, dtype: &str| -> f64 {
         let out = root.join("eval.json");
         let mut args = vec![
             "eval".to_string(),
@@ -255,6 +255,8 @@ fn endpoint_cells_equal_basin_eval_and_shards_merge_into_the_whole() {
             s(&tiny("llama")),
             "--data".into(),
             s(&tiny("chat.jsonl")),
+            "--dtype".into(),
+            dtype.into(),
             "--out".into(),
             s(&out),
         ];
@@ -267,6 +269,7 @@ fn endpoint_cells_equal_basin_eval_and_shards_merge_into_the_whole() {
             serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
         v["mean_nll"].as_f64().unwrap()
     };
+    let eval = |adapter: Option<&str>| eval_as(adapter, "f32");
     let at = |a: &str, b: &str| cells[&(a.to_string(), b.to_string())];
     let base_nll = eval(None);
     let end_nll = eval(Some(&adapter));
@@ -295,6 +298,24 @@ fn endpoint_cells_equal_basin_eval_and_shards_merge_into_the_whole() {
     assert_eq!(m.len(), 4);
     for (k, v) in &cells {
         assert!((m[k] - v).abs() < 1e-9, "{k:?}: {} vs {v}", m[k]);
+    }
+
+    // With bf16 weights the endpoints' cells still equal `basin eval` with the same weights,
+    // and moved from the f32 ones by the rounding.
+    let half = root.join("bf16");
+    run(&half, &["--dtype", "bf16"]);
+    let h = grid(&half);
+    for (key, adapter) in [
+        (("0.000", "0.000"), None),
+        (("1.000", "0.000"), Some(&adapter)),
+    ] {
+        let cell = h[&(key.0.to_string(), key.1.to_string())];
+        let want = eval_as(adapter.map(String::as_str), "bf16");
+        assert!((cell - want).abs() < 1e-9, "{key:?}: {cell} vs {want}");
+        assert!(
+            (cell - at(key.0, key.1)).abs() > 1e-7,
+            "{key:?}: bf16 changed nothing"
+        );
     }
     let _ = std::fs::remove_dir_all(&root);
 }
