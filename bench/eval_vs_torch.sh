@@ -34,7 +34,7 @@ import json, sys, platform, os
 b, t = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 print(json.dumps({"basin": b, "torch": t}, indent=1))
 print(f"machine: {platform.machine()}, {os.cpu_count()} cpus")
-print(f"basin ({b['device']}): {b['tokens_per_s']:.1f} tokens/s (median {b['median_s']:.3f} s)")
+print(f"basin ({b['device']}): {b['tokens_per_s']:.1f} tokens/s (median {b['median_s']:.3f} s; load {b['load_s']:.1f} s, first forward {b['warmup_s']:.1f} s)")
 print(f"torch {t['torch']} ({t['device']}, {t['threads']} threads): {t['tokens_per_s']:.1f} tokens/s (median {t['median_s']:.3f} s)")
 print(f"ratio basin/torch throughput: {b['tokens_per_s'] / t['tokens_per_s']:.2f}x")
 print(f"checksums (sum of log-probs): basin {b['sum_logprob_checksum']:.3f}, torch {t['sum_logprob_checksum']:.3f}")

@@ -75,7 +75,11 @@ pub fn run(args: &BenchEvalArgs) -> Result<()> {
         &|| false,
     )?;
     let load_s = load_start.elapsed().as_secs_f64();
+    // The first forward pays for compiling each kernel (shader compilation on a GPU, unless a
+    // driver cache holds them from an earlier process): the cold start a user sees once.
+    let warmup_start = Instant::now();
     let warm = target_logprobs(&model, &batch, &PathCoefficients::default())?;
+    let warmup_s = warmup_start.elapsed().as_secs_f64();
     let checksum: f64 = warm.iter().flatten().map(|&v| v as f64).sum();
     let mut seconds = Vec::with_capacity(args.repeats);
     for _ in 0..args.repeats {
@@ -96,6 +100,7 @@ pub fn run(args: &BenchEvalArgs) -> Result<()> {
         "seq_len": args.seq_len,
         "device": compute.label,
         "load_s": load_s,
+        "warmup_s": warmup_s,
         "sum_logprob_checksum": checksum,
         "basin": env!("CARGO_PKG_VERSION"),
     });
