@@ -3,7 +3,9 @@
 to f32 by transformers), a fixed batch of 8 chat sequences x 256 tokens, forward without grad
 plus log_softmax and the gather of each next token's log-prob (what an evaluation needs).
 
-Usage: python3 bench/torch_eval.py [--repeats 5] [--threads 2] [--attn sdpa|eager] [--device cpu|cuda]
+Usage: python3 bench/torch_eval.py [--repeats 5] [--threads 2] [--attn sdpa|eager] [--device cpu|cuda] [--model DIR]
+--model: a Hugging Face folder instead of SmolLM2's GGUF (e.g. bench/make_qwen3_shaped.py's, on a
+machine where the GGUF or the `gguf` package is not available), loaded in f32.
 Prints one JSON object: {"tokens_per_s", "seconds", "torch", "threads", ...}.
 tokens_per_s = batch * seq_len / median(seconds).
 """
@@ -56,14 +58,17 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--attn", default="sdpa", choices=["sdpa", "eager"])
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--model", type=Path)
     args = ap.parse_args()
     dev = torch.device(args.device)
     sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
     torch.set_num_threads(args.threads)
 
-    tok = AutoTokenizer.from_pretrained(MODEL_DIR, gguf_file=GGUF_FILE)
+    source = {"pretrained_model_name_or_path": args.model} if args.model else {
+        "pretrained_model_name_or_path": MODEL_DIR, "gguf_file": GGUF_FILE}
+    tok = AutoTokenizer.from_pretrained(**source)
     model = AutoModelForCausalLM.from_pretrained(
-        MODEL_DIR, gguf_file=GGUF_FILE, dtype=torch.float32, attn_implementation=args.attn
+        **source, dtype=torch.float32, attn_implementation=args.attn
     )
     model = model.to(dev)
     model.eval()
