@@ -535,8 +535,23 @@ fn a_cancelled_then_resumed_run_ends_where_an_uninterrupted_one_does() {
     req.spec.lora_dropout = 0.0;
     train(&req, None);
     let c = read_steps(&plain.join("train.jsonl")).unwrap();
-    assert_eq!(c[1].loss, a[1].loss);
-    assert_ne!(c[2].loss, a[2].loss);
+    // "The same" within f32 rounding: on an AVX2-only CPU (no AVX-512) the two runs' step-1
+    // losses differ in the last bit of f32 (6.7480777 vs 6.7480780, measured 2026-12-07; equal
+    // on the AVX-512 machines before, and at 8e38370 too, so not this change), while dropout on
+    // a nonzero B moves the loss by orders of magnitude more.
+    let rel = |x: f64, y: f64| (x - y).abs() / y.abs();
+    assert!(
+        rel(c[1].loss, a[1].loss) <= 1e-6,
+        "{} vs {}",
+        c[1].loss,
+        a[1].loss
+    );
+    assert!(
+        rel(c[2].loss, a[2].loss) > 1e-5,
+        "{} vs {}",
+        c[2].loss,
+        a[2].loss
+    );
     for d in [whole, parts, plain] {
         let _ = std::fs::remove_dir_all(d);
     }
