@@ -300,11 +300,12 @@ fn row_blocks_agree(kind: ComputeKind) {
     ];
     for (name, opened, endpoints, point) in cases {
         let load = |max: Option<u64>| {
-            CausalLm::load_path_limited(
+            CausalLm::load_path_stored(
                 &opened.config,
                 opened.tensors.as_ref(),
                 &endpoints,
                 &compute.device,
+                basin::model::weight_dtype::WeightDType::F32,
                 &|| false,
                 max,
             )
@@ -343,11 +344,12 @@ fn row_blocks_agree(kind: ComputeKind) {
         assert!(worst < 1e-4, "{name}: decode logits differ by {worst}");
     }
     // A weight that is not a vocabulary table cannot be split: refused, named, before reading.
-    let err = CausalLm::load_path_limited(
+    let err = CausalLm::load_path_stored(
         &qwen3.config,
         qwen3.tensors.as_ref(),
         &PathEndpoints::default(),
         &compute.device,
+        basin::model::weight_dtype::WeightDType::F32,
         &|| false,
         Some(4096),
     )

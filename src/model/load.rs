@@ -331,32 +331,11 @@ impl CausalLm {
         Self::load_path_stored(config, source, endpoints, device, dtype, stop, max)
     }
 
-    /// [`CausalLm::load_path_until`] with the device's buffer limit given: vocabulary tables
+    /// [`CausalLm::load_path_until`] with the device's buffer limit given (linear weights and
+    /// vocabulary tables stored as `dtype`, refused where the device cannot store it): vocabulary tables
     /// larger than `max_buffer_bytes` are held in row blocks, and any other tensor that large is
     /// refused with an error naming it. The loader asks the device for the limit; tests give a
     /// small one to split tiny models.
-    pub fn load_path_limited(
-        config: &ModelConfig,
-        source: &dyn TensorSource,
-        endpoints: &PathEndpoints,
-        device: &Device,
-        stop: &dyn Fn() -> bool,
-        max_buffer_bytes: Option<u64>,
-    ) -> Result<Self, ModelError> {
-        let f32 = WeightDType::F32;
-        Self::load_path_stored(
-            config,
-            source,
-            endpoints,
-            device,
-            f32,
-            stop,
-            max_buffer_bytes,
-        )
-    }
-
-    /// [`CausalLm::load_path_limited`] with linear weights and vocabulary tables stored as
-    /// `dtype` (refused where the device cannot store it).
     pub fn load_path_stored(
         config: &ModelConfig,
         source: &dyn TensorSource,

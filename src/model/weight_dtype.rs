@@ -52,14 +52,6 @@ impl WeightDType {
         }
     }
 
-    /// Bytes of one stored element.
-    pub fn bytes(self) -> usize {
-        match self {
-            Self::F32 => 4,
-            Self::F16 | Self::Bf16 => 2,
-        }
-    }
-
     /// A device's description with the weights' type added when it is not f32 (what run
     /// records keep as the device, so resuming with other weights is refused like resuming on
     /// another device).
