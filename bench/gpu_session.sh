@@ -9,6 +9,8 @@
 #   echo /.gpu/ >> .git/info/exclude; mkdir -p .gpu
 #   xz -T2 -6 -c "$CARGO_TARGET_DIR/release/basin" > .gpu/basin.xz
 # The call: run(command="bash bench/gpu_session.sh", carry=[".gpu"], timeout_s=600)
+# Issue 11's GPU landscape figure is a second, separate call: bench/gpu_landscape.sh (its header
+# says what else to put in .gpu first).
 # Dry run here (plumbing only): DEVICE=cpu SIZE=wide-vocab BIG= BASIN_BIN=... bench/gpu_session.sh
 #
 # Steps (each under its own timeout, so one failure leaves the rest):

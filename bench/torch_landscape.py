@@ -8,7 +8,8 @@ scored (token-weighted mean NLL under Basin's mask rule) in batches. Prints JSON
 time (model load included, like `basin landscape`).
 
 Usage: python3 bench/torch_landscape.py SUITE.toml ADAPTER_DIR --grid 7 [--batch 8] [--threads 2]
-                                        [--device cpu|cuda]
+                                        [--device cpu|cuda] [--model HF_DIR]
+The base is SmolLM2's cached GGUF unless --model names a Hugging Face folder.
 """
 import argparse
 import json
@@ -33,14 +34,19 @@ def main():
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--model", help="a Hugging Face folder instead of SmolLM2's cached GGUF")
     args = ap.parse_args()
     dev = torch.device(args.device)
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    cache = Path(os.environ.get("BASIN_CACHE", Path.home() / ".cache/basin")) / "smollm2"
-    gguf = "SmolLM2-135M-Instruct.Q4_1.gguf"
-    tok = AutoTokenizer.from_pretrained(cache, gguf_file=gguf)
-    base = AutoModelForCausalLM.from_pretrained(cache, gguf_file=gguf, dtype=torch.float32)
+    if args.model:
+        tok = AutoTokenizer.from_pretrained(args.model)
+        base = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32)
+    else:
+        cache = Path(os.environ.get("BASIN_CACHE", Path.home() / ".cache/basin")) / "smollm2"
+        gguf = "SmolLM2-135M-Instruct.Q4_1.gguf"
+        tok = AutoTokenizer.from_pretrained(cache, gguf_file=gguf)
+        base = AutoModelForCausalLM.from_pretrained(cache, gguf_file=gguf, dtype=torch.float32)
     w0 = {n: p.detach().clone() for n, p in base.state_dict().items()}
     merged = PeftModel.from_pretrained(base, args.adapter).merge_and_unload()
     u = {n: p.detach() - w0[n] for n, p in merged.state_dict().items()}
