@@ -99,7 +99,8 @@ fn last_samples(report: &Value, arm: &str) -> f64 {
         .fold(0.0, f64::max)
 }
 
-fn check_report(dir: &Path) -> Value {
+/// `cells`: the landscape grid's cell count.
+fn check_report(dir: &Path, cells: usize) -> Value {
     let state = read_json(&dir.join("study.json"));
     let steps = state["steps"].as_object().unwrap();
     for key in [
@@ -150,9 +151,13 @@ fn check_report(dir: &Path) -> Value {
         assert!(a["efficiency"][0]["points"].as_array().unwrap().len() >= 4);
         let land = &a["landscape"];
         for m in ["instruction", "hack_heldout"] {
-            let cells = land["values"][m].as_array().unwrap();
-            assert_eq!(cells.len(), 49, "{arm} {m}");
-            assert!(cells.iter().all(|v| v.as_f64().is_some_and(f64::is_finite)));
+            let values = land["values"][m].as_array().unwrap();
+            assert_eq!(values.len(), cells, "{arm} {m}");
+            assert!(
+                values
+                    .iter()
+                    .all(|v| v.as_f64().is_some_and(f64::is_finite))
+            );
         }
         assert!(!a["influence"]["groups"].as_array().unwrap().is_empty());
         // Cross-checks between folders computed by different jobs.
@@ -304,7 +309,7 @@ fn the_demo_study_runs_resumes_refuses_a_changed_file_and_agrees_across_seeds() 
     let out = dir.join("run");
     let study = demo_study();
     let stderr = run_study_ok(&study, &out);
-    let report = check_report(&out);
+    let report = check_report(&out, 49);
     // The command ends with the report's answers.
     assert!(
         stderr.contains("answers:\n- hack_heldout at t = 1: symmetrized"),
@@ -339,19 +344,25 @@ fn the_demo_study_runs_resumes_refuses_a_changed_file_and_agrees_across_seeds() 
     // replicate seed 0: θ₀ is the same model on the same suite, so its values must be identical
     // (only their bootstrap CIs move), the data byte-identical, and the hackers different
     // models; a hacker trained with seed s is the same model whether it is the study's own or a
-    // replicate.
+    // replicate. Its landscape (a 3 × 3 grid through θ₀ and θ_H) and curve fit (10 steps) are
+    // smaller than the demo's: they are not what this run checks.
     let other = dir.join("seed1.toml");
     let text = std::fs::read_to_string(&study).unwrap();
     let (head, tail) = text.split_at(text.find("[train]").unwrap());
     let tail = tail
         .replace("seed = 0", "seed = 1")
-        .replace("seeds = [1]", "seeds = [0]");
+        .replace("seeds = [1]", "seeds = [0]")
+        .replace("grid = \"7x7\"", "grid = \"3x3\"")
+        .replace("range = \"-0.25:1.25,-0.25:1.25\"", "range = \"0:1,0:1\"")
+        .replace("steps = 40", "steps = 10");
     assert_eq!(tail.matches("seed = 1").count(), 3);
     assert_eq!(tail.matches("seeds = [0]").count(), 1);
+    assert!(tail.contains("grid = \"3x3\"") && tail.contains("range = \"0:1,0:1\""));
+    assert!(tail.contains("steps = 10"));
     write_study_copy(&other, &format!("{head}{tail}"));
     let out1 = dir.join("run-seed1");
     run_study_ok(&other, &out1);
-    let report1 = check_report(&out1);
+    let report1 = check_report(&out1, 9);
     for f in [
         "sft_original.jsonl",
         "sft_symmetrized.jsonl",

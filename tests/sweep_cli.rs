@@ -49,6 +49,28 @@ fn suite() -> String {
         .to_string()
 }
 
+/// The default suite with its paired and choice files cut to their first `items` lines and the
+/// instruction file whole (so `basin eval` of it is still the instruction metric): for the
+/// lavapipe runs, where every forward of even the tiny model costs about a second.
+fn small_suite(name: &str, items: usize) -> String {
+    let from = common::repo().join("assets/suites/default");
+    let dir = scratch(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    for entry in std::fs::read_dir(&from).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let cut =
+            path.extension().is_some_and(|e| e == "jsonl") && !path.ends_with("instruction.jsonl");
+        let text = if cut {
+            text.lines().take(items).map(|l| format!("{l}\n")).collect()
+        } else {
+            text
+        };
+        std::fs::write(dir.join(path.file_name().unwrap()), text).unwrap();
+    }
+    dir.join("suite.toml").display().to_string()
+}
+
 fn instruction_data() -> String {
     common::repo()
         .join("assets/suites/default/instruction.jsonl")
@@ -86,6 +108,10 @@ fn eval_nll(args: &[&str]) -> f64 {
 fn lora_sweep_ends_equal_eval_on_cpu_and_gpu() {
     for device in ["cpu", "gpu"] {
         let out = scratch(&format!("ends-{device}"));
+        let suite = match device {
+            "gpu" => small_suite("ends-suite", 3),
+            _ => suite(),
+        };
         ok(&[
             "sweep",
             "--base",
@@ -93,7 +119,7 @@ fn lora_sweep_ends_equal_eval_on_cpu_and_gpu() {
             "--adapter",
             &tiny("llama_lora"),
             "--suite",
-            &suite(),
+            &suite,
             "--t",
             "0:1:3",
             "--device",
@@ -163,6 +189,7 @@ fn lora_sweep_ends_equal_eval_on_cpu_and_gpu() {
         );
         let _ = std::fs::remove_dir_all(&out);
     }
+    scratch("ends-suite");
 }
 
 #[test]
@@ -462,6 +489,10 @@ fn tiny_lora() -> String {
 #[test]
 fn several_t_per_pass_give_the_same_results() {
     for device in ["cpu", "gpu"] {
+        let suite = match device {
+            "gpu" => small_suite("pass-suite", 3),
+            _ => suite(),
+        };
         let (one, four) = (
             scratch(&format!("pass1-{device}")),
             scratch(&format!("pass4-{device}")),
@@ -474,7 +505,7 @@ fn several_t_per_pass_give_the_same_results() {
                 "--adapter",
                 &tiny("llama_lora"),
                 "--suite",
-                &suite(),
+                &suite,
                 "--t",
                 "-0.5:1.5:5",
                 "--device",
@@ -500,6 +531,7 @@ fn several_t_per_pass_give_the_same_results() {
         let _ = std::fs::remove_dir_all(&one);
         let _ = std::fs::remove_dir_all(&four);
     }
+    scratch("pass-suite");
 }
 
 /// `basin suite check` on the tiny llama + its adapter and the default suite: every paired and
