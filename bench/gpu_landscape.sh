@@ -11,17 +11,8 @@
 # Dry run here: DEVICE=cpu GRID=3 BASIN_BIN=... bash bench/gpu_landscape.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
-out=${OUT:-/tmp/basin-gpu-out}
-mkdir -p "$out"
-device=${DEVICE:-gpu}
+source bench/gpu_common.sh
 grid=${GRID:-11}
-export BASIN_CACHE=${BASIN_CACHE:-/tmp/basin-cache}
-if [ -z "${BASIN_BIN:-}" ]; then
-  if [ ! -x /tmp/basin ]; then
-    xz -dc .gpu/basin.xz > /tmp/basin && chmod +x /tmp/basin || { echo "no .gpu/basin.xz carried" | tee -a "$out/error.txt"; exit 2; }
-  fi
-  export BASIN_BIN=/tmp/basin
-fi
 [ -f .gpu/smollm2-tokenizer/tokenizer.json ] || { echo "no .gpu/smollm2-tokenizer carried" | tee -a "$out/error.txt"; exit 2; }
 echo "== landscape side by side, SmolLM2-shaped, ${grid}x${grid}, $device" | tee -a "$out/summary.txt"
 root=$(python3 bench/make_smollm2_shaped.py .gpu/smollm2-tokenizer "$BASIN_CACHE/smollm2-shaped" | tail -1)

@@ -22,16 +22,9 @@
 #     under /usr/bin/time (wall, host RSS) with nvidia-smi's peak device memory.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-out=${OUT:-/tmp/basin-gpu-out}
-mkdir -p "$out"
-device=${DEVICE:-gpu}
+source bench/gpu_common.sh
 size=${SIZE:-1.7b}
 big=${BIG-8b}
-export BASIN_CACHE=${BASIN_CACHE:-/tmp/basin-cache}
-if [ -z "${BASIN_BIN:-}" ]; then
-  xz -dc .gpu/basin.xz > /tmp/basin && chmod +x /tmp/basin || { echo "no .gpu/basin.xz carried" | tee "$out/error.txt"; exit 2; }
-  export BASIN_BIN=/tmp/basin
-fi
 log() { echo "== $*" | tee -a "$out/summary.txt"; }
 
 log "machine"
