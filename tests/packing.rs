@@ -1,5 +1,6 @@
-//! Requests that share a prompt, packed into one row (the prompt computed once), score the same
-//! log-probs as each sequence scored alone: every tiny architecture (GQA, q/k norm, biases, rope
+//! Requests that share a prompt, packed into one row (the prompt computed once), and requests
+//! that share any beginning, packed as a prefix tree, score the same log-probs as each sequence
+//! scored alone: every tiny architecture (GQA, q/k norm, biases, rope
 //! scaling), a sliding window shorter than the rows, LoRA coefficients that differ per row, on
 //! the CPU backend (its batches split over threads, `compute::cpu_lanes`) and on wgpu. Also: an
 //! evaluation of paired and choice items gives the same scores as one sequence per forward.
@@ -16,7 +17,7 @@ use basin::{
     },
     model::{
         logprobs::{packed_target_logprobs, target_logprobs},
-        packing::pack_shared_prompts,
+        packing::{PackPolicy, pack},
         path_param::PathCoefficients,
         transformer::CausalLm,
     },
@@ -57,7 +58,13 @@ struct Case {
     window: Option<usize>,
 }
 
-fn max_packed_difference(kind: ComputeKind, case: &Case) -> (f32, usize) {
+/// The largest difference between packed and alone, and how many rows hold sequences of
+/// several examples (several prompts: only a prefix is shared).
+fn max_packed_difference(
+    kind: ComputeKind,
+    case: &Case,
+    policy: PackPolicy,
+) -> (f32, usize, usize) {
     let dir = common::fixtures().join("tiny");
     let opened = open_model(&dir.join(case.folder)).unwrap();
     let mut config = opened.config.clone();
@@ -84,8 +91,24 @@ fn max_packed_difference(kind: ComputeKind, case: &Case) -> (f32, usize) {
     )
     .unwrap();
     let seqs: Vec<_> = items.iter().map(|i| &i.sequence).collect();
-    let rows = pack_shared_prompts(&seqs);
+    let rows = pack(&seqs, policy);
     let shared = rows.iter().filter(|r| r.is_shared()).count();
+    let example = |m: &basin::model::packing::PackedMember| {
+        items[m.sequence]
+            .id
+            .split('#')
+            .next()
+            .unwrap_or("")
+            .to_string()
+    };
+    let mixed = rows
+        .iter()
+        .filter(|r| {
+            r.members
+                .iter()
+                .any(|m| example(m) != example(&r.members[0]))
+        })
+        .count();
     // Per-row LoRA coefficients: row r runs at t = 0.25·(r mod 5).
     let coeff = |r: usize| 0.25 * (r % 5) as f32;
     let slots = usize::from(adapter.is_some());
@@ -127,7 +150,7 @@ fn max_packed_difference(kind: ComputeKind, case: &Case) -> (f32, usize) {
             }
         }
     }
-    (worst, shared)
+    (worst, shared, mixed)
 }
 
 fn check(kind: ComputeKind) {
@@ -169,19 +192,30 @@ fn check(kind: ComputeKind) {
         },
     ];
     for case in &cases {
-        let (worst, shared) = max_packed_difference(kind, case);
+        let (worst, shared, mixed) = max_packed_difference(kind, case, PackPolicy::prompts());
         assert_eq!(
-            shared, 7,
-            "{}: every example's three answers share a row",
+            (shared, mixed),
+            (7, 0),
+            "{}: every example's three answers share a row, one prompt per row",
             case.folder
         );
+        // Rows of up to five sequences with any common beginning: the chat template's opening
+        // tokens are shared across examples, so rows hold several prompts.
+        let (worst_tree, _, mixed) = max_packed_difference(kind, case, PackPolicy::prefixes(5));
         assert!(
-            worst < 2e-5,
-            "{} (window {:?}, adapter {:?}): packed vs alone differ by {worst}",
-            case.folder,
-            case.window,
-            case.adapter
+            mixed >= 2,
+            "{}: only {mixed} rows mix examples",
+            case.folder
         );
+        for (what, w) in [("prompts", worst), ("prefix tree", worst_tree)] {
+            assert!(
+                w < 2e-5,
+                "{} (window {:?}, adapter {:?}), {what}: packed vs alone differ by {w}",
+                case.folder,
+                case.window,
+                case.adapter
+            );
+        }
     }
 }
 

@@ -6,7 +6,7 @@ use super::job::{CancelFlag, Progress};
 use crate::model::{
     error::ModelError,
     logprobs::{MaskedSequence, packed_target_logprobs},
-    packing::{PackedRow, pack_shared_prompts},
+    packing::{PackPolicy, PackedRow, pack},
     path_param::PathCoefficients,
     transformer::CausalLm,
 };
@@ -109,8 +109,8 @@ pub enum EvalError {
     MixedDensePoints,
 }
 
-/// Scores every item. Requests that share a prompt are packed into one row (the prompt is
-/// computed once, see [`crate::model::packing`]); rows of similar length are batched together
+/// Scores every item. Requests that share a beginning are packed into one row (the common
+/// tokens computed once, see [`crate::model::packing`] and [`score_at_points`]); rows of similar length are batched together
 /// (less padding); the result keeps the input order.
 pub fn evaluate(
     model: &CausalLm,
@@ -176,8 +176,22 @@ fn sequence_batches<'a>(
     out
 }
 
-/// Scores every item at each path point: `[point][item]`. Requests sharing a prompt share a
-/// row; with several points (LoRA paths only), rows of different points share a batch, each
+/// How requests share rows on `model`'s device. On the host CPU, whose attention scores only
+/// the keys a query may see, any common beginning (a chat template's system prompt, a shared
+/// prompt) is computed once per row, with at most a lane's share of a batch in one row so a
+/// batch still splits over the lanes. Elsewhere (burn's attention scores every key of a row),
+/// only requests with one prompt share a row, as long rows would cost more attention than the
+/// shared tokens save.
+fn pack_policy(model: &CausalLm, batch_size: usize) -> PackPolicy {
+    if crate::compute::is_host_cpu(&model.device) {
+        PackPolicy::prefixes(batch_size.div_ceil(crate::compute::cpu_lanes(&model.device)))
+    } else {
+        PackPolicy::prompts()
+    }
+}
+
+/// Scores every item at each path point: `[point][item]`. Requests sharing a beginning share a
+/// row (see [`pack_policy`]); with several points (LoRA paths only), rows of different points share a batch, each
 /// with its own LoRA coefficients, so each weight is read once for all of them. Rows holding
 /// one sequence and shared rows never share a batch, so an unshared sequence is computed exactly
 /// as `basin eval` computes it. `progress` gets the requests done per point (rounded down).
@@ -211,7 +225,7 @@ pub fn score_at_points(
         }
     }
     let sequences: Vec<&MaskedSequence> = items.iter().map(|i| &i.sequence).collect();
-    let rows = pack_shared_prompts(&sequences);
+    let rows = pack(&sequences, pack_policy(model, batch_size));
     let mut units: Vec<(usize, usize)> = (0..points.len())
         .flat_map(|p| (0..rows.len()).map(move |r| (p, r)))
         .collect();
@@ -270,7 +284,7 @@ mod tests {
         PackedRow {
             input_ids: vec![1],
             positions: vec![0],
-            branch: vec![0],
+            reach: vec![1],
             members: (0..members)
                 .map(|m| crate::model::packing::PackedMember {
                     sequence: m,

@@ -1,7 +1,9 @@
 //! Scaled dot-product attention (causal or masked) on the host CPU for untracked f32 tensors, with grouped
 //! key/value heads read in place (never repeated), a vectorised softmax over only the keys a
 //! query may see, and the output written straight into `[batch, seq, heads · head_dim]` (the
-//! layout the output projection reads).
+//! layout the output projection reads). Each block of queries scores only the keys one of its
+//! queries may see: up to the last one, and under a mask (a packed row's prefix tree) only
+//! those, gathered, so a branch never pays for the other branches' keys.
 //!
 //! Its tensor-op twin is burn's `module::attention` with `is_causal` (the path of tracked
 //! tensors, of masks and of the GPU); a test checks they agree. burn-flex's own kernel scores
@@ -94,37 +96,57 @@ pub fn attention(
     out.par_chunks_mut(seq_q * row_stride)
         .enumerate()
         .for_each_init(
-            || vec![0f32; QUERY_BLOCK * seq_k],
-            |scores, (b, out_b)| {
+            || Scratch {
+                scores: vec![0f32; QUERY_BLOCK * seq_k],
+                keys: Vec::new(),
+                values: Vec::new(),
+            },
+            |scratch, (b, out_b)| {
+                // Which keys each query block scores, found once for all heads.
+                let blocks: Vec<BlockKeys> = (0..seq_q)
+                    .step_by(QUERY_BLOCK)
+                    .map(|i0| {
+                        let rows = QUERY_BLOCK.min(seq_q - i0);
+                        match visibility {
+                            Visibility::Causal => BlockKeys::Prefix {
+                                keys: visible_keys(i0 + rows - 1, offset, seq_k),
+                            },
+                            Visibility::Masked {
+                                masked,
+                                batch_stride,
+                            } => BlockKeys::masked(
+                                &masked[b * batch_stride + i0 * seq_k..][..rows * seq_k],
+                                seq_k,
+                            ),
+                        }
+                    })
+                    .collect();
                 for h in 0..heads {
                     let kv_h = h / group;
                     let q_h = &q[(b * heads + h) * seq_q * d..][..seq_q * d];
                     let k_h = &k[(b * kv_heads + kv_h) * seq_k * d..][..seq_k * d];
                     let v_h = &v[(b * kv_heads + kv_h) * seq_k * d..][..seq_k * d];
-                    for i0 in (0..seq_q).step_by(QUERY_BLOCK) {
+                    for (i0, block) in (0..seq_q).step_by(QUERY_BLOCK).zip(&blocks) {
                         let rows = QUERY_BLOCK.min(seq_q - i0);
-                        let mask_rows = match visibility {
-                            Visibility::Causal => None,
-                            Visibility::Masked {
-                                masked,
-                                batch_stride,
-                            } => Some(&masked[b * batch_stride + i0 * seq_k..][..rows * seq_k]),
-                        };
-                        // Keys any query of the block may see: the block's scores stop there.
-                        let keys = match mask_rows {
-                            None => visible_keys(i0 + rows - 1, offset, seq_k),
-                            Some(m) => m
-                                .chunks(seq_k)
-                                .map(|row| row.iter().rposition(|&x| !x).map_or(0, |j| j + 1))
-                                .max()
-                                .unwrap_or(0),
-                        };
+                        let keys = block.len();
                         if keys == 0 {
                             continue;
                         }
-                        let scores = &mut scores[..rows * keys];
+                        // The keys (and values) scored, contiguous: read in place when they are
+                        // a prefix, gathered when the block sees scattered runs of them.
+                        let (k_used, v_used) = match block {
+                            BlockKeys::Masked {
+                                used: Some(used), ..
+                            } => {
+                                gather_rows(&mut scratch.keys, k_h, used, d);
+                                gather_rows(&mut scratch.values, v_h, used, d);
+                                (&scratch.keys[..], &scratch.values[..])
+                            }
+                            _ => (k_h, v_h),
+                        };
+                        let scores = &mut scratch.scores[..rows * keys];
                         // SAFETY: every pointer covers the extent gemm reads or writes: `q_h`
-                        // rows `i0..i0 + rows` × d, `k_h` rows `0..keys` × d, `scores`
+                        // rows `i0..i0 + rows` × d, `k_used` rows `0..keys` × d, `scores`
                         // rows × keys.
                         unsafe {
                             gemm::gemm(
@@ -138,7 +160,7 @@ pub fn attention(
                                 q_h[i0 * d..].as_ptr(),
                                 1,
                                 d as isize,
-                                k_h.as_ptr(),
+                                k_used.as_ptr(),
                                 d as isize,
                                 1,
                                 0.0,
@@ -151,10 +173,12 @@ pub fn attention(
                         }
                         for r in 0..rows {
                             let row = &mut scores[r * keys..(r + 1) * keys];
-                            match mask_rows {
-                                None => softmax_prefix(row, visible_keys(i0 + r, offset, seq_k)),
-                                Some(m) => {
-                                    let m = &m[r * seq_k..][..keys];
+                            match block {
+                                BlockKeys::Prefix { .. } => {
+                                    softmax_prefix(row, visible_keys(i0 + r, offset, seq_k))
+                                }
+                                BlockKeys::Masked { hidden, .. } => {
+                                    let m = &hidden[r * keys..][..keys];
                                     let mut any = false;
                                     for (x, &hidden) in row.iter_mut().zip(m) {
                                         if hidden {
@@ -169,7 +193,7 @@ pub fn attention(
                             }
                         }
                         let out_rows = &mut out_b[i0 * row_stride + h * d..];
-                        // SAFETY: `scores` is rows × keys, `v_h` keys × d, and the output rows
+                        // SAFETY: `scores` is rows × keys, `v_used` keys × d, and the output rows
                         // `i0..i0 + rows` of head h lie in `out_b` at stride heads · d.
                         unsafe {
                             gemm::gemm(
@@ -183,7 +207,7 @@ pub fn attention(
                                 scores.as_ptr(),
                                 1,
                                 keys as isize,
-                                v_h.as_ptr(),
+                                v_used.as_ptr(),
                                 1,
                                 d as isize,
                                 0.0,
@@ -199,6 +223,77 @@ pub fn attention(
             },
         );
     Some(out)
+}
+
+/// Per-task buffers: a block's scores, and its gathered keys and values.
+struct Scratch {
+    scores: Vec<f32>,
+    keys: Vec<f32>,
+    values: Vec<f32>,
+}
+
+/// The keys one query block scores.
+enum BlockKeys {
+    /// Keys `0..keys` (causal: up to the block's last query).
+    Prefix { keys: usize },
+    /// Under a mask: `used` lists the keys some query of the block may see when they are not
+    /// all of `0..` the last of them (`None`: that prefix), and `hidden` is the block's mask
+    /// restricted to the scored keys, `[rows, scored keys]`.
+    Masked {
+        keys: usize,
+        used: Option<Vec<usize>>,
+        hidden: Vec<bool>,
+    },
+}
+
+impl BlockKeys {
+    /// From a block's mask rows `[rows, seq_k]`: a packed row's query block sees its shared
+    /// ancestors and its own branch, so the other branches' keys in between are never scored.
+    fn masked(mask_rows: &[bool], seq_k: usize) -> Self {
+        let mut seen = vec![false; seq_k];
+        for row in mask_rows.chunks(seq_k) {
+            for (s, &hidden) in seen.iter_mut().zip(row) {
+                *s |= !hidden;
+            }
+        }
+        let keys = seen.iter().rposition(|&s| s).map_or(0, |j| j + 1);
+        let used: Vec<usize> = (0..keys).filter(|&j| seen[j]).collect();
+        if used.len() == keys {
+            let hidden = mask_rows
+                .chunks(seq_k)
+                .flat_map(|row| row[..keys].iter().copied())
+                .collect();
+            return Self::Masked {
+                keys,
+                used: None,
+                hidden,
+            };
+        }
+        let hidden = mask_rows
+            .chunks(seq_k)
+            .flat_map(|row| used.iter().map(move |&j| row[j]))
+            .collect();
+        Self::Masked {
+            keys: used.len(),
+            used: Some(used),
+            hidden,
+        }
+    }
+
+    /// How many keys are scored.
+    fn len(&self) -> usize {
+        match self {
+            Self::Prefix { keys } | Self::Masked { keys, .. } => *keys,
+        }
+    }
+}
+
+/// `out ← rows `used` of `src` (`[_, d]`)`, contiguous.
+fn gather_rows(out: &mut Vec<f32>, src: &[f32], used: &[usize], d: usize) {
+    out.clear();
+    for &j in used {
+        out.extend_from_slice(&src[j * d..(j + 1) * d]);
+    }
 }
 
 /// How many keys query `i` sees: `0..=i + offset`, clipped to `0..seq_k`.
@@ -322,6 +417,29 @@ mod tests {
             .unwrap()
     }
 
+    /// The host attention under a per-row mask `[batch, seq_q, seq_k]`, and its largest
+    /// difference from the twin's.
+    fn masked_vs_twin(
+        q: &[f32],
+        k: &[f32],
+        v: &[f32],
+        s: AttentionShape,
+        masked: &[bool],
+    ) -> (Vec<f32>, f32) {
+        let visibility = Visibility::Masked {
+            masked,
+            batch_stride: s.seq_q * s.seq_k,
+        };
+        let got = attention(q, k, v, s, visibility).unwrap();
+        let want = twin(q, k, v, s, Some(masked));
+        let worst = got
+            .iter()
+            .zip(&want)
+            .map(|(g, w)| (g - w).abs())
+            .fold(0f32, f32::max);
+        (got, worst)
+    }
+
     #[test]
     fn host_attention_matches_burns_causal_attention() {
         let mut state = 21u64;
@@ -389,17 +507,7 @@ mod tests {
         let q = crate::test_fixtures::uniform(&mut state, batch * heads * seq * d, 3.0);
         let k = crate::test_fixtures::uniform(&mut state, batch * kv_heads * seq * d, 3.0);
         let v = crate::test_fixtures::uniform(&mut state, batch * kv_heads * seq * d, 1.0);
-        let visibility = Visibility::Masked {
-            masked: &masked,
-            batch_stride: seq * seq,
-        };
-        let got = attention(&q, &k, &v, s, visibility).unwrap();
-        let want = twin(&q, &k, &v, s, Some(&masked));
-        let worst = got
-            .iter()
-            .zip(&want)
-            .map(|(g, w)| (g - w).abs())
-            .fold(0f32, f32::max);
+        let (got, worst) = masked_vs_twin(&q, &k, &v, s, &masked);
         assert!(worst < 2e-6, "worst difference {worst:e}");
         // Batch row 2, query 3 sees nothing: zeros (burn's kernel gives zeros too).
         let row = &got[(2 * seq + 3) * heads * d..][..heads * d];
@@ -418,6 +526,72 @@ mod tests {
             batch_stride: seq * seq,
         };
         assert_eq!(one, attention(&q, &k, &v, s, rows).unwrap());
+    }
+
+    #[test]
+    fn host_attention_over_a_prefix_tree_matches_burns_masked_attention() {
+        use crate::model::{logprobs::MaskedSequence, packing};
+        // Eight sequences with a common beginning of 20 tokens, then a two-letter alphabet (so
+        // sub-branches share more): one row, each query block seeing scattered runs of keys.
+        let mut state = 29u64;
+        let mut next = |m: u64| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) % m
+        };
+        let owned: Vec<MaskedSequence> = (0..8)
+            .map(|_| {
+                let n = 60 + next(60) as usize;
+                let ids: Vec<u32> = (0..n)
+                    .map(|i| {
+                        if i < 20 {
+                            i as u32
+                        } else {
+                            100 + next(2) as u32
+                        }
+                    })
+                    .collect();
+                MaskedSequence {
+                    target_mask: (0..n).map(|i| i >= 30).collect(),
+                    input_ids: ids,
+                }
+            })
+            .collect();
+        let seqs: Vec<&MaskedSequence> = owned.iter().collect();
+        let rows = packing::pack(&seqs, packing::PackPolicy::prefixes(8));
+        assert_eq!(rows.len(), 1);
+        let row = &rows[0];
+        let seq = row.len();
+        assert!(seq > 4 * QUERY_BLOCK, "{seq} tokens");
+        let masked: Vec<bool> = (0..seq)
+            .flat_map(|i| (0..seq).map(move |j| (i, j)))
+            .map(|(i, j)| !row.visible(i, j))
+            .collect();
+        let (heads, kv_heads, d) = (6, 2, 16);
+        let s = AttentionShape {
+            batch: 1,
+            heads,
+            kv_heads,
+            seq_q: seq,
+            seq_k: seq,
+            head_dim: d,
+        };
+        let mut rng = 31u64;
+        let q = crate::test_fixtures::uniform(&mut rng, heads * seq * d, 3.0);
+        let k = crate::test_fixtures::uniform(&mut rng, kv_heads * seq * d, 3.0);
+        let v = crate::test_fixtures::uniform(&mut rng, kv_heads * seq * d, 1.0);
+        // Some block scores fewer keys than its last visible one: the gathered path runs.
+        let gathered = (0..seq).step_by(QUERY_BLOCK).any(|i0| {
+            let rows = QUERY_BLOCK.min(seq - i0);
+            matches!(
+                BlockKeys::masked(&masked[i0 * seq..][..rows * seq], seq),
+                BlockKeys::Masked { used: Some(_), .. }
+            )
+        });
+        assert!(gathered);
+        let (_, worst) = masked_vs_twin(&q, &k, &v, s, &masked);
+        assert!(worst < 2e-6, "worst difference {worst:e}");
     }
 
     #[test]

@@ -53,7 +53,7 @@ pub fn target_logprobs(
 }
 
 /// Log-probs of every target of each member of each row, `[row][member][target]`, for rows made
-/// by [`super::packing::pack_shared_prompts`] (one LoRA coefficient per row). A batch of
+/// by [`super::packing::pack`] (one LoRA coefficient per row). A batch of
 /// unshared rows runs as plain causal sequences; with a shared row, the whole batch runs with
 /// explicit positions and an attention mask.
 pub fn packed_target_logprobs(
@@ -202,12 +202,12 @@ fn target_logprob_tensors(
     let mut predictors = Vec::new();
     let mut targets = Vec::new();
     for (r, row) in rows.iter().enumerate() {
-        if row.positions.len() != row.len() || row.branch.len() != row.len() {
+        if row.positions.len() != row.len() || row.reach.len() != row.len() {
             return Err(ModelError::Input(format!(
-                "packed row {r}: {} ids, {} positions, {} branch labels",
+                "packed row {r}: {} ids, {} positions, {} reach entries",
                 row.len(),
                 row.positions.len(),
-                row.branch.len()
+                row.reach.len()
             )));
         }
         for &id in &row.input_ids {
