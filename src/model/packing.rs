@@ -159,33 +159,37 @@ pub fn pack(seqs: &[&MaskedSequence], policy: PackPolicy) -> Vec<PackedRow> {
             alone.push(i);
         }
     }
-    order.sort_by(|&a, &b| needed(seqs[a]).cmp(needed(seqs[b])).then(a.cmp(&b)));
+    // Each sequence's needed tokens and first target, found once.
+    let need: Vec<&[u32]> = seqs.iter().map(|s| needed(s)).collect();
+    let first: Vec<Option<usize>> = seqs.iter().map(|s| first_target(s)).collect();
+    order.sort_by(|&a, &b| need[a].cmp(need[b]).then(a.cmp(&b)));
     let mut groups: Vec<Vec<usize>> = Vec::new();
     let mut row_tokens = 0;
-    for (k, &i) in order.iter().enumerate() {
-        let tokens = needed(seqs[i]);
-        let joins = k > 0 && groups.last().is_some_and(|g| g.len() < policy.max_members) && {
-            let prev = order[k - 1];
-            let shared = common_prefix(needed(seqs[prev]), tokens);
-            let allowed = match policy.sharing {
-                Sharing::Prompts => {
-                    first_target(seqs[prev]) == first_target(seqs[i])
-                        && first_target(seqs[i]).is_some_and(|p| shared >= p)
-                }
-                Sharing::Prefixes { min_tokens } => shared >= min_tokens.max(1),
-            };
-            allowed && row_tokens + tokens.len() - shared <= policy.max_tokens
+    let mut prev: Option<usize> = None;
+    for &i in &order {
+        let tokens = need[i].len();
+        let shared = prev.map_or(0, |p| common_prefix(need[p], need[i]));
+        let allowed = match policy.sharing {
+            Sharing::Prompts => {
+                prev.is_some_and(|p| first[p] == first[i]) && first[i].is_some_and(|f| shared >= f)
+            }
+            Sharing::Prefixes { min_tokens } => shared >= min_tokens.max(1),
         };
-        if joins {
-            let prev = order[k - 1];
-            row_tokens += tokens.len() - common_prefix(needed(seqs[prev]), tokens);
-            if let Some(g) = groups.last_mut() {
+        match groups.last_mut() {
+            Some(g)
+                if allowed
+                    && g.len() < policy.max_members
+                    && row_tokens + tokens - shared <= policy.max_tokens =>
+            {
+                row_tokens += tokens - shared;
                 g.push(i);
             }
-        } else {
-            row_tokens = tokens.len();
-            groups.push(vec![i]);
+            _ => {
+                row_tokens = tokens;
+                groups.push(vec![i]);
+            }
         }
+        prev = Some(i);
     }
     let mut rows: Vec<PackedRow> = groups
         .iter()
